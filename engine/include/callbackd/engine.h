@@ -1,0 +1,95 @@
+// The embedding API: open a store, create apps, enqueue finished tasks, watch them delivered.
+//
+//   auto engine = callbackd::Engine::open({.database_path = "callbackd.db"});
+//   auto app = (*engine)->create_app("acme");
+//   (*engine)->start();
+//   auto receipt = (*engine)->enqueue(app->app.id, "https://acme.example/hook", task);
+//
+// Thread-safe: every method may be called from any thread.
+#pragma once
+
+#include <callbackd/app.h>
+#include <callbackd/clock.h>
+#include <callbackd/delivery.h>
+#include <callbackd/payload.h>
+#include <callbackd/status.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace callbackd {
+
+using namespace std::chrono_literals;
+
+struct EngineOptions {
+  // The SQLite file; created with its schema when missing.
+  std::filesystem::path database_path = "callbackd.db";
+
+  // Delay after each failed attempt; its length is the number of retries.
+  std::vector<Millis> retry_schedule{30s, 60s, 120s, 300s, 600s};
+  // Bound on one attempt: connect, TLS, send and response all inside it.
+  Millis attempt_timeout = 10s;
+
+  std::size_t max_in_flight = 256;          // concurrent attempts in all
+  std::size_t max_in_flight_per_host = 32;  // concurrent attempts to one host:port
+
+  // How often the store is polled for due retries and expired leases. Fresh enqueues never
+  // wait for it: they are handed to the dispatcher as soon as they are committed.
+  Millis poll_interval = 1s;
+  // Delivered deliveries older than this are pruned.
+  Millis retention = std::chrono::duration_cast<Millis>(std::chrono::days(7));
+  // First bytes of each response kept with its attempt.
+  std::size_t max_response_bytes = 1024;
+
+  // Sent as User-Agent: callbackd/<version>.
+  std::string version = "0.1.0";
+
+  std::shared_ptr<const Clock> clock = system_clock();
+};
+
+// Validates options; the message names the offending field.
+Status validate(const EngineOptions& options);
+
+class Engine {
+ public:
+  // Opens (or creates) the store and returns expired leases to pending. Does not send
+  // anything until start().
+  static Result<std::unique_ptr<Engine>> open(EngineOptions options);
+  ~Engine();  // stop()s if still running
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Creates an app with a fresh secret from a CSPRNG. The secret is returned only here.
+  Result<AppWithSecret> create_app(std::string_view name,
+                                   SignatureScheme scheme = SignatureScheme::kHex);
+  Result<App> app(std::string_view app_id) const;
+  // Replaces the app's secret with a fresh one and returns it.
+  Result<AppWithSecret> rotate_secret(std::string_view app_id);
+
+  // Builds, validates and durably stores the callback for a finished task; returns once the
+  // commit is on disk. A repeated (app_id, task_id) returns the existing delivery unchanged.
+  Result<EnqueueReceipt> enqueue(std::string_view app_id, std::string_view callback_url,
+                                 const TaskResult& task);
+
+  Result<Delivery> delivery(std::string_view delivery_id) const;
+  Result<DeliveryPage> list(const DeliveryFilter& filter) const;
+  // Puts a delivered or dead delivery back to pending, due now, with a fresh retry budget.
+  Result<Delivery> redeliver(std::string_view delivery_id);
+
+  // Starts dispatching on a background thread. Idempotent.
+  void start();
+  // Stops claiming, lets attempts in flight finish (each within attempt_timeout), records
+  // them, and returns claimed-but-unstarted deliveries to pending. Idempotent.
+  void stop();
+
+ private:
+  class Impl;
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace callbackd
