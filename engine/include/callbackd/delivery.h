@@ -19,10 +19,14 @@ enum class DeliveryState {
 
 constexpr std::string_view to_string(DeliveryState state) {
   switch (state) {
-    case DeliveryState::kPending: return "pending";
-    case DeliveryState::kInFlight: return "in_flight";
-    case DeliveryState::kDelivered: return "delivered";
-    case DeliveryState::kDead: return "dead";
+    case DeliveryState::kPending:
+      return "pending";
+    case DeliveryState::kInFlight:
+      return "in_flight";
+    case DeliveryState::kDelivered:
+      return "delivered";
+    case DeliveryState::kDead:
+      return "dead";
   }
   return "unknown";
 }
@@ -50,15 +54,24 @@ enum class AttemptError {
 
 constexpr std::string_view to_string(AttemptError error) {
   switch (error) {
-    case AttemptError::kNone: return "";
-    case AttemptError::kStatus: return "status";
-    case AttemptError::kTimeout: return "timeout";
-    case AttemptError::kRefused: return "refused";
-    case AttemptError::kReset: return "reset";
-    case AttemptError::kDns: return "dns";
-    case AttemptError::kTls: return "tls";
-    case AttemptError::kBlocked: return "blocked";
-    case AttemptError::kNetwork: return "network";
+    case AttemptError::kNone:
+      return "";
+    case AttemptError::kStatus:
+      return "status";
+    case AttemptError::kTimeout:
+      return "timeout";
+    case AttemptError::kRefused:
+      return "refused";
+    case AttemptError::kReset:
+      return "reset";
+    case AttemptError::kDns:
+      return "dns";
+    case AttemptError::kTls:
+      return "tls";
+    case AttemptError::kBlocked:
+      return "blocked";
+    case AttemptError::kNetwork:
+      return "network";
   }
   return "unknown";
 }

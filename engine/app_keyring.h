@@ -1,0 +1,46 @@
+// The apps the engine signs for, with their secrets, cached in memory after the first look-up.
+#pragma once
+
+#include <callbackd/app.h>
+#include <callbackd/status.h>
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "queue.h"
+
+namespace callbackd {
+
+// An app and its secrets in the clear. Immutable once built: rotation makes a new AppKey.
+struct AppKey {
+  App app;
+  std::string secret;
+  std::string previous_secret;  // still signing until previous_until (Standard Webhooks)
+  std::optional<TimePoint> previous_until;
+};
+
+// Thread-safe.
+class AppKeyring {
+ public:
+  explicit AppKeyring(Queue& queue) : queue_(queue) {}
+
+  // The app's key, loaded from the queue on the first call. kNotFound naming the app id.
+  Result<std::shared_ptr<const AppKey>> get(std::string_view app_id);
+  // Replaces the cached key (after creation or rotation).
+  void put(std::shared_ptr<const AppKey> key);
+
+ private:
+  Queue& queue_;
+  std::mutex mutex_;
+  std::unordered_map<std::string, std::shared_ptr<const AppKey>> keys_;
+};
+
+// The stored form of a key and back. Secrets are kept as given until sealing at rest exists.
+StoredApp to_stored_app(const AppKey& key);
+AppKey from_stored_app(const StoredApp& stored);
+
+}  // namespace callbackd

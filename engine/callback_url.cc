@@ -1,0 +1,68 @@
+#include "callback_url.h"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <cctype>
+#include <memory>
+
+namespace callbackd {
+namespace {
+
+Status invalid(std::string_view why) {
+  return Status::InvalidArgument("callback_url: " + std::string(why));
+}
+
+struct CurlUrlDeleter {
+  void operator()(CURLU* u) const { curl_url_cleanup(u); }
+};
+struct CurlStringDeleter {
+  void operator()(char* s) const { curl_free(s); }
+};
+using CurlString = std::unique_ptr<char, CurlStringDeleter>;
+
+CurlString get_part(CURLU* url, CURLUPart part, unsigned flags = 0) {
+  char* value = nullptr;
+  if (curl_url_get(url, part, &value, flags) != CURLUE_OK) return nullptr;
+  return CurlString(value);
+}
+
+}  // namespace
+
+Result<CallbackUrl> parse_callback_url(std::string_view text) {
+  if (text.empty()) return invalid("must not be empty");
+  if (text.size() > kMaxCallbackUrlLength) {
+    return invalid("longer than " + std::to_string(kMaxCallbackUrlLength) + " bytes");
+  }
+  for (unsigned char c : text) {
+    if (c <= 0x20 || c == 0x7f) return invalid("must not contain spaces or control characters");
+  }
+
+  std::unique_ptr<CURLU, CurlUrlDeleter> url(curl_url());
+  if (!url) return Status::Internal("callback_url: out of memory");
+  const std::string copy(text);
+  if (curl_url_set(url.get(), CURLUPART_URL, copy.c_str(), 0) != CURLUE_OK) {
+    return invalid("not an absolute http(s) URL");
+  }
+
+  CallbackUrl parsed;
+  parsed.url = copy;
+  CurlString scheme = get_part(url.get(), CURLUPART_SCHEME);
+  parsed.scheme = scheme ? scheme.get() : "";
+  if (parsed.scheme != "http" && parsed.scheme != "https") {
+    return invalid("scheme must be http or https");
+  }
+  if (get_part(url.get(), CURLUPART_USER) || get_part(url.get(), CURLUPART_PASSWORD)) {
+    return invalid("must not contain credentials (user-info)");
+  }
+  CurlString host = get_part(url.get(), CURLUPART_HOST);
+  if (!host || *host == '\0') return invalid("has no host");
+  parsed.host = host.get();
+  std::transform(parsed.host.begin(), parsed.host.end(), parsed.host.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  CurlString port = get_part(url.get(), CURLUPART_PORT, CURLU_DEFAULT_PORT);
+  parsed.port = port ? std::atoi(port.get()) : 0;
+  return parsed;
+}
+
+}  // namespace callbackd

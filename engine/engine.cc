@@ -1,0 +1,240 @@
+#include <callbackd/engine.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "app_keyring.h"
+#include "callback_url.h"
+#include "dispatcher.h"
+#include "encoding.h"
+#include "ids.h"
+#include "queue.h"
+#include "retry_policy.h"
+
+namespace callbackd {
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr std::size_t kMaxAppNameLength = 200;
+
+// A claim outlives the attempt it is for, with room to wait for a slot first, so a slow
+// attempt is never claimed and sent a second time in parallel.
+Millis lease_for(const EngineOptions& options) { return 2 * options.attempt_timeout + 1s; }
+
+DispatcherOptions dispatcher_options(const EngineOptions& options) {
+  DispatcherOptions d;
+  d.max_in_flight = options.max_in_flight;
+  d.max_in_flight_per_host = std::min(options.max_in_flight_per_host, options.max_in_flight);
+  d.attempt_timeout = options.attempt_timeout;
+  d.lease = lease_for(options);
+  d.poll_interval = options.poll_interval;
+  d.retention = options.retention;
+  d.user_agent = "callbackd/" + options.version;
+  d.max_response_bytes = options.max_response_bytes;
+  return d;
+}
+
+Status check_app_name(std::string_view name) {
+  if (name.empty()) return Status::InvalidArgument("name: must not be empty");
+  if (name.size() > kMaxAppNameLength) {
+    return Status::InvalidArgument("name: longer than " + std::to_string(kMaxAppNameLength) +
+                                   " bytes");
+  }
+  if (!is_valid_utf8(name)) return Status::InvalidArgument("name: not valid UTF-8");
+  return Status::Ok();
+}
+
+Status name_field(std::string_view field, const Status& status) {
+  return Status(status.code(), std::string(field) + ": " + status.message());
+}
+
+}  // namespace
+
+Status validate(const EngineOptions& options) {
+  if (options.database_path.empty()) return Status::InvalidArgument("database_path: empty");
+  for (std::size_t i = 0; i < options.retry_schedule.size(); ++i) {
+    if (options.retry_schedule[i] <= Millis(0)) {
+      return Status::InvalidArgument("retry_schedule: entry " + std::to_string(i + 1) +
+                                     " must be positive");
+    }
+  }
+  if (options.attempt_timeout <= Millis(0)) {
+    return Status::InvalidArgument("attempt_timeout: must be positive");
+  }
+  if (options.max_in_flight == 0) return Status::InvalidArgument("max_in_flight: must be >= 1");
+  if (options.max_in_flight_per_host == 0) {
+    return Status::InvalidArgument("max_in_flight_per_host: must be >= 1");
+  }
+  if (options.poll_interval <= Millis(0)) {
+    return Status::InvalidArgument("poll_interval: must be positive");
+  }
+  if (options.retention <= Millis(0)) return Status::InvalidArgument("retention: must be positive");
+  if (!options.clock) return Status::InvalidArgument("clock: must be set");
+  return Status::Ok();
+}
+
+class Engine::Impl {
+ public:
+  Impl(EngineOptions options, std::unique_ptr<Queue> queue)
+      : options_(std::move(options)),
+        queue_(std::move(queue)),
+        keys_(*queue_),
+        dispatcher_(io_, *queue_, keys_, RetryPolicy(options_.retry_schedule),
+                    dispatcher_options(options_), options_.clock) {}
+
+  ~Impl() { stop(); }
+
+  const EngineOptions& options() const { return options_; }
+  Queue& queue() { return *queue_; }
+  AppKeyring& keys() { return keys_; }
+  Dispatcher& dispatcher() { return dispatcher_; }
+  const Clock& clock() const { return *options_.clock; }
+
+  void start() {
+    std::lock_guard lock(lifecycle_mutex_);
+    if (io_thread_.joinable()) return;
+    io_.restart();
+    work_.emplace(io_.get_executor());
+    io_thread_ = std::thread([this] { io_.run(); });
+    asio::post(io_, [this] { dispatcher_.start(); });
+  }
+
+  void stop() {
+    std::lock_guard lock(lifecycle_mutex_);
+    if (!io_thread_.joinable()) return;
+    std::promise<void> stopped;
+    asio::post(io_, [this, &stopped] { dispatcher_.stop([&stopped] { stopped.set_value(); }); });
+    stopped.get_future().wait();
+    work_.reset();
+    io_.stop();
+    io_thread_.join();
+  }
+
+ private:
+  const EngineOptions options_;
+  std::unique_ptr<Queue> queue_;
+  AppKeyring keys_;
+  asio::io_context io_;
+  Dispatcher dispatcher_;  // after io_: destroyed before it
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::thread io_thread_;
+  std::mutex lifecycle_mutex_;
+};
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Engine::~Engine() = default;
+
+Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
+  if (Status s = validate(options); !s.ok()) return s;
+  Result<std::unique_ptr<Queue>> queue = open_sqlite_queue(options.database_path.string());
+  if (!queue.ok()) return queue.status();
+  // Claims left by a process that died are returned once their lease has run out; a lease
+  // still running may belong to an attempt in progress elsewhere.
+  Result<std::size_t> recovered = (*queue)->recover_expired_leases(options.clock->now());
+  if (!recovered.ok()) return recovered.status();
+  if (*recovered > 0) spdlog::info("event=leases_recovered count={}", *recovered);
+  return std::unique_ptr<Engine>(
+      new Engine(std::make_unique<Impl>(std::move(options), std::move(*queue))));
+}
+
+Result<AppWithSecret> Engine::create_app(std::string_view name, SignatureScheme scheme) {
+  if (Status s = check_app_name(name); !s.ok()) return s;
+  if (scheme != SignatureScheme::kHex) {
+    return Status::InvalidArgument("signature_scheme: \"standard\" is not supported yet");
+  }
+  const TimePoint now = impl_->clock().now();
+  auto key = std::make_shared<AppKey>();
+  key->app = App{new_app_id(now), std::string(name), scheme, now};
+  key->secret = new_hex_secret();
+  if (Status s = impl_->queue().insert_app(to_stored_app(*key)); !s.ok()) return s;
+  impl_->keys().put(key);
+  spdlog::info("event=app_created app_id={} scheme={}", key->app.id, to_string(scheme));
+  return AppWithSecret{key->app, key->secret};
+}
+
+Result<App> Engine::app(std::string_view app_id) const {
+  Result<std::shared_ptr<const AppKey>> key = impl_->keys().get(app_id);
+  if (!key.ok()) return key.status();
+  return (*key)->app;
+}
+
+Result<AppWithSecret> Engine::rotate_secret(std::string_view app_id) {
+  Result<std::shared_ptr<const AppKey>> current = impl_->keys().get(app_id);
+  if (!current.ok()) return current.status();
+  auto key = std::make_shared<AppKey>(**current);
+  key->secret = new_hex_secret();
+  if (Status s = impl_->queue().update_app_secrets(to_stored_app(*key)); !s.ok()) return s;
+  impl_->keys().put(key);
+  spdlog::info("event=secret_rotated app_id={}", key->app.id);
+  return AppWithSecret{key->app, key->secret};
+}
+
+Result<EnqueueReceipt> Engine::enqueue(std::string_view app_id, std::string_view callback_url,
+                                       const TaskResult& task) {
+  Result<CallbackUrl> url = parse_callback_url(callback_url);
+  if (!url.ok()) return url.status();
+  Result<std::string> body = build_callback_body(task);
+  if (!body.ok()) return body.status();
+  Result<std::shared_ptr<const AppKey>> key = impl_->keys().get(app_id);
+  if (!key.ok()) return name_field("app_id", key.status());
+
+  const TimePoint now = impl_->clock().now();
+  Dispatcher& dispatcher = impl_->dispatcher();
+  // With room in the dispatcher, the row is stored already claimed and handed over right
+  // after its commit: no polling delay for a fresh callback.
+  const bool reserved = dispatcher.try_reserve();
+  NewDelivery delivery{new_delivery_id(now),
+                       std::string(app_id),
+                       task.task_id,
+                       std::move(url->url),
+                       std::make_shared<const std::string>(std::move(*body)),
+                       now,
+                       std::nullopt};
+  if (reserved) delivery.lease_until = now + lease_for(impl_->options());
+
+  Result<Enqueued> stored = impl_->queue().enqueue(delivery);
+  const bool created = stored.ok() && stored->receipt.created;
+  if (reserved) {
+    if (created) {
+      dispatcher.hand_off(ClaimedDelivery{stored->seq, std::move(delivery.id),
+                                          std::move(delivery.app_id), std::move(delivery.task_id),
+                                          std::move(delivery.callback_url),
+                                          std::move(delivery.body), 0, 0});
+    } else {
+      dispatcher.cancel_reservation();
+    }
+  } else if (created) {
+    dispatcher.notify_pending();
+  }
+  if (!stored.ok()) return stored.status();
+  return stored->receipt;
+}
+
+Result<Delivery> Engine::delivery(std::string_view delivery_id) const {
+  return impl_->queue().find_delivery(delivery_id);
+}
+
+Result<DeliveryPage> Engine::list(const DeliveryFilter& filter) const {
+  return impl_->queue().list(filter);
+}
+
+Result<Delivery> Engine::redeliver(std::string_view delivery_id) {
+  Result<Delivery> delivery = impl_->queue().redeliver(delivery_id, impl_->clock().now());
+  if (delivery.ok()) {
+    spdlog::info("event=redeliver delivery_id={}", delivery->id);
+    impl_->dispatcher().notify_pending();
+  }
+  return delivery;
+}
+
+void Engine::start() { impl_->start(); }
+void Engine::stop() { impl_->stop(); }
+
+}  // namespace callbackd
