@@ -1,0 +1,432 @@
+// The engine end to end: a real SQLite file, real HTTP to a receiver on a loopback port.
+#include <callbackd/engine.h>
+#include <gtest/gtest.h>
+#include <openssl/hmac.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "encoding.h"
+#include "manual_clock.h"
+#include "receiver.h"
+#include "temp_dir.h"
+#include "wait.h"
+
+namespace callbackd {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::ManualClock;
+using testing::ReceivedRequest;
+using testing::Receiver;
+using testing::Reply;
+using testing::TempDir;
+using testing::wait_until;
+
+TaskResult completed(std::string task_id) {
+  TaskResult task;
+  task.task_id = std::move(task_id);
+  task.results.push_back(Track{"clip_1", "https://cdn.example/1.mp3", "https://cdn.example/1.jpg",
+                               "Night Drive", 182.5, "synthwave", "[Verse] neon", 1767225600000});
+  return task;
+}
+
+TaskResult failed(std::string task_id) {
+  TaskResult task;
+  task.task_id = std::move(task_id);
+  task.status = TaskStatus::kFailed;
+  task.error = "generation failed";
+  return task;
+}
+
+std::string openssl_hmac_hex(const std::string& key, const std::string& body) {
+  unsigned char mac[32];
+  unsigned int length = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(body.data()), body.size(), mac, &length);
+  return hex_encode(std::span<const unsigned char>(mac, length));
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  EngineOptions fast_options() {
+    EngineOptions options;
+    options.database_path = dir_ / "callbackd.db";
+    options.retry_schedule = {20ms, 40ms, 60ms, 80ms, 100ms};
+    options.attempt_timeout = 2s;
+    options.poll_interval = 10ms;
+    return options;
+  }
+
+  std::unique_ptr<Engine> open(EngineOptions options) {
+    Result<std::unique_ptr<Engine>> engine = Engine::open(std::move(options));
+    EXPECT_TRUE(engine.ok()) << engine.status().to_string();
+    return std::move(*engine);
+  }
+
+  DeliveryState state_of(Engine& engine, const std::string& id) {
+    Result<Delivery> d = engine.delivery(id);
+    EXPECT_TRUE(d.ok()) << d.status().to_string();
+    return d.ok() ? d->state : DeliveryState::kPending;
+  }
+
+  bool wait_for_state(Engine& engine, const std::string& id, DeliveryState state,
+                      std::chrono::milliseconds timeout = 10s) {
+    return wait_until([&] { return state_of(engine, id) == state; }, timeout);
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(EngineTest, DeliversASignedCallbackAReceiverCanVerify) {
+  Receiver receiver;
+  auto engine = open(fast_options());
+  Result<AppWithSecret> app = engine->create_app("acme");
+  ASSERT_TRUE(app.ok());
+  engine->start();
+
+  Result<EnqueueReceipt> receipt =
+      engine->enqueue(app->app.id, receiver.url("/hook?src=test"), completed("task-1"));
+  ASSERT_TRUE(receipt.ok()) << receipt.status().to_string();
+  EXPECT_TRUE(receipt->created);
+  ASSERT_TRUE(receiver.wait_for_count(1, 10s));
+
+  const ReceivedRequest request = receiver.requests().at(0);
+  EXPECT_EQ(request.method, "POST");
+  EXPECT_EQ(request.target, "/hook?src=test");
+  EXPECT_EQ(request.body, *build_callback_body(completed("task-1")));
+  EXPECT_EQ(request.headers.at("content-type"), "application/json");
+  EXPECT_EQ(request.headers.at("x-signature"), openssl_hmac_hex(app->signing_secret, request.body));
+  EXPECT_EQ(request.headers.at("x-callback-id"), receipt->delivery_id);
+  EXPECT_EQ(request.headers.at("x-callback-attempt"), "1");
+  EXPECT_EQ(request.headers.at("user-agent"), "callbackd/0.1.0");
+
+  ASSERT_TRUE(wait_for_state(*engine, receipt->delivery_id, DeliveryState::kDelivered));
+  Result<Delivery> delivery = engine->delivery(receipt->delivery_id);
+  ASSERT_TRUE(delivery.ok());
+  EXPECT_EQ(delivery->app_id, app->app.id);
+  EXPECT_EQ(delivery->task_id, "task-1");
+  ASSERT_EQ(delivery->attempts.size(), 1u);
+  EXPECT_EQ(delivery->attempts[0].number, 1);
+  EXPECT_EQ(delivery->attempts[0].http_status, 204);
+  EXPECT_EQ(delivery->attempts[0].error, AttemptError::kNone);
+  EXPECT_FALSE(delivery->next_attempt_at.has_value());
+}
+
+TEST_F(EngineTest, FailedTaskArrivesWithTheSeedsFailedShape) {
+  Receiver receiver;
+  auto engine = open(fast_options());
+  auto app = engine->create_app("acme");
+  engine->start();
+  ASSERT_TRUE(engine->enqueue(app->app.id, receiver.url(), failed("task-f")).ok());
+  ASSERT_TRUE(receiver.wait_for_count(1, 10s));
+  EXPECT_EQ(receiver.requests()[0].body,
+            R"({"task_id":"task-f","status":"failed","error":"generation failed"})");
+}
+
+// Six attempts (1 + 5 retries), the same bytes and id each time, then dead; each retry waits
+// at least its delay after the previous attempt.
+TEST_F(EngineTest, RetriesOnTheScheduleThenDies) {
+  Receiver receiver([](const ReceivedRequest&) { return Reply{.status = 500}; });
+  EngineOptions options = fast_options();
+  auto engine = open(options);
+  auto app = engine->create_app("acme");
+  engine->start();
+  auto receipt = engine->enqueue(app->app.id, receiver.url(), completed("task-r"));
+  ASSERT_TRUE(receipt.ok());
+
+  ASSERT_TRUE(wait_for_state(*engine, receipt->delivery_id, DeliveryState::kDead));
+  std::this_thread::sleep_for(150ms);  // a seventh attempt would come within the last delay
+  const auto requests = receiver.requests();
+  ASSERT_EQ(requests.size(), 6u);
+  for (std::size_t k = 0; k < requests.size(); ++k) {
+    EXPECT_EQ(requests[k].headers.at("x-callback-attempt"), std::to_string(k + 1));
+    EXPECT_EQ(requests[k].headers.at("x-callback-id"), receipt->delivery_id);
+    EXPECT_EQ(requests[k].body, requests[0].body);
+    EXPECT_EQ(requests[k].headers.at("x-signature"), requests[0].headers.at("x-signature"));
+    if (k > 0) {
+      // The engine's clock has millisecond resolution: allow that much.
+      EXPECT_GE(requests[k].received_at - requests[k - 1].received_at,
+                options.retry_schedule[k - 1] - 1ms)
+          << "retry " << k;
+    }
+  }
+  Result<Delivery> delivery = engine->delivery(receipt->delivery_id);
+  ASSERT_EQ(delivery->attempts.size(), 6u);
+  for (std::size_t k = 0; k < 6; ++k) {
+    const Attempt& a = delivery->attempts[k];
+    EXPECT_EQ(a.number, static_cast<int>(k + 1));
+    EXPECT_EQ(a.http_status, 500);
+    EXPECT_EQ(a.error, AttemptError::kStatus);
+    if (k > 0) {
+      EXPECT_GE(a.started_at - delivery->attempts[k - 1].started_at, options.retry_schedule[k - 1]);
+    }
+  }
+  EXPECT_FALSE(delivery->next_attempt_at.has_value());
+}
+
+// With the default 30/60/120/300/600 s schedule on a manual clock: attempt k+1 never starts
+// before its due time, and does start once the clock reaches it.
+TEST_F(EngineTest, ManualClockRetryIsNeverEarly) {
+  Receiver receiver([](const ReceivedRequest&) { return Reply{.status = 503}; });
+  auto clock = std::make_shared<ManualClock>();
+  EngineOptions options = fast_options();
+  options.retry_schedule = {30s, 60s, 120s, 300s, 600s};
+  options.poll_interval = 5ms;
+  options.clock = clock;
+  auto engine = open(options);
+  auto app = engine->create_app("acme");
+  engine->start();
+  auto receipt = engine->enqueue(app->app.id, receiver.url(), completed("task-m"));
+  ASSERT_TRUE(receiver.wait_for_count(1, 10s));
+
+  for (std::size_t k = 0; k < options.retry_schedule.size(); ++k) {
+    // Wait for the failure to be recorded: its retry time is then known.
+    ASSERT_TRUE(wait_until(
+        [&] {
+          auto d = engine->delivery(receipt->delivery_id);
+          return d.ok() && d->state == DeliveryState::kPending && d->attempts.size() == k + 1;
+        },
+        10s));
+    const Delivery d = *engine->delivery(receipt->delivery_id);
+    ASSERT_TRUE(d.next_attempt_at.has_value());
+    EXPECT_EQ(*d.next_attempt_at, clock->now() + options.retry_schedule[k]);
+
+    clock->advance(options.retry_schedule[k] - 1ms);
+    std::this_thread::sleep_for(60ms);  // a dozen poll intervals
+    EXPECT_EQ(receiver.count(), k + 1) << "attempt " << k + 2 << " came before its due time";
+    clock->advance(1ms);
+    ASSERT_TRUE(receiver.wait_for_count(k + 2, 10s)) << "attempt " << k + 2 << " never came";
+  }
+  ASSERT_TRUE(wait_for_state(*engine, receipt->delivery_id, DeliveryState::kDead));
+  clock->advance(24h);
+  std::this_thread::sleep_for(60ms);
+  EXPECT_EQ(receiver.count(), 6u);
+}
+
+TEST_F(EngineTest, NonSuccessStatusesFailAndRedirectsAreNotFollowed) {
+  std::atomic<int> status{500};
+  Receiver receiver([&](const ReceivedRequest& r) {
+    if (r.target == "/moved") return Reply{.status = 204};
+    Reply reply{.status = status.load(), .body = "nope"};
+    if (reply.status == 301) reply.headers.push_back({"Location", "/moved"});
+    return reply;
+  });
+  EngineOptions options = fast_options();
+  options.retry_schedule = {10ms};
+  auto engine = open(options);
+  auto app = engine->create_app("acme");
+  engine->start();
+
+  for (int code : {500, 404, 301}) {
+    status = code;
+    auto receipt =
+        engine->enqueue(app->app.id, receiver.url("/hook"), completed("t" + std::to_string(code)));
+    ASSERT_TRUE(wait_for_state(*engine, receipt->delivery_id, DeliveryState::kDead)) << code;
+    Result<Delivery> d = engine->delivery(receipt->delivery_id);
+    ASSERT_EQ(d->attempts.size(), 2u) << code;
+    for (const Attempt& a : d->attempts) {
+      EXPECT_EQ(a.http_status, code);
+      EXPECT_EQ(a.error, AttemptError::kStatus);
+      EXPECT_EQ(a.response_head, "nope");
+    }
+  }
+  for (const auto& r : receiver.requests()) EXPECT_NE(r.target, "/moved");
+}
+
+TEST_F(EngineTest, HangingReceiverIsCutAtTheAttemptBound) {
+  Receiver receiver([](const ReceivedRequest&) { return Reply{.hang = true}; });
+  EngineOptions options = fast_options();
+  options.retry_schedule = {};
+  options.attempt_timeout = 300ms;
+  auto engine = open(options);
+  auto app = engine->create_app("acme");
+  engine->start();
+  auto receipt = engine->enqueue(app->app.id, receiver.url(), completed("task-h"));
+  ASSERT_TRUE(wait_for_state(*engine, receipt->delivery_id, DeliveryState::kDead));
+  Result<Delivery> d = engine->delivery(receipt->delivery_id);
+  ASSERT_EQ(d->attempts.size(), 1u);
+  EXPECT_EQ(d->attempts[0].error, AttemptError::kTimeout);
+  EXPECT_EQ(d->attempts[0].http_status, 0);
+  EXPECT_GE(d->attempts[0].duration, 290ms);
+  EXPECT_LT(d->attempts[0].duration, 2s);
+}
+
+TEST_F(EngineTest, RefusedConnectionIsAFailedAttempt) {
+  EngineOptions options = fast_options();
+  options.retry_schedule = {5ms, 5ms};
+  auto engine = open(options);
+  auto app = engine->create_app("acme");
+  engine->start();
+  const std::string url =
+      "http://127.0.0.1:" + std::to_string(testing::unused_loopback_port()) + "/x";
+  auto receipt = engine->enqueue(app->app.id, url, completed("task-c"));
+  ASSERT_TRUE(wait_for_state(*engine, receipt->delivery_id, DeliveryState::kDead));
+  Result<Delivery> d = engine->delivery(receipt->delivery_id);
+  ASSERT_EQ(d->attempts.size(), 3u);
+  for (const Attempt& a : d->attempts) EXPECT_EQ(a.error, AttemptError::kRefused);
+}
+
+// A host that hangs holds only its own per-host slots: another host's callbacks go through
+// while the slow host's attempts are still waiting for their timeout.
+TEST_F(EngineTest, SlowHostDoesNotDelayAFastOne) {
+  Receiver slow([](const ReceivedRequest&) { return Reply{.hang = true}; });
+  Receiver fast;
+  EngineOptions options = fast_options();
+  options.attempt_timeout = 5s;
+  options.max_in_flight = 8;
+  options.max_in_flight_per_host = 2;
+  auto engine = open(options);
+  auto app = engine->create_app("acme");
+  engine->start();
+
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(
+        engine->enqueue(app->app.id, slow.url(), completed("slow-" + std::to_string(i))).ok());
+  }
+  ASSERT_TRUE(slow.wait_for_count(2, 5s));
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(
+        engine->enqueue(app->app.id, fast.url(), completed("fast-" + std::to_string(i))).ok());
+  }
+  EXPECT_TRUE(fast.wait_for_count(20, 4s));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, options.attempt_timeout);
+  EXPECT_EQ(slow.count(), 2u) << "the per-host cap let more than 2 attempts reach the slow host";
+}
+
+TEST_F(EngineTest, SameTaskTwiceIsOneCallback) {
+  Receiver receiver;
+  auto engine = open(fast_options());
+  auto app = engine->create_app("acme");
+  engine->start();
+  auto first = engine->enqueue(app->app.id, receiver.url(), completed("task-d"));
+  auto second = engine->enqueue(app->app.id, receiver.url(), completed("task-d"));
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_TRUE(first->created);
+  EXPECT_FALSE(second->created);
+  EXPECT_EQ(first->delivery_id, second->delivery_id);
+  ASSERT_TRUE(wait_for_state(*engine, first->delivery_id, DeliveryState::kDelivered));
+  auto third = engine->enqueue(app->app.id, receiver.url(), completed("task-d"));
+  EXPECT_EQ(third->delivery_id, first->delivery_id);
+  EXPECT_EQ(third->state, DeliveryState::kDelivered);
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(receiver.count(), 1u);
+}
+
+TEST_F(EngineTest, ConcurrentEnqueuesAreEachDeliveredOnce) {
+  Receiver receiver;
+  auto engine = open(fast_options());
+  auto app = engine->create_app("acme");
+  engine->start();
+  constexpr int kThreads = 8, kPerThread = 50;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        auto r = engine->enqueue(app->app.id, receiver.url(),
+                                 completed("t" + std::to_string(t) + "-" + std::to_string(i)));
+        if (!r.ok()) ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  ASSERT_TRUE(receiver.wait_for_count(kThreads * kPerThread, 20s));
+  std::this_thread::sleep_for(100ms);
+  std::set<std::string> ids;
+  for (const auto& r : receiver.requests()) ids.insert(r.headers.at("x-callback-id"));
+  EXPECT_EQ(ids.size(), static_cast<std::size_t>(kThreads * kPerThread));
+  EXPECT_EQ(receiver.count(), static_cast<std::size_t>(kThreads * kPerThread));
+}
+
+TEST_F(EngineTest, RedeliverGivesADeadDeliveryAFreshBudget) {
+  std::atomic<int> status{500};
+  Receiver receiver([&](const ReceivedRequest&) { return Reply{.status = status.load()}; });
+  EngineOptions options = fast_options();
+  options.retry_schedule = {5ms};
+  auto engine = open(options);
+  auto app = engine->create_app("acme");
+  engine->start();
+  auto receipt = engine->enqueue(app->app.id, receiver.url(), completed("task-x"));
+  ASSERT_TRUE(wait_for_state(*engine, receipt->delivery_id, DeliveryState::kDead));
+
+  status = 200;
+  Result<Delivery> redelivered = engine->redeliver(receipt->delivery_id);
+  ASSERT_TRUE(redelivered.ok()) << redelivered.status().to_string();
+  ASSERT_TRUE(wait_for_state(*engine, receipt->delivery_id, DeliveryState::kDelivered));
+  const auto requests = receiver.requests();
+  ASSERT_EQ(requests.size(), 3u);
+  EXPECT_EQ(requests[2].headers.at("x-callback-attempt"), "1");
+  Result<Delivery> d = engine->delivery(receipt->delivery_id);
+  ASSERT_EQ(d->attempts.size(), 3u);
+  EXPECT_EQ(d->attempts[2].number, 3);
+  EXPECT_EQ(d->attempts[2].http_status, 200);
+
+  // Only a finished delivery can be redelivered.
+  engine->stop();
+  auto busy = engine->enqueue(app->app.id, receiver.url(), completed("task-y"));
+  ASSERT_EQ(busy->state, DeliveryState::kPending);
+  Result<Delivery> refused = engine->redeliver(busy->delivery_id);
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(engine->redeliver("dlv_nope").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(EngineTest, BadInputIsRefusedAndNothingIsStored) {
+  auto engine = open(fast_options());
+  auto app = engine->create_app("acme");
+
+  auto unknown_app = engine->enqueue("app_missing", "https://example.com/x", completed("a"));
+  EXPECT_EQ(unknown_app.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(unknown_app.status().message().find("app_id"), std::string::npos);
+
+  auto bad_url = engine->enqueue(app->app.id, "ftp://example.com/x", completed("b"));
+  EXPECT_EQ(bad_url.status().to_string(),
+            "invalid_argument: callback_url: scheme must be http or https");
+
+  auto bad_task = engine->enqueue(app->app.id, "https://example.com/x", completed(""));
+  EXPECT_EQ(bad_task.status().to_string(), "invalid_argument: task_id: must not be empty");
+
+  EXPECT_EQ(engine->create_app("").status().to_string(),
+            "invalid_argument: name: must not be empty");
+
+  Result<DeliveryPage> page = engine->list({});
+  ASSERT_TRUE(page.ok());
+  EXPECT_TRUE(page->items.empty());
+}
+
+// Stop lets attempts in flight finish and records them; an engine opened later on the same file
+// delivers what was left pending.
+TEST_F(EngineTest, StopFinishesInFlightAndRestartDeliversTheRest) {
+  Receiver receiver([](const ReceivedRequest&) { return Reply{.status = 200, .delay = 300ms}; });
+  EngineOptions options = fast_options();
+  std::vector<std::string> ids;
+  {
+    auto engine = open(options);
+    auto app = engine->create_app("acme");
+    engine->start();
+    for (int i = 0; i < 5; ++i) {
+      ids.push_back(engine->enqueue(app->app.id, receiver.url(), completed("s" + std::to_string(i)))
+                        ->delivery_id);
+    }
+    ASSERT_TRUE(receiver.wait_for_count(5, 5s));
+    engine->stop();
+    for (const auto& id : ids) EXPECT_EQ(state_of(*engine, id), DeliveryState::kDelivered) << id;
+    // Enqueued while stopped: stored, waiting.
+    for (int i = 5; i < 8; ++i) {
+      auto r = engine->enqueue(app->app.id, receiver.url(), completed("s" + std::to_string(i)));
+      EXPECT_EQ(r->state, DeliveryState::kPending);
+      ids.push_back(r->delivery_id);
+    }
+  }
+  auto engine = open(options);
+  engine->start();
+  for (const auto& id : ids)
+    EXPECT_TRUE(wait_for_state(*engine, id, DeliveryState::kDelivered)) << id;
+  EXPECT_EQ(receiver.count(), 8u);
+}
+
+}  // namespace
+}  // namespace callbackd
