@@ -281,6 +281,7 @@ void Dispatcher::on_attempt_done(const Job& job, TimePoint started_at, HttpRespo
   spdlog::debug("event=attempt delivery_id={} attempt={} status={} error={} next_state={}", d.id,
                 attempt.number, attempt.http_status, to_string(attempt.error),
                 to_string(next.state));
+  if (options_.observer) options_.observer->on_attempt(attempt, next.state);
   records_.push_back(AttemptRecord{d.seq, std::move(attempt), next.state, next.at});
 
   flush_records();

@@ -7,6 +7,9 @@
 // their results back, so the io thread never waits on disk.
 #pragma once
 
+#include <callbackd/engine.h>
+
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -37,6 +40,7 @@ struct DispatcherOptions {
   std::size_t claim_batch = 128;
   std::string user_agent = "callbackd";
   std::size_t max_response_bytes = 1024;
+  std::shared_ptr<EngineObserver> observer;  // optional
 };
 
 class Dispatcher {
@@ -60,6 +64,8 @@ class Dispatcher {
   void cancel_reservation();
   // Any thread. Something became due now: claim soon instead of at the next poll.
   void notify_pending();
+  // Any thread. Attempts running now.
+  std::size_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
 
  private:
   struct Job {
@@ -108,9 +114,9 @@ class Dispatcher {
 
   // io thread state
   std::unordered_map<std::string, Host> hosts_;
-  std::deque<std::string> rotation_;       // hosts with a ready job and a free slot
-  std::unordered_set<std::int64_t> held_;  // seqs waiting or running here
-  std::size_t in_flight_ = 0;
+  std::deque<std::string> rotation_;        // hosts with a ready job and a free slot
+  std::unordered_set<std::int64_t> held_;   // seqs waiting or running here
+  std::atomic<std::size_t> in_flight_ = 0;  // written on the io thread only
   std::unordered_map<std::string, std::pair<std::shared_ptr<const AppKey>, Signer>> signers_;
   std::vector<AttemptRecord> records_;  // finished attempts not yet handed to storage
   std::vector<std::int64_t> releases_;  // claimed deliveries to give back

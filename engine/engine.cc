@@ -38,6 +38,7 @@ DispatcherOptions dispatcher_options(const EngineOptions& options) {
   d.retention = options.retention;
   d.user_agent = "callbackd/" + options.version;
   d.max_response_bytes = options.max_response_bytes;
+  d.observer = options.observer;
   return d;
 }
 
@@ -185,6 +186,7 @@ Result<EnqueueReceipt> Engine::enqueue(std::string_view app_id, std::string_view
   Result<std::shared_ptr<const AppKey>> key = impl_->keys().get(app_id);
   if (!key.ok()) return name_field("app_id", key.status());
 
+  const auto started = std::chrono::steady_clock::now();
   const TimePoint now = impl_->clock().now();
   Dispatcher& dispatcher = impl_->dispatcher();
   // With room in the dispatcher, the row is stored already claimed and handed over right
@@ -214,6 +216,11 @@ Result<EnqueueReceipt> Engine::enqueue(std::string_view app_id, std::string_view
     dispatcher.notify_pending();
   }
   if (!stored.ok()) return stored.status();
+  if (const auto& observer = impl_->options().observer) {
+    observer->on_enqueued(std::chrono::duration_cast<std::chrono::microseconds>(
+                              std::chrono::steady_clock::now() - started),
+                          created);
+  }
   return stored->receipt;
 }
 
@@ -233,6 +240,10 @@ Result<Delivery> Engine::redeliver(std::string_view delivery_id) {
   }
   return delivery;
 }
+
+Result<DeliveryCounts> Engine::count_by_state() const { return impl_->queue().count_by_state(); }
+
+std::size_t Engine::in_flight() const { return impl_->dispatcher().in_flight(); }
 
 void Engine::start() { impl_->start(); }
 void Engine::stop() { impl_->stop(); }

@@ -68,7 +68,7 @@ struct AttemptRecord {
   TimePoint next_due_at;  // pending: when the retry is due; otherwise when it finished
 };
 
-using StateCounts = std::array<std::size_t, 4>;  // indexed by DeliveryState
+using StateCounts = DeliveryCounts;
 
 class Queue {
  public:

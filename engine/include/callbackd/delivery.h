@@ -3,6 +3,7 @@
 
 #include <callbackd/clock.h>
 
+#include <array>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -117,6 +118,9 @@ struct DeliveryPage {
   std::vector<Delivery> items;  // oldest first; attempts are filled in
   std::string next_cursor;      // empty on the last page
 };
+
+// A number per state, indexed by DeliveryState.
+using DeliveryCounts = std::array<std::size_t, 4>;
 
 // What enqueue answers: the delivery for (app_id, task_id), new or already there.
 struct EnqueueReceipt {

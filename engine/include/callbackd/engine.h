@@ -25,6 +25,18 @@ namespace callbackd {
 
 using namespace std::chrono_literals;
 
+// Told what the engine does, for metrics. Called on engine threads (enqueue on the caller's,
+// attempts on the dispatcher's): implementations must be thread-safe and quick.
+class EngineObserver {
+ public:
+  virtual ~EngineObserver() = default;
+  // A callback was stored (created) or found already stored (!created); latency is the
+  // time enqueue took, commit included.
+  virtual void on_enqueued(std::chrono::microseconds /*latency*/, bool /*created*/) {}
+  // An attempt finished; next_state is where it moved its delivery.
+  virtual void on_attempt(const Attempt& /*attempt*/, DeliveryState /*next_state*/) {}
+};
+
 struct EngineOptions {
   // The SQLite file; created with its schema when missing.
   std::filesystem::path database_path = "callbackd.db";
@@ -49,6 +61,7 @@ struct EngineOptions {
   std::string version = "0.1.0";
 
   std::shared_ptr<const Clock> clock = system_clock();
+  std::shared_ptr<EngineObserver> observer;  // optional
 };
 
 // Validates options; the message names the offending field.
@@ -79,6 +92,11 @@ class Engine {
   Result<DeliveryPage> list(const DeliveryFilter& filter) const;
   // Puts a delivered or dead delivery back to pending, due now, with a fresh retry budget.
   Result<Delivery> redeliver(std::string_view delivery_id);
+
+  // Deliveries in each state, indexed by DeliveryState.
+  Result<DeliveryCounts> count_by_state() const;
+  // Attempts running now.
+  std::size_t in_flight() const;
 
   // Starts dispatching on a background thread. Idempotent.
   void start();

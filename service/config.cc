@@ -1,0 +1,311 @@
+#include "config.h"
+
+#include <toml++/toml.h>
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/network_v4.hpp>
+#include <boost/asio/ip/network_v6.hpp>
+#include <functional>
+
+#include "units.h"
+
+namespace callbackd {
+namespace {
+
+using Values = std::vector<std::string>;
+
+struct KeyDef {
+  const char* name;
+  const char* default_text;
+  const char* help;
+  bool is_list;  // several values (repeatable flag, TOML array, comma-separated)
+  // REQUIRES: values not empty unless is_list (an empty list clears: no retries, no networks)
+  std::function<Status(Config&, const Values&)> apply;
+};
+
+Status not_a(std::string_view value, std::string_view what) {
+  return Status::InvalidArgument("\"" + std::string(value) + "\" is not " + std::string(what));
+}
+
+Status set_duration(Millis& out, const std::string& value) {
+  std::optional<Millis> d = parse_duration(value);
+  if (!d || *d <= Millis(0)) return not_a(value, "a positive duration (e.g. 250ms, 30s, 5m, 7d)");
+  out = *d;
+  return Status::Ok();
+}
+
+Status set_count(std::size_t& out, const std::string& value) {
+  std::optional<std::uint64_t> n = parse_unsigned(value);
+  if (!n || *n == 0 || *n > 1'000'000) return not_a(value, "a whole number from 1 to 1000000");
+  out = static_cast<std::size_t>(*n);
+  return Status::Ok();
+}
+
+Status check_listen(const std::string& value) {
+  const auto colon = value.rfind(':');
+  if (colon == std::string::npos) return not_a(value, "host:port");
+  std::string host = value.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  boost::system::error_code ec;
+  boost::asio::ip::make_address(host, ec);
+  std::optional<std::uint64_t> port = parse_unsigned(value.substr(colon + 1));
+  if (ec || !port || *port == 0 || *port > 65535) {
+    return not_a(value, "an IP address and port (e.g. 127.0.0.1:7780 or [::1]:7780)");
+  }
+  return Status::Ok();
+}
+
+bool is_loopback_listen(const std::string& value) {
+  std::string host = value.substr(0, value.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  boost::system::error_code ec;
+  auto address = boost::asio::ip::make_address(host, ec);
+  return !ec && address.is_loopback();
+}
+
+Status check_cidr(const std::string& value) {
+  boost::system::error_code ec;
+  if (value.find(':') == std::string::npos) {
+    boost::asio::ip::make_network_v4(value, ec);
+  } else {
+    boost::asio::ip::make_network_v6(value, ec);
+  }
+  if (ec || value.find('/') == std::string::npos) {
+    return not_a(value, "a CIDR network (e.g. 10.0.0.0/8 or fd00::/8)");
+  }
+  return Status::Ok();
+}
+
+const std::vector<KeyDef>& key_defs() {
+  static const std::vector<KeyDef> defs = {
+      {"listen", "127.0.0.1:7780", "HTTP API address (IP:port)", false,
+       [](Config& c, const Values& v) {
+         if (Status s = check_listen(v.back()); !s.ok()) return s;
+         c.listen = v.back();
+         return Status::Ok();
+       }},
+      {"data_dir", "./data", "directory of the SQLite file (callbackd.db)", false,
+       [](Config& c, const Values& v) {
+         if (v.back().empty()) return Status::InvalidArgument("must not be empty");
+         c.data_dir = v.back();
+         return Status::Ok();
+       }},
+      {"api_token", "none", "bearer token every /v1 call must carry; without it only loopback",
+       false,
+       [](Config& c, const Values& v) {
+         c.api_token = v.back();
+         return Status::Ok();
+       }},
+      {"retry_schedule", "30s,60s,120s,300s,600s",
+       "delays after each failed attempt; its length is the retry count", true,
+       [](Config& c, const Values& v) {
+         std::vector<Millis> schedule;
+         for (const std::string& item : v) {
+           Millis d;
+           if (Status s = set_duration(d, item); !s.ok()) return s;
+           schedule.push_back(d);
+         }
+         if (schedule.size() > 20) return Status::InvalidArgument("more than 20 retries");
+         c.retry_schedule = std::move(schedule);
+         return Status::Ok();
+       }},
+      {"attempt_timeout", "10s", "bound on one attempt, start to response", false,
+       [](Config& c, const Values& v) { return set_duration(c.attempt_timeout, v.back()); }},
+      {"max_in_flight", "256", "concurrent attempts in all", false,
+       [](Config& c, const Values& v) { return set_count(c.max_in_flight, v.back()); }},
+      {"max_in_flight_per_host", "32", "concurrent attempts to one host", false,
+       [](Config& c, const Values& v) { return set_count(c.max_in_flight_per_host, v.back()); }},
+      {"allow_networks", "none", "CIDRs opened past the network guard (repeatable)", true,
+       [](Config& c, const Values& v) {
+         for (const std::string& item : v) {
+           if (Status s = check_cidr(item); !s.ok()) return s;
+         }
+         c.allow_networks = v;
+         return Status::Ok();
+       }},
+      {"max_body_bytes", "1MiB", "ingest body cap (bytes, KiB, MiB)", false,
+       [](Config& c, const Values& v) {
+         std::optional<std::uint64_t> n = parse_byte_size(v.back());
+         if (!n || *n < 1024 || *n > (64ULL << 20)) {
+           return not_a(v.back(), "a size from 1KiB to 64MiB");
+         }
+         c.max_body_bytes = static_cast<std::size_t>(*n);
+         return Status::Ok();
+       }},
+      {"retention", "7d", "how long delivered deliveries are kept", false,
+       [](Config& c, const Values& v) { return set_duration(c.retention, v.back()); }},
+      {"log_level", "info", "trace, debug, info, warn, error, critical or off", false,
+       [](Config& c, const Values& v) {
+         static const char* kLevels[] = {"trace", "debug",    "info", "warn",
+                                         "error", "critical", "off"};
+         for (const char* level : kLevels) {
+           if (v.back() == level) {
+             c.log_level = level;
+             return Status::Ok();
+           }
+         }
+         return not_a(v.back(), "a log level (trace, debug, info, warn, error, critical, off)");
+       }},
+      {"poll_interval", "1s", "how often due retries and expired leases are looked for", false,
+       [](Config& c, const Values& v) { return set_duration(c.poll_interval, v.back()); }},
+  };
+  return defs;
+}
+
+const KeyDef* find_key(std::string_view name) {
+  for (const KeyDef& def : key_defs()) {
+    if (name == def.name) return &def;
+  }
+  return nullptr;
+}
+
+Values split_commas(const std::string& text) {
+  Values out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const std::size_t comma = text.find(',', start);
+    const std::size_t end = comma == std::string::npos ? text.size() : comma;
+    std::string item = text.substr(start, end - start);
+    // Tolerate "30s, 60s".
+    while (!item.empty() && item.front() == ' ') item.erase(item.begin());
+    while (!item.empty() && item.back() == ' ') item.pop_back();
+    if (!item.empty()) out.push_back(std::move(item));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+// Values by key, from one source, with the label errors use for each key.
+struct SourceValues {
+  std::map<std::string, Values> values;
+  std::map<std::string, std::string> labels;
+};
+
+Result<SourceValues> read_file(const std::filesystem::path& path) {
+  const std::string where = "config file \"" + path.string() + "\"";
+  toml::table table;
+  try {
+    table = toml::parse_file(path.string());
+  } catch (const toml::parse_error& e) {
+    const auto& at = e.source().begin;
+    return Status::InvalidArgument(where + ": line " + std::to_string(at.line) + ": " +
+                                   std::string(e.description()));
+  }
+  SourceValues out;
+  for (auto&& [key, node] : table) {
+    const std::string name(key.str());
+    const KeyDef* def = find_key(name);
+    if (def == nullptr) return Status::InvalidArgument(where + ": unknown key \"" + name + "\"");
+    const std::string label = where + ": " + name;
+    auto scalar = [&](const toml::node& n) -> std::optional<std::string> {
+      if (auto s = n.value<std::string>(); s && n.is_string()) return *s;
+      if (auto i = n.value<std::int64_t>(); i && n.is_integer()) return std::to_string(*i);
+      return std::nullopt;
+    };
+    Values values;
+    if (const toml::array* array = node.as_array()) {
+      if (!def->is_list) return Status::InvalidArgument(label + ": takes one value, not a list");
+      for (const toml::node& item : *array) {
+        auto text = scalar(item);
+        if (!text) return Status::InvalidArgument(label + ": list items must be strings");
+        values.push_back(*text);
+      }
+    } else if (auto text = scalar(node)) {
+      values = def->is_list ? split_commas(*text) : Values{*text};
+    } else {
+      return Status::InvalidArgument(label + ": must be a string or an integer");
+    }
+    out.values[name] = std::move(values);
+    out.labels[name] = label;
+  }
+  return out;
+}
+
+Result<SourceValues> read_environment(const std::map<std::string, std::string>& environment) {
+  SourceValues out;
+  for (const auto& [variable, value] : environment) {
+    if (variable.rfind("CALLBACKD_", 0) != 0 || is_reserved_environment_variable(variable)) {
+      continue;
+    }
+    std::string name = variable.substr(10);
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const KeyDef* def = find_key(name);
+    if (def == nullptr) {
+      return Status::InvalidArgument(variable + ": not a configuration key");
+    }
+    out.values[name] = def->is_list ? split_commas(value) : Values{value};
+    out.labels[name] = variable;
+  }
+  return out;
+}
+
+Result<SourceValues> read_flags(const std::vector<std::pair<std::string, std::string>>& flags) {
+  SourceValues out;
+  for (const auto& [flag, value] : flags) {
+    std::string name = flag;
+    for (char& c : name) c = c == '-' ? '_' : c;
+    const KeyDef* def = find_key(name);
+    if (def == nullptr) return Status::InvalidArgument("--" + flag + ": unknown flag");
+    Values& values = out.values[name];
+    if (def->is_list) {
+      for (std::string& item : split_commas(value)) values.push_back(std::move(item));
+    } else {
+      values = {value};
+    }
+    out.labels[name] = "--" + flag;
+  }
+  return out;
+}
+
+}  // namespace
+
+bool is_reserved_environment_variable(std::string_view name) {
+  return name == "CALLBACKD_MASTER_KEY";
+}
+
+std::vector<ConfigKeyInfo> config_key_infos() {
+  std::vector<ConfigKeyInfo> infos;
+  for (const KeyDef& def : key_defs()) infos.push_back({def.name, def.default_text, def.help});
+  return infos;
+}
+
+Result<Config> load_config(const ConfigSources& sources) {
+  std::vector<SourceValues> layers;  // lowest precedence first
+  if (sources.file) {
+    Result<SourceValues> file = read_file(*sources.file);
+    if (!file.ok()) return file.status();
+    layers.push_back(std::move(*file));
+  }
+  Result<SourceValues> environment = read_environment(sources.environment);
+  if (!environment.ok()) return environment.status();
+  layers.push_back(std::move(*environment));
+  Result<SourceValues> flags = read_flags(sources.flags);
+  if (!flags.ok()) return flags.status();
+  layers.push_back(std::move(*flags));
+
+  Config config;
+  for (const KeyDef& def : key_defs()) {
+    for (auto layer = layers.rbegin(); layer != layers.rend(); ++layer) {
+      auto found = layer->values.find(def.name);
+      if (found == layer->values.end()) continue;
+      const std::string& label = layer->labels.at(def.name);
+      if (found->second.empty() && !def.is_list) {
+        return Status::InvalidArgument(label + ": needs a value");
+      }
+      if (Status s = def.apply(config, found->second); !s.ok()) {
+        return Status::InvalidArgument(label + ": " + s.message());
+      }
+      break;  // the highest-precedence source wins
+    }
+  }
+  if (config.api_token.empty() && !is_loopback_listen(config.listen)) {
+    return Status::InvalidArgument("listen: " + config.listen +
+                                   " is not a loopback address; set api_token to serve on it");
+  }
+  return config;
+}
+
+}  // namespace callbackd

@@ -1,0 +1,60 @@
+// The daemon's configuration: a TOML file, overridden by CALLBACKD_<KEY> environment variables,
+// overridden by --<key-with-dashes> flags. Unknown keys and bad values are start-up errors.
+#pragma once
+
+#include <callbackd/clock.h>
+#include <callbackd/status.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace callbackd {
+
+using namespace std::chrono_literals;
+
+struct Config {
+  std::string listen = "127.0.0.1:7780";
+  std::filesystem::path data_dir = "./data";
+  std::string api_token;  // empty: none; then only loopback is served
+  std::vector<Millis> retry_schedule{30s, 60s, 120s, 300s, 600s};
+  Millis attempt_timeout = 10s;
+  std::size_t max_in_flight = 256;
+  std::size_t max_in_flight_per_host = 32;
+  std::vector<std::string> allow_networks;  // CIDRs opened past the network guard
+  std::size_t max_body_bytes = 1 << 20;
+  Millis retention = std::chrono::duration_cast<Millis>(std::chrono::days(7));
+  std::string log_level = "info";
+  Millis poll_interval = 1s;
+
+  std::filesystem::path database_path() const { return data_dir / "callbackd.db"; }
+};
+
+// One documented key: what --help prints.
+struct ConfigKeyInfo {
+  std::string name;  // as in the TOML file: max_in_flight
+  std::string default_text;
+  std::string help;
+};
+std::vector<ConfigKeyInfo> config_key_infos();
+
+// Where values come from, lowest precedence first.
+struct ConfigSources {
+  std::optional<std::filesystem::path> file;
+  std::map<std::string, std::string> environment;  // every variable; only CALLBACKD_* are read
+  std::vector<std::pair<std::string, std::string>> flags;  // ("max-in-flight", "64"), in order
+};
+
+// kInvalidArgument naming the source and key ("--max-in-flight: ...",
+// "CALLBACKD_RETENTION: ...", "config file \"x.toml\": unknown key \"foo\"").
+Result<Config> load_config(const ConfigSources& sources);
+
+// Environment variables that are not configuration keys but are still callbackd's.
+bool is_reserved_environment_variable(std::string_view name);
+
+}  // namespace callbackd

@@ -1,0 +1,41 @@
+// POST /v1/callbacks bodies: JSON in, a validated callback request out. Untrusted input: every
+// problem is reported naming its field, and nothing here touches storage.
+#pragma once
+
+#include <callbackd/payload.h>
+#include <callbackd/status.h>
+
+#include <string>
+#include <string_view>
+
+namespace callbackd {
+
+// The six task endpoints that send callbacks.
+inline constexpr std::string_view kCallbackEndpoints[] = {"generate", "cover",      "remaster",
+                                                          "soundfx",  "add-vocals", "infill"};
+// The audio-processing endpoints: synchronous, they never send a callback.
+inline constexpr std::string_view kSynchronousEndpoints[] = {"stem", "midi", "timeline", "waveform",
+                                                             "wav"};
+
+struct CallbackRequest {
+  std::string app_id;
+  std::string callback_url;
+  std::string endpoint;  // empty when not given
+  TaskResult task;
+};
+
+enum class IngestError {
+  kMalformedJson,        // not JSON, or not an object
+  kInvalidField,         // missing, wrong type, not allowed for the status, unknown field
+  kUnsupportedEndpoint,  // a synchronous endpoint: cannot have a callback (HTTP 422)
+};
+
+struct IngestProblem {
+  IngestError kind;
+  std::string message;  // names the field: "results[0].duration: must be a number"
+};
+
+// Parses and checks the body. On success the task is ready for build_callback_body.
+std::variant<CallbackRequest, IngestProblem> parse_callback_request(std::string_view body);
+
+}  // namespace callbackd
