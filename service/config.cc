@@ -103,7 +103,7 @@ const std::vector<KeyDef>& key_defs() {
        [](Config& c, const Values& v) {
          std::vector<Millis> schedule;
          for (const std::string& item : v) {
-           Millis d;
+           Millis d{0};
            if (Status s = set_duration(d, item); !s.ok()) return s;
            schedule.push_back(d);
          }

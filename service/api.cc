@@ -1,0 +1,291 @@
+#include "api.h"
+
+#include <openssl/crypto.h>
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
+#include "ingest.h"
+#include "json_views.h"
+
+namespace callbackd {
+namespace {
+
+using nlohmann::ordered_json;
+
+constexpr auto kReplaceInvalidUtf8 = ordered_json::error_handler_t::replace;
+
+ApiResponse json_response(int status, const ordered_json& body) {
+  return ApiResponse{
+      status, body.dump(-1, ' ', false, kReplaceInvalidUtf8), "application/json", {}};
+}
+
+// The HTTP form of an engine Status. `not_found_code` says what was not found.
+ApiResponse from_status(const Status& status, std::string_view not_found_code) {
+  switch (status.code()) {
+    case StatusCode::kInvalidArgument:
+      return error_response(400, "invalid_field", status.message());
+    case StatusCode::kNotFound:
+      return error_response(404, not_found_code, status.message());
+    case StatusCode::kFailedPrecondition:
+      return error_response(409, "invalid_state", status.message());
+    case StatusCode::kResourceExhausted:
+      return error_response(429, "quota_exceeded", status.message());
+    case StatusCode::kUnavailable:
+      return error_response(503, "unavailable", status.message());
+    case StatusCode::kOk:
+    case StatusCode::kInternal:
+      break;
+  }
+  spdlog::error("event=api_internal_error error=\"{}\"", status.to_string());
+  return error_response(500, "internal", "internal error; see the daemon's log");
+}
+
+std::vector<std::string> split_path(std::string_view path) {
+  std::vector<std::string> segments;
+  std::size_t start = 1;  // skip the leading '/'
+  while (start <= path.size()) {
+    std::size_t slash = path.find('/', start);
+    if (slash == std::string_view::npos) slash = path.size();
+    segments.emplace_back(path.substr(start, slash - start));
+    start = slash + 1;
+  }
+  return segments;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::optional<std::string> percent_decode(std::string_view text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '+') {
+      out.push_back(' ');
+    } else if (text[i] == '%') {
+      if (i + 2 >= text.size()) return std::nullopt;
+      const int high = hex_value(text[i + 1]);
+      const int low = hex_value(text[i + 2]);
+      if (high < 0 || low < 0) return std::nullopt;
+      out.push_back(static_cast<char>(high * 16 + low));
+      i += 2;
+    } else {
+      out.push_back(text[i]);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+ApiResponse error_response(int status, std::string_view code, std::string_view message) {
+  return ApiResponse{status, error_json(code, message), "application/json", {}};
+}
+
+Api::Api(Engine& engine, Metrics& metrics, const Config& config, std::function<bool()> ready)
+    : engine_(engine), metrics_(metrics), config_(config), ready_(std::move(ready)) {}
+
+ApiResponse Api::handle(const ApiRequest& request) {
+  ApiResponse response = route(request);
+  metrics_.on_http_response(response.status);
+  return response;
+}
+
+bool Api::authorized(const ApiRequest& request) const {
+  if (config_.api_token.empty()) return true;
+  const std::string expected = "Bearer " + config_.api_token;
+  // Constant time: the comparison must not tell how much of a guessed token was right.
+  return request.authorization.size() == expected.size() &&
+         CRYPTO_memcmp(request.authorization.data(), expected.data(), expected.size()) == 0;
+}
+
+ApiResponse Api::route(const ApiRequest& request) {
+  const std::size_t question = request.target.find('?');
+  const std::string path = request.target.substr(0, question);
+  const std::string query =
+      question == std::string::npos ? "" : request.target.substr(question + 1);
+  const std::vector<std::string> s = split_path(path);
+  const std::string& m = request.method;
+
+  // Each route: does the path match, which methods it takes, and the handler per method.
+  auto allow = [&](std::initializer_list<const char*> methods) -> std::optional<ApiResponse> {
+    for (const char* method : methods) {
+      if (m == method) return std::nullopt;
+    }
+    std::string allowed;
+    for (const char* method : methods)
+      allowed += (allowed.empty() ? "" : ", ") + std::string(method);
+    ApiResponse r = error_response(405, "method_not_allowed",
+                                   m + " is not allowed on " + path + "; use " + allowed);
+    r.headers.emplace_back("Allow", allowed);
+    return r;
+  };
+
+  if (path == "/healthz") {
+    if (auto r = allow({"GET"})) return *r;
+    return json_response(200, {{"status", "ok"}});
+  }
+  if (path == "/readyz") {
+    if (auto r = allow({"GET"})) return *r;
+    if (!ready_()) return error_response(503, "not_ready", "starting or shutting down");
+    return json_response(200, {{"status", "ready"}});
+  }
+  if (path == "/metrics") {
+    if (auto r = allow({"GET"})) return *r;
+    return ApiResponse{
+        200, metrics_.render(engine_), "text/plain; version=0.0.4; charset=utf-8", {}};
+  }
+  if (s.size() < 2 || s[0] != "v1") {
+    return error_response(404, "not_found", "no route for " + path);
+  }
+  if (!authorized(request)) {
+    ApiResponse r =
+        error_response(401, "unauthorized", "missing or wrong Authorization: Bearer <api_token>");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    return r;
+  }
+
+  if (s[1] == "apps") {
+    if (s.size() == 2) {
+      if (auto r = allow({"POST"})) return *r;
+      return create_app(request);
+    }
+    if (s.size() == 4 && !s[2].empty() && s[3] == "rotate-secret") {
+      if (auto r = allow({"POST"})) return *r;
+      return rotate_secret(s[2]);
+    }
+  } else if (s[1] == "callbacks") {
+    if (s.size() == 2) {
+      if (auto r = allow({"GET", "POST"})) return *r;
+      return m == "POST" ? enqueue(request) : list_deliveries(query);
+    }
+    if (s.size() == 3 && !s[2].empty()) {
+      if (auto r = allow({"GET"})) return *r;
+      return get_delivery(s[2]);
+    }
+    if (s.size() == 4 && !s[2].empty() && s[3] == "redeliver") {
+      if (auto r = allow({"POST"})) return *r;
+      return redeliver(s[2]);
+    }
+  }
+  return error_response(404, "not_found", "no route for " + path);
+}
+
+ApiResponse Api::create_app(const ApiRequest& request) {
+  ordered_json body = ordered_json::parse(request.body, nullptr, false);
+  if (body.is_discarded() || !body.is_object()) {
+    return error_response(400, "malformed_json", "body: must be a JSON object");
+  }
+  for (const auto& [key, value] : body.items()) {
+    if (key != "name" && key != "signature_scheme") {
+      return error_response(400, "invalid_field", key + ": unknown field");
+    }
+  }
+  auto name = body.find("name");
+  if (name == body.end()) return error_response(400, "invalid_field", "name: required");
+  if (!name->is_string()) return error_response(400, "invalid_field", "name: must be a string");
+  SignatureScheme scheme = SignatureScheme::kHex;
+  if (auto it = body.find("signature_scheme"); it != body.end()) {
+    std::optional<SignatureScheme> parsed =
+        it->is_string() ? parse_signature_scheme(it->get<std::string>()) : std::nullopt;
+    if (!parsed) {
+      return error_response(400, "invalid_field",
+                            "signature_scheme: must be \"hex\" or \"standard\"");
+    }
+    scheme = *parsed;
+  }
+  Result<AppWithSecret> app = engine_.create_app(name->get<std::string>(), scheme);
+  if (!app.ok()) return from_status(app.status(), "not_found");
+  return json_response(201, {{"app_id", app->app.id},
+                             {"name", app->app.name},
+                             {"signing_secret", app->signing_secret},
+                             {"signature_scheme", to_string(app->app.scheme)}});
+}
+
+ApiResponse Api::rotate_secret(const std::string& app_id) {
+  Result<AppWithSecret> app = engine_.rotate_secret(app_id);
+  if (!app.ok()) return from_status(app.status(), "app_not_found");
+  return json_response(200, {{"app_id", app->app.id}, {"signing_secret", app->signing_secret}});
+}
+
+ApiResponse Api::enqueue(const ApiRequest& request) {
+  auto parsed = parse_callback_request(request.body);
+  if (auto* problem = std::get_if<IngestProblem>(&parsed)) {
+    switch (problem->kind) {
+      case IngestError::kMalformedJson:
+        return error_response(400, "malformed_json", problem->message);
+      case IngestError::kUnsupportedEndpoint:
+        return error_response(422, "unsupported_endpoint", problem->message);
+      case IngestError::kInvalidField:
+        return error_response(400, "invalid_field", problem->message);
+    }
+  }
+  const CallbackRequest& callback = std::get<CallbackRequest>(parsed);
+  Result<EnqueueReceipt> receipt =
+      engine_.enqueue(callback.app_id, callback.callback_url, callback.task);
+  if (!receipt.ok()) return from_status(receipt.status(), "app_not_found");
+  return json_response(receipt->created ? 202 : 200, {{"delivery_id", receipt->delivery_id},
+                                                      {"state", to_string(receipt->state)}});
+}
+
+ApiResponse Api::get_delivery(const std::string& delivery_id) {
+  Result<Delivery> delivery = engine_.delivery(delivery_id);
+  if (!delivery.ok()) return from_status(delivery.status(), "delivery_not_found");
+  return json_response(200, delivery_json(*delivery));
+}
+
+ApiResponse Api::list_deliveries(const std::string& query) {
+  DeliveryFilter filter;
+  std::size_t start = 0;
+  while (start < query.size()) {
+    std::size_t end = query.find('&', start);
+    if (end == std::string::npos) end = query.size();
+    const std::string pair = query.substr(start, end - start);
+    start = end + 1;
+    if (pair.empty()) continue;
+    const std::size_t equals = pair.find('=');
+    const std::string key = pair.substr(0, equals);
+    std::optional<std::string> value =
+        percent_decode(equals == std::string::npos ? "" : pair.substr(equals + 1));
+    if (!value) return error_response(400, "invalid_field", key + ": bad percent-encoding");
+    if (key == "state") {
+      filter.state = parse_delivery_state(*value);
+      if (!filter.state) {
+        return error_response(400, "invalid_field",
+                              "state: must be pending, in_flight, delivered or dead");
+      }
+    } else if (key == "app_id") {
+      filter.app_id = *value;
+    } else if (key == "limit") {
+      char* end_ptr = nullptr;
+      const long limit = std::strtol(value->c_str(), &end_ptr, 10);
+      if (value->empty() || *end_ptr != '\0' || limit < 1 || limit > 1000) {
+        return error_response(400, "invalid_field", "limit: must be a number from 1 to 1000");
+      }
+      filter.limit = static_cast<std::size_t>(limit);
+    } else if (key == "cursor") {
+      filter.cursor = *value;
+    } else {
+      return error_response(400, "invalid_field", key + ": unknown query parameter");
+    }
+  }
+  Result<DeliveryPage> page = engine_.list(filter);
+  if (!page.ok()) return from_status(page.status(), "not_found");
+  ordered_json items = ordered_json::array();
+  for (const Delivery& d : page->items) items.push_back(delivery_json(d));
+  return json_response(
+      200, {{"items", std::move(items)},
+            {"next_cursor",
+             page->next_cursor.empty() ? ordered_json() : ordered_json(page->next_cursor)}});
+}
+
+ApiResponse Api::redeliver(const std::string& delivery_id) {
+  Result<Delivery> delivery = engine_.redeliver(delivery_id);
+  if (!delivery.ok()) return from_status(delivery.status(), "delivery_not_found");
+  return json_response(200, delivery_json(*delivery));
+}
+
+}  // namespace callbackd

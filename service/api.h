@@ -1,0 +1,57 @@
+// The sidecar's HTTP API, independent of the transport: one request in, one response out.
+// Routes and shapes are DESIGN.md's table. Errors are {"error":{"code","message"}}.
+#pragma once
+
+#include <callbackd/engine.h>
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "config.h"
+#include "metrics.h"
+
+namespace callbackd {
+
+struct ApiRequest {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // path and query: "/v1/callbacks?state=dead"
+  std::string authorization;
+  std::string body;
+};
+
+struct ApiResponse {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+ApiResponse error_response(int status, std::string_view code, std::string_view message);
+
+// Thread-safe. handle() blocks while a callback is committed, so run it off the I/O thread.
+class Api {
+ public:
+  // `ready` tells /readyz whether the daemon is serving (started, not shutting down).
+  Api(Engine& engine, Metrics& metrics, const Config& config, std::function<bool()> ready);
+
+  ApiResponse handle(const ApiRequest& request);
+
+ private:
+  ApiResponse route(const ApiRequest& request);
+  ApiResponse create_app(const ApiRequest& request);
+  ApiResponse rotate_secret(const std::string& app_id);
+  ApiResponse enqueue(const ApiRequest& request);
+  ApiResponse get_delivery(const std::string& delivery_id);
+  ApiResponse list_deliveries(const std::string& query);
+  ApiResponse redeliver(const std::string& delivery_id);
+  bool authorized(const ApiRequest& request) const;
+
+  Engine& engine_;
+  Metrics& metrics_;
+  const Config& config_;
+  std::function<bool()> ready_;
+};
+
+}  // namespace callbackd

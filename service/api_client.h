@@ -1,0 +1,21 @@
+// The CLI's way to the daemon: one HTTP request with libcurl's easy interface.
+#pragma once
+
+#include <callbackd/status.h>
+
+#include <string>
+
+namespace callbackd {
+
+struct ApiReply {
+  long status = 0;
+  std::string body;
+};
+
+// `base_url` like "http://127.0.0.1:7780"; `token` empty for none. kUnavailable when the
+// daemon cannot be reached, naming the URL.
+Result<ApiReply> call_api(const std::string& method, const std::string& base_url,
+                          const std::string& path, const std::string& token,
+                          const std::string& body = "");
+
+}  // namespace callbackd

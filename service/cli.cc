@@ -1,0 +1,279 @@
+#include "cli.h"
+
+#include <callbackd/signature.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "api_client.h"
+#include "config.h"
+#include "daemon.h"
+
+extern char** environ;
+
+namespace callbackd {
+namespace {
+
+constexpr const char* kUsage = R"(callbackd — reliable, signed callback delivery
+
+usage: callbackd <command> [options]
+
+commands:
+  serve                                   run the daemon (HTTP API on `listen`)
+  apps create --name NAME [--scheme hex|standard]
+                                          create an app; prints its signing secret once
+  apps rotate-secret APP_ID               replace an app's signing secret
+  send [FILE]                             enqueue a callback from a JSON file or stdin
+  deliveries list [--state S] [--app-id A] [--limit N] [--cursor C]
+  deliveries show DELIVERY_ID
+  deliveries redeliver DELIVERY_ID        send a delivered or dead callback again
+  verify --secret S --signature HEX [FILE]
+                                          check an X-Signature against a body (FILE or
+                                          stdin); exit 0 when it matches, 1 when not
+
+Operator commands reach the daemon at `listen` with `api_token`, from the same
+configuration as `serve`.
+
+configuration (TOML file < CALLBACKD_<KEY> environment < --key-with-dashes flags):
+  --config FILE                           TOML file with any of the keys below
+)";
+
+struct Args {
+  std::vector<std::string> words;                            // command and positional arguments
+  std::vector<std::pair<std::string, std::string>> options;  // ("state", "dead")
+  bool help = false;
+};
+
+std::optional<Args> parse_args(int argc, char** argv, std::string& error) {
+  Args args;
+  bool options_done = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (options_done || arg.size() < 2 || arg[0] != '-') {
+      args.words.push_back(arg);
+      continue;
+    }
+    if (arg == "--") {
+      options_done = true;
+    } else if (arg == "--help" || arg == "-h") {
+      args.help = true;
+    } else if (arg.rfind("--", 0) == 0) {
+      const std::size_t equals = arg.find('=');
+      if (equals != std::string::npos) {
+        args.options.emplace_back(arg.substr(2, equals - 2), arg.substr(equals + 1));
+      } else if (i + 1 < argc) {
+        args.options.emplace_back(arg.substr(2), argv[++i]);
+      } else {
+        error = arg + ": needs a value";
+        return std::nullopt;
+      }
+    } else {
+      error = arg + ": unknown option";
+      return std::nullopt;
+    }
+  }
+  return args;
+}
+
+void print_help() {
+  std::cout << kUsage;
+  for (const ConfigKeyInfo& key : config_key_infos()) {
+    std::string flag = "  --" + key.name;
+    for (char& c : flag) c = c == '_' ? '-' : c;
+    flag += " VALUE";
+    if (flag.size() < 42) flag.resize(42, ' ');
+    std::cout << flag << key.help << " (default: " << key.default_text << ")\n";
+  }
+}
+
+int usage_error(const std::string& message) {
+  std::cerr << "callbackd: " << message << "\n(run `callbackd --help` for usage)\n";
+  return 2;
+}
+
+// Splits options into the command's own and configuration flags.
+struct CommandOptions {
+  std::map<std::string, std::string> own;
+  ConfigSources config;
+};
+
+CommandOptions split_options(const Args& args, const std::set<std::string>& own_names) {
+  CommandOptions out;
+  for (char** variable = environ; *variable != nullptr; ++variable) {
+    std::string entry = *variable;
+    const std::size_t equals = entry.find('=');
+    if (equals != std::string::npos)
+      out.config.environment[entry.substr(0, equals)] = entry.substr(equals + 1);
+  }
+  for (const auto& [name, value] : args.options) {
+    if (own_names.contains(name)) {
+      out.own[name] = value;
+    } else if (name == "config") {
+      out.config.file = value;
+    } else {
+      out.config.flags.emplace_back(name, value);
+    }
+  }
+  return out;
+}
+
+std::optional<std::string> read_input(const std::vector<std::string>& words, std::size_t index,
+                                      std::string& error) {
+  if (words.size() > index + 1) {
+    error = "too many arguments";
+    return std::nullopt;
+  }
+  if (words.size() == index + 1 && words[index] != "-") {
+    std::ifstream file(words[index], std::ios::binary);
+    if (!file) {
+      error = words[index] + ": cannot be read";
+      return std::nullopt;
+    }
+    return std::string(std::istreambuf_iterator<char>(file), {});
+  }
+  return std::string(std::istreambuf_iterator<char>(std::cin), {});
+}
+
+std::string daemon_url(const Config& config) {
+  std::string host = config.listen.substr(0, config.listen.rfind(':'));
+  const std::string port = config.listen.substr(config.listen.rfind(':') + 1);
+  // A daemon listening on every address is reached over loopback.
+  if (host == "0.0.0.0") host = "127.0.0.1";
+  if (host == "[::]") host = "[::1]";
+  return "http://" + host + ":" + port;
+}
+
+std::string url_encode(const std::string& text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+// Calls the daemon and prints the reply: pretty JSON on success, the error on stderr.
+int call_and_print(const Config& config, const std::string& method, const std::string& path,
+                   const std::string& body = "") {
+  Result<ApiReply> reply = call_api(method, daemon_url(config), path, config.api_token, body);
+  if (!reply.ok()) {
+    std::cerr << "callbackd: " << reply.status().message() << "\n";
+    return 1;
+  }
+  auto json = nlohmann::json::parse(reply->body, nullptr, false);
+  if (reply->status >= 200 && reply->status < 300) {
+    std::cout << (json.is_discarded() ? reply->body : json.dump(2)) << "\n";
+    return 0;
+  }
+  if (!json.is_discarded() && json.contains("error")) {
+    std::cerr << "callbackd: HTTP " << reply->status << " " << json["error"].value("code", "error")
+              << ": " << json["error"].value("message", "") << "\n";
+  } else {
+    std::cerr << "callbackd: HTTP " << reply->status << ": " << reply->body << "\n";
+  }
+  return 1;
+}
+
+int verify(const Args& args) {
+  std::map<std::string, std::string> own;
+  for (const auto& [name, value] : args.options) {
+    if (name != "secret" && name != "signature")
+      return usage_error("verify: unknown option --" + name);
+    own[name] = value;
+  }
+  if (!own.contains("secret") || !own.contains("signature")) {
+    return usage_error("verify needs --secret and --signature");
+  }
+  std::string error;
+  std::optional<std::string> body = read_input(args.words, 1, error);
+  if (!body) return usage_error("verify: " + error);
+  if (verify_hex_signature(own["secret"], *body, own["signature"])) {
+    std::cout << "signature ok\n";
+    return 0;
+  }
+  std::cerr << "callbackd: signature does not match the body\n";
+  return 1;
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  std::string error;
+  std::optional<Args> args = parse_args(argc, argv, error);
+  if (!args) return usage_error(error);
+  if (args->words.empty() || args->words[0] == "help") {
+    print_help();
+    return args->words.empty() && !args->help ? 2 : 0;
+  }
+  if (args->help) {
+    print_help();
+    return 0;
+  }
+  const std::string command = args->words[0];
+  const std::string sub = args->words.size() > 1 ? args->words[1] : "";
+  if (command == "verify") return verify(*args);
+
+  std::set<std::string> own_names;
+  if (command == "apps" && sub == "create") own_names = {"name", "scheme"};
+  if (command == "deliveries" && sub == "list") own_names = {"state", "app-id", "limit", "cursor"};
+  CommandOptions options = split_options(*args, own_names);
+  Result<Config> config = load_config(options.config);
+  if (!config.ok()) {
+    std::cerr << "callbackd: configuration: " << config.status().message() << "\n";
+    return 2;
+  }
+
+  if (command == "serve") {
+    if (args->words.size() != 1) return usage_error("serve takes no arguments");
+    set_up_logging(config->log_level);
+    return serve(*config);
+  }
+  if (command == "apps" && sub == "create" && args->words.size() == 2) {
+    if (!options.own.contains("name")) return usage_error("apps create needs --name");
+    nlohmann::json body = {{"name", options.own["name"]}};
+    if (options.own.contains("scheme")) body["signature_scheme"] = options.own["scheme"];
+    return call_and_print(*config, "POST", "/v1/apps", body.dump());
+  }
+  if (command == "apps" && sub == "rotate-secret" && args->words.size() == 3) {
+    return call_and_print(*config, "POST",
+                          "/v1/apps/" + url_encode(args->words[2]) + "/rotate-secret");
+  }
+  if (command == "send") {
+    std::optional<std::string> body = read_input(args->words, 1, error);
+    if (!body) return usage_error("send: " + error);
+    return call_and_print(*config, "POST", "/v1/callbacks", *body);
+  }
+  if (command == "deliveries" && sub == "list" && args->words.size() == 2) {
+    std::string query;
+    for (const auto& [name, value] : options.own) {
+      query += (query.empty() ? "?" : "&") + (name == "app-id" ? std::string("app_id") : name) +
+               "=" + url_encode(value);
+    }
+    return call_and_print(*config, "GET", "/v1/callbacks" + query);
+  }
+  if (command == "deliveries" && sub == "show" && args->words.size() == 3) {
+    return call_and_print(*config, "GET", "/v1/callbacks/" + url_encode(args->words[2]));
+  }
+  if (command == "deliveries" && sub == "redeliver" && args->words.size() == 3) {
+    return call_and_print(*config, "POST",
+                          "/v1/callbacks/" + url_encode(args->words[2]) + "/redeliver");
+  }
+  return usage_error("unknown command: " + command + (sub.empty() ? "" : " " + sub));
+}
+
+}  // namespace callbackd

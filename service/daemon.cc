@@ -1,0 +1,111 @@
+#include "daemon.h"
+
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include "api.h"
+#include "http_server.h"
+#include "metrics.h"
+
+namespace callbackd {
+
+namespace asio = boost::asio;
+
+EngineOptions engine_options(const Config& config, std::shared_ptr<EngineObserver> observer) {
+  EngineOptions options;
+  options.database_path = config.database_path();
+  options.retry_schedule = config.retry_schedule;
+  options.attempt_timeout = config.attempt_timeout;
+  options.max_in_flight = config.max_in_flight;
+  options.max_in_flight_per_host = config.max_in_flight_per_host;
+  options.poll_interval = config.poll_interval;
+  options.retention = config.retention;
+  options.observer = std::move(observer);
+  return options;
+}
+
+void set_up_logging(const std::string& level) {
+  auto logger = spdlog::stderr_logger_mt("callbackd");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ level=%l %v", spdlog::pattern_time_type::utc);
+  spdlog::set_level(spdlog::level::from_str(level));
+  spdlog::flush_on(spdlog::level::info);
+}
+
+int serve(const Config& config) {
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir, ec);
+  if (ec) {
+    spdlog::critical("event=start_failed reason=\"data_dir {}: {}\"", config.data_dir.string(),
+                     ec.message());
+    return 1;
+  }
+  auto metrics = std::make_shared<Metrics>();
+  Result<std::unique_ptr<Engine>> opened = Engine::open(engine_options(config, metrics));
+  if (!opened.ok()) {
+    spdlog::critical("event=start_failed reason=\"{}\"", opened.status().to_string());
+    return 1;
+  }
+  Engine& engine = **opened;
+  engine.start();
+
+  std::atomic<bool> ready{false};
+  Api api(engine, *metrics, config, [&ready] { return ready.load(); });
+  asio::io_context io;
+  HttpServerOptions server_options;
+  server_options.listen = config.listen;
+  server_options.max_body_bytes = config.max_body_bytes;
+  HttpServer server(io, server_options, [&api](const ApiRequest& r) { return api.handle(r); });
+  if (Status s = server.start(); !s.ok()) {
+    spdlog::critical("event=start_failed reason=\"{}\"", s.to_string());
+    engine.stop();
+    return 1;
+  }
+  const auto endpoint = server.local_endpoint();
+  spdlog::info("event=listening address={}:{} database={} auth={}", endpoint.address().to_string(),
+               endpoint.port(), config.database_path().string(),
+               config.api_token.empty() ? "none" : "bearer");
+  ready = true;
+
+  std::thread stopper;
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& error, int signal) {
+    if (error) return;
+    spdlog::info("event=shutdown_started signal={}", signal);
+    ready = false;
+    // A second signal: leave now. Every acknowledged callback is already committed; attempts
+    // cut short are retried after their lease runs out.
+    signals.async_wait([](const boost::system::error_code& error, int signal) {
+      if (error) return;
+      spdlog::warn("event=shutdown_forced signal={}", signal);
+      spdlog::default_logger()->flush();
+      std::_Exit(1);
+    });
+    server.shutdown([&] {
+      // engine.stop() waits for attempts in flight: keep the loop free for a second signal.
+      stopper = std::thread([&] {
+        engine.stop();
+        asio::post(io, [&] {
+          signals.cancel();
+          io.stop();
+        });
+      });
+    });
+  });
+
+  io.run();
+  if (stopper.joinable()) stopper.join();
+  spdlog::info("event=shutdown_complete");
+  return 0;
+}
+
+}  // namespace callbackd

@@ -1,0 +1,61 @@
+// The sidecar's HTTP/1.1 server (Boost.Beast). Sessions live on one I/O thread; each request
+// is handled on a worker pool, because handling may block on a durable commit and concurrent
+// enqueues are what lets the store share commits between them.
+#pragma once
+
+#include <callbackd/status.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_set>
+
+#include "api.h"
+
+namespace callbackd {
+
+struct HttpServerOptions {
+  std::string listen = "127.0.0.1:7780";    // port 0 picks a free port
+  std::size_t max_body_bytes = 1 << 20;     // larger bodies get 413
+  std::size_t max_header_bytes = 16 << 10;  // larger headers get 431
+  std::size_t handler_threads = 32;
+  Millis idle_timeout{30000};  // a connection silent this long is closed
+};
+
+using RequestHandler = std::function<ApiResponse(const ApiRequest&)>;
+
+class HttpServer {
+ public:
+  // All methods on the io_context's thread.
+  HttpServer(boost::asio::io_context& io, HttpServerOptions options, RequestHandler handler);
+  ~HttpServer();
+
+  // Binds and starts accepting. The error names the address.
+  Status start();
+  boost::asio::ip::tcp::endpoint local_endpoint() const;
+
+  // Stops accepting, closes idle connections, lets requests being handled finish and be
+  // answered, then calls `done` (on the io thread).
+  void shutdown(std::function<void()> done);
+
+ private:
+  class Session;
+  friend class Session;
+  void do_accept();
+  void session_ended(Session* session);
+  void maybe_finish_shutdown();
+
+  boost::asio::io_context& io_;
+  const HttpServerOptions options_;
+  RequestHandler handler_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::thread_pool workers_;
+  std::unordered_set<Session*> sessions_;
+  bool shutting_down_ = false;
+  std::function<void()> shutdown_done_;
+};
+
+}  // namespace callbackd

@@ -1,0 +1,57 @@
+#include "json_views.h"
+
+#include <chrono>
+#include <cstdio>
+
+namespace callbackd {
+
+std::string rfc3339(TimePoint time) {
+  const auto days = std::chrono::floor<std::chrono::days>(time);
+  const std::chrono::year_month_day date(days);
+  const std::chrono::hh_mm_ss clock(time - days);
+  char text[40];
+  std::snprintf(text, sizeof text, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", int(date.year()),
+                unsigned(date.month()), unsigned(date.day()), int(clock.hours().count()),
+                int(clock.minutes().count()), int(clock.seconds().count()),
+                int(clock.subseconds().count()));
+  return text;
+}
+
+nlohmann::ordered_json delivery_json(const Delivery& delivery) {
+  nlohmann::ordered_json attempts = nlohmann::ordered_json::array();
+  for (const Attempt& a : delivery.attempts) {
+    nlohmann::ordered_json attempt;
+    attempt["n"] = a.number;
+    attempt["started_at"] = rfc3339(a.started_at);
+    attempt["duration_ms"] = a.duration.count();
+    attempt["http_status"] =
+        a.http_status == 0 ? nlohmann::ordered_json() : nlohmann::ordered_json(a.http_status);
+    attempt["error"] = a.error == AttemptError::kNone ? nlohmann::ordered_json()
+                                                      : nlohmann::ordered_json(to_string(a.error));
+    if (!a.error_detail.empty()) attempt["error_detail"] = a.error_detail;
+    attempt["response_head"] = a.response_head;  // dump with error_handler_t::replace
+    attempts.push_back(std::move(attempt));
+  }
+  nlohmann::ordered_json out;
+  out["delivery_id"] = delivery.id;
+  out["app_id"] = delivery.app_id;
+  out["task_id"] = delivery.task_id;
+  out["callback_url"] = delivery.callback_url;
+  out["state"] = to_string(delivery.state);
+  out["attempts"] = std::move(attempts);
+  out["next_attempt_at"] = delivery.next_attempt_at
+                               ? nlohmann::ordered_json(rfc3339(*delivery.next_attempt_at))
+                               : nlohmann::ordered_json();
+  out["created_at"] = rfc3339(delivery.created_at);
+  return out;
+}
+
+std::string error_json(std::string_view code, std::string_view message) {
+  nlohmann::ordered_json body;
+  body["error"]["code"] = code;
+  body["error"]["message"] = message;
+  // Messages can echo untrusted input: replace invalid UTF-8 rather than fail.
+  return body.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+}  // namespace callbackd

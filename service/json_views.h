@@ -1,0 +1,22 @@
+// How API responses look: deliveries, attempts and errors as JSON.
+#pragma once
+
+#include <callbackd/delivery.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+namespace callbackd {
+
+// "2026-11-24T09:00:00.123Z"
+std::string rfc3339(TimePoint time);
+
+// {"delivery_id","app_id","task_id","callback_url","state","attempts":[...],"next_attempt_at",
+//  "created_at"}
+nlohmann::ordered_json delivery_json(const Delivery& delivery);
+
+// {"error":{"code":…,"message":…}}
+std::string error_json(std::string_view code, std::string_view message);
+
+}  // namespace callbackd
