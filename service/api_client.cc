@@ -16,7 +16,7 @@ std::size_t append(char* data, std::size_t size, std::size_t count, void* out) {
 
 Result<ApiReply> call_api(const std::string& method, const std::string& base_url,
                           const std::string& path, const std::string& token,
-                          const std::string& body) {
+                          const std::string& body, const std::vector<std::string>& extra_headers) {
   std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
   if (!curl) return Status::Internal("curl_easy_init failed");
   const std::string url = base_url + path;
@@ -26,6 +26,8 @@ Result<ApiReply> call_api(const std::string& method, const std::string& base_url
   headers = curl_slist_append(headers, "Expect:");
   const std::string authorization = "Authorization: Bearer " + token;
   if (!token.empty()) headers = curl_slist_append(headers, authorization.c_str());
+  for (const std::string& header : extra_headers)
+    headers = curl_slist_append(headers, header.c_str());
   std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> header_list(headers,
                                                                           curl_slist_free_all);
   curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());

@@ -4,6 +4,7 @@
 #include <callbackd/status.h>
 
 #include <string>
+#include <vector>
 
 namespace callbackd {
 
@@ -14,8 +15,10 @@ struct ApiReply {
 
 // `base_url` like "http://127.0.0.1:7780"; `token` empty for none. kUnavailable when the
 // daemon cannot be reached, naming the URL.
+// `extra_headers` are "Name: value" lines.
 Result<ApiReply> call_api(const std::string& method, const std::string& base_url,
                           const std::string& path, const std::string& token,
-                          const std::string& body = "");
+                          const std::string& body = "",
+                          const std::vector<std::string>& extra_headers = {});
 
 }  // namespace callbackd

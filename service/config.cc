@@ -43,7 +43,9 @@ Status set_count(std::size_t& out, const std::string& value) {
 
 Status check_listen(const std::string& value) {
   const auto colon = value.rfind(':');
-  if (colon == std::string::npos) return not_a(value, "host:port");
+  if (colon == std::string::npos) {
+    return not_a(value, "an IP address and port (e.g. 127.0.0.1:7780 or [::1]:7780)");
+  }
   std::string host = value.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
@@ -51,7 +53,8 @@ Status check_listen(const std::string& value) {
   boost::system::error_code ec;
   boost::asio::ip::make_address(host, ec);
   std::optional<std::uint64_t> port = parse_unsigned(value.substr(colon + 1));
-  if (ec || !port || *port == 0 || *port > 65535) {
+  // Port 0 asks the system for a free port (the daemon logs the one it got).
+  if (ec || !port || *port > 65535) {
     return not_a(value, "an IP address and port (e.g. 127.0.0.1:7780 or [::1]:7780)");
   }
   return Status::Ok();
