@@ -36,6 +36,7 @@ commands:
   deliveries list [--state S] [--app-id A] [--limit N] [--cursor C]
   deliveries show DELIVERY_ID
   deliveries redeliver DELIVERY_ID        send a delivered or dead callback again
+  probe healthz|readyz                    exit 0 when the daemon answers 200 (for probes)
   verify --secret S --signature HEX [FILE]
                                           check an X-Signature against a body (FILE or
                                           stdin); exit 0 when it matches, 1 when not
@@ -272,6 +273,14 @@ int run_cli(int argc, char** argv) {
   if (command == "deliveries" && sub == "redeliver" && args->words.size() == 3) {
     return call_and_print(*config, "POST",
                           "/v1/callbacks/" + url_encode(args->words[2]) + "/redeliver");
+  }
+  if (command == "probe" && (sub == "healthz" || sub == "readyz") && args->words.size() == 2) {
+    Result<ApiReply> reply = call_api("GET", daemon_url(*config), "/" + sub, "");
+    if (reply.ok() && reply->status == 200) return 0;
+    std::cerr << "callbackd: " << sub << ": "
+              << (reply.ok() ? "HTTP " + std::to_string(reply->status) : reply.status().message())
+              << "\n";
+    return 1;
   }
   return usage_error("unknown command: " + command + (sub.empty() ? "" : " " + sub));
 }
