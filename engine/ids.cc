@@ -35,4 +35,10 @@ std::string new_hex_secret() {
   return hex_encode(key);
 }
 
+std::string new_standard_secret() {
+  std::array<unsigned char, 24> key{};
+  random_bytes(key);
+  return "whsec_" + base64_encode(key);
+}
+
 }  // namespace callbackd

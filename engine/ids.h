@@ -17,6 +17,8 @@ std::string new_app_id(TimePoint now);
 // A signing secret for the hex scheme: 32 random bytes as 64 lowercase hex characters. The key
 // is the string's bytes, exactly as the customer stores it.
 std::string new_hex_secret();
+// A Standard Webhooks secret: "whsec_" + base64 of 24 random bytes (the key is those bytes).
+std::string new_standard_secret();
 
 // Fills `out` with cryptographically strong random bytes. Throws std::runtime_error if the
 // CSPRNG fails (it is not seeded), which no caller can recover from.

@@ -100,6 +100,41 @@ TEST(Signer, HexSchemeHeaderIsWhatAReceiverRecomputes) {
   EXPECT_EQ(headers[0], "X-Signature: " + hex_encode(std::span<const unsigned char>(mac, length)));
 }
 
+// The Standard Webhooks specification's published test vector.
+TEST(Signer, StandardWebhooksSpecVector) {
+  AppKey key;
+  key.app.scheme = SignatureScheme::kStandard;
+  key.secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+  Signer signer(key);
+  std::vector<std::string> headers;
+  signer.add_headers("msg_p5jXN8AQM9LWM0D4loKWxJek", from_unix_ms(1614265330000),
+                     R"({"test": 2432232314})", headers);
+  EXPECT_EQ(headers, (std::vector<std::string>{
+                         "webhook-id: msg_p5jXN8AQM9LWM0D4loKWxJek",
+                         "webhook-timestamp: 1614265330",
+                         "webhook-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+                     }));
+}
+
+TEST(Signer, RotatedOutSecretSignsAlongsideUntilItsOverlapEnds) {
+  AppKey key;
+  key.app.scheme = SignatureScheme::kStandard;
+  key.secret = "whsec_" + std::string("QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJC");
+  key.previous_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+  const TimePoint now = from_unix_ms(1614265330000);
+  key.previous_until = now + Millis(1000);
+  Signer signer(key);
+  std::vector<std::string> during, after;
+  signer.add_headers("msg_p5jXN8AQM9LWM0D4loKWxJek", now, R"({"test": 2432232314})", during);
+  signer.add_headers("msg_p5jXN8AQM9LWM0D4loKWxJek", now + Millis(1000), R"({"test": 2432232314})",
+                     after);
+  const std::string& both = during[2];
+  EXPECT_EQ(both.substr(0, 22), "webhook-signature: v1,");
+  // New secret first, then the old one (whose signature is the spec vector's).
+  EXPECT_NE(both.find(" v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="), std::string::npos);
+  EXPECT_EQ(after[2].find(' ', 19), std::string::npos) << "old secret still signing: " << after[2];
+}
+
 TEST(VerifyHexSignature, AcceptsTheRightSignatureInEitherCaseOnly) {
   const std::string secret = "s3cret";
   const std::string body = "{\"a\":1}";
