@@ -29,6 +29,19 @@ CurlString get_part(CURLU* url, CURLUPart part, unsigned flags = 0) {
 
 }  // namespace
 
+std::optional<boost::asio::ip::address> CallbackUrl::literal_address() const {
+  std::string literal = host;
+  if (literal.size() >= 2 && literal.front() == '[' && literal.back() == ']') {
+    literal = literal.substr(1, literal.size() - 2);
+    // Drop an IPv6 zone id ("fe80::1%25eth0"): the address decides.
+    literal = literal.substr(0, literal.find('%'));
+  }
+  boost::system::error_code ec;
+  auto address = boost::asio::ip::make_address(literal, ec);
+  if (ec) return std::nullopt;
+  return address;
+}
+
 Result<CallbackUrl> parse_callback_url(std::string_view text) {
   if (text.empty()) return invalid("must not be empty");
   if (text.size() > kMaxCallbackUrlLength) {

@@ -3,6 +3,8 @@
 
 #include <callbackd/status.h>
 
+#include <boost/asio/ip/address.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -17,6 +19,9 @@ struct CallbackUrl {
   int port = 0;        // explicit or the scheme's default
   // "host:port": the unit of the per-host concurrency cap.
   std::string host_key() const { return host + ":" + std::to_string(port); }
+  // The host as an IP address when the URL names one literally (curl has already normalized
+  // forms such as 2130706433 or 0x7f.1 to 127.0.0.1); nullopt for a DNS name.
+  std::optional<boost::asio::ip::address> literal_address() const;
 };
 
 // kInvalidArgument naming "callback_url" when the URL is empty, longer than

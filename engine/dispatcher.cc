@@ -27,6 +27,8 @@ HttpClientOptions client_options(const DispatcherOptions& options) {
   client.max_response_bytes = options.max_response_bytes;
   client.connection_cache_size = options.max_in_flight;
   client.user_agent = options.user_agent;
+  client.allow_address = options.allow_address;
+  client.ca_bundle_path = options.ca_bundle_path;
   return client;
 }
 

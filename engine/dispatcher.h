@@ -40,7 +40,9 @@ struct DispatcherOptions {
   std::size_t claim_batch = 128;
   std::string user_agent = "callbackd";
   std::size_t max_response_bytes = 1024;
-  std::shared_ptr<EngineObserver> observer;  // optional
+  std::shared_ptr<EngineObserver> observer;                            // optional
+  std::function<bool(const boost::asio::ip::address&)> allow_address;  // empty: all
+  std::string ca_bundle_path;
 };
 
 class Dispatcher {

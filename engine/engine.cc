@@ -14,6 +14,7 @@
 #include "dispatcher.h"
 #include "encoding.h"
 #include "ids.h"
+#include "network_guard.h"
 #include "queue.h"
 #include "retry_policy.h"
 
@@ -28,7 +29,7 @@ constexpr std::size_t kMaxAppNameLength = 200;
 // attempt is never claimed and sent a second time in parallel.
 Millis lease_for(const EngineOptions& options) { return 2 * options.attempt_timeout + 1s; }
 
-DispatcherOptions dispatcher_options(const EngineOptions& options) {
+DispatcherOptions dispatcher_options(const EngineOptions& options, const NetworkGuard& guard) {
   DispatcherOptions d;
   d.max_in_flight = options.max_in_flight;
   d.max_in_flight_per_host = std::min(options.max_in_flight_per_host, options.max_in_flight);
@@ -39,6 +40,10 @@ DispatcherOptions dispatcher_options(const EngineOptions& options) {
   d.user_agent = "callbackd/" + options.version;
   d.max_response_bytes = options.max_response_bytes;
   d.observer = options.observer;
+  d.allow_address = [guard](const boost::asio::ip::address& address) {
+    return guard.allows(address);
+  };
+  d.ca_bundle_path = options.ca_bundle_path;
   return d;
 }
 
@@ -83,12 +88,13 @@ Status validate(const EngineOptions& options) {
 
 class Engine::Impl {
  public:
-  Impl(EngineOptions options, std::unique_ptr<Queue> queue)
+  Impl(EngineOptions options, std::unique_ptr<Queue> queue, NetworkGuard guard)
       : options_(std::move(options)),
+        guard_(std::move(guard)),
         queue_(std::move(queue)),
         keys_(*queue_),
         dispatcher_(io_, *queue_, keys_, RetryPolicy(options_.retry_schedule),
-                    dispatcher_options(options_), options_.clock) {}
+                    dispatcher_options(options_, guard_), options_.clock) {}
 
   ~Impl() { stop(); }
 
@@ -97,6 +103,7 @@ class Engine::Impl {
   AppKeyring& keys() { return keys_; }
   Dispatcher& dispatcher() { return dispatcher_; }
   const Clock& clock() const { return *options_.clock; }
+  const NetworkGuard& guard() const { return guard_; }
 
   void start() {
     std::lock_guard lock(lifecycle_mutex_);
@@ -120,6 +127,7 @@ class Engine::Impl {
 
  private:
   const EngineOptions options_;
+  const NetworkGuard guard_;
   std::unique_ptr<Queue> queue_;
   AppKeyring keys_;
   asio::io_context io_;
@@ -134,6 +142,8 @@ Engine::~Engine() = default;
 
 Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
   if (Status s = validate(options); !s.ok()) return s;
+  Result<NetworkGuard> guard = NetworkGuard::create(options.allow_networks);
+  if (!guard.ok()) return guard.status();
   Result<std::unique_ptr<Queue>> queue = open_sqlite_queue(options.database_path.string());
   if (!queue.ok()) return queue.status();
   // Claims left by a process that died are returned once their lease has run out; a lease
@@ -142,7 +152,7 @@ Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
   if (!recovered.ok()) return recovered.status();
   if (*recovered > 0) spdlog::info("event=leases_recovered count={}", *recovered);
   return std::unique_ptr<Engine>(
-      new Engine(std::make_unique<Impl>(std::move(options), std::move(*queue))));
+      new Engine(std::make_unique<Impl>(std::move(options), std::move(*queue), std::move(*guard))));
 }
 
 Result<AppWithSecret> Engine::create_app(std::string_view name, SignatureScheme scheme) {
@@ -181,6 +191,15 @@ Result<EnqueueReceipt> Engine::enqueue(std::string_view app_id, std::string_view
                                        const TaskResult& task) {
   Result<CallbackUrl> url = parse_callback_url(callback_url);
   if (!url.ok()) return url.status();
+  // A literal address in a blocked range would only ever fail: refuse it now. Names are
+  // checked on the address actually connected to, at every attempt.
+  if (auto address = url->literal_address()) {
+    if (auto why = impl_->guard().refusal(*address)) {
+      return Status::PermissionDenied("callback_url: " + url->host + " is a " + std::string(*why) +
+                                      " address, which callbackd does not call (allow_networks "
+                                      "opens ranges)");
+    }
+  }
   Result<std::string> body = build_callback_body(task);
   if (!body.ok()) return body.status();
   Result<std::shared_ptr<const AppKey>> key = impl_->keys().get(app_id);

@@ -29,6 +29,8 @@ ApiResponse from_status(const Status& status, std::string_view not_found_code) {
       return error_response(404, not_found_code, status.message());
     case StatusCode::kFailedPrecondition:
       return error_response(409, "invalid_state", status.message());
+    case StatusCode::kPermissionDenied:
+      return error_response(422, "blocked_url", status.message());
     case StatusCode::kResourceExhausted:
       return error_response(429, "quota_exceeded", status.message());
     case StatusCode::kUnavailable:

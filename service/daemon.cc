@@ -29,6 +29,7 @@ EngineOptions engine_options(const Config& config, std::shared_ptr<EngineObserve
   options.max_in_flight_per_host = config.max_in_flight_per_host;
   options.poll_interval = config.poll_interval;
   options.retention = config.retention;
+  options.allow_networks = config.allow_networks;
   options.observer = std::move(observer);
   return options;
 }

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   options.attempt_timeout = std::chrono::milliseconds(std::stoi(argv[5]));
   options.retry_schedule = {std::chrono::milliseconds(50), std::chrono::milliseconds(50)};
   options.poll_interval = std::chrono::milliseconds(20);
+  options.allow_networks = {"127.0.0.0/8"};
   auto engine = callbackd::Engine::open(options);
   if (!engine.ok()) {
     std::fprintf(stderr, "%s\n", engine.status().to_string().c_str());

@@ -56,6 +56,7 @@ class EngineTest : public ::testing::Test {
     options.retry_schedule = {20ms, 40ms, 60ms, 80ms, 100ms};
     options.attempt_timeout = 2s;
     options.poll_interval = 10ms;
+    options.allow_networks = {"127.0.0.0/8"};  // the receiver is on loopback
     return options;
   }
 

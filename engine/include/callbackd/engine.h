@@ -57,6 +57,12 @@ struct EngineOptions {
   // First bytes of each response kept with its attempt.
   std::size_t max_response_bytes = 1024;
 
+  // Network guard: by default no attempt connects to loopback, private, link-local, CGNAT,
+  // multicast, reserved or unspecified addresses. These CIDRs are opened past it.
+  std::vector<std::string> allow_networks;
+  // PEM file of CAs trusted for https callback URLs; empty: the system's store.
+  std::string ca_bundle_path;
+
   // Sent as User-Agent: callbackd/<version>.
   std::string version = "0.1.0";
 

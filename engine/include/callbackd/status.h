@@ -15,6 +15,7 @@ enum class StatusCode {
   kInvalidArgument,     // bad input: a field is missing, malformed or out of range
   kNotFound,            // an app or delivery id that does not exist
   kFailedPrecondition,  // valid request, wrong state (e.g. redeliver a pending delivery)
+  kPermissionDenied,    // refused by policy (e.g. a callback URL in a blocked network)
   kResourceExhausted,   // a quota or cap was reached
   kUnavailable,         // the engine is stopping or storage cannot be reached
   kInternal,            // a bug or an unexpected storage failure
@@ -31,6 +32,8 @@ constexpr std::string_view to_string(StatusCode code) {
       return "not_found";
     case StatusCode::kFailedPrecondition:
       return "failed_precondition";
+    case StatusCode::kPermissionDenied:
+      return "permission_denied";
     case StatusCode::kResourceExhausted:
       return "resource_exhausted";
     case StatusCode::kUnavailable:
@@ -53,6 +56,9 @@ class [[nodiscard]] Status {
   static Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
   static Status FailedPrecondition(std::string m) {
     return {StatusCode::kFailedPrecondition, std::move(m)};
+  }
+  static Status PermissionDenied(std::string m) {
+    return {StatusCode::kPermissionDenied, std::move(m)};
   }
   static Status ResourceExhausted(std::string m) {
     return {StatusCode::kResourceExhausted, std::move(m)};
