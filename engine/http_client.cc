@@ -1,0 +1,403 @@
+// libcurl multi on Boost.Asio through the multi_socket API. curl says which sockets to wait on
+// (SOCKETFUNCTION) and when it next needs a tick (TIMERFUNCTION); Asio waits, and tells curl
+// with curl_multi_socket_action. Sockets for connections are opened and closed by us
+// (OPENSOCKETFUNCTION / CLOSESOCKETFUNCTION), which is where the network guard looks at the
+// address actually connected to, and which keeps each socket object alive exactly as long as
+// curl uses it.
+#include "http_client.h"
+
+#include <curl/curl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <new>
+#include <unordered_map>
+
+namespace callbackd {
+
+namespace asio = boost::asio;
+
+namespace {
+
+void ensure_curl_initialized() {
+  static const CURLcode initialized = curl_global_init(CURL_GLOBAL_DEFAULT);
+  if (initialized != CURLE_OK) throw std::bad_alloc();
+}
+
+std::optional<asio::ip::address> to_address(const struct sockaddr* address) {
+  if (address->sa_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(address);
+    return asio::ip::address_v4(ntohl(in->sin_addr.s_addr));
+  }
+  if (address->sa_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);
+    asio::ip::address_v6::bytes_type bytes;
+    std::copy(std::begin(in6->sin6_addr.s6_addr), std::end(in6->sin6_addr.s6_addr), bytes.begin());
+    return asio::ip::address_v6(bytes, in6->sin6_scope_id);
+  }
+  return std::nullopt;
+}
+
+AttemptError classify(CURLcode code, long http_status, bool blocked) {
+  if (blocked) return AttemptError::kBlocked;
+  if (code == CURLE_OK) {
+    return http_status >= 200 && http_status < 300 ? AttemptError::kNone : AttemptError::kStatus;
+  }
+  switch (code) {
+    case CURLE_OPERATION_TIMEDOUT:
+      return AttemptError::kTimeout;
+    case CURLE_COULDNT_CONNECT:
+      return AttemptError::kRefused;
+    case CURLE_COULDNT_RESOLVE_HOST:
+      return AttemptError::kDns;
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+      return AttemptError::kReset;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+      return AttemptError::kTls;
+    default:
+      return AttemptError::kNetwork;
+  }
+}
+
+}  // namespace
+
+class HttpClient::Impl {
+ public:
+  Impl(asio::io_context& io, HttpClientOptions options);
+  ~Impl();
+
+  void post(HttpRequest request, std::function<void(HttpResponse)> done);
+  std::size_t in_flight() const { return transfers_.size(); }
+
+ private:
+  // One attempt: the easy handle and everything curl points into until the transfer ends.
+  struct Transfer {
+    Impl* client = nullptr;
+    CURL* easy = nullptr;
+    HttpRequest request;  // owns the body curl sends from
+    std::function<void(HttpResponse)> done;
+    curl_slist* headers = nullptr;
+    std::string body_head;
+    bool blocked = false;      // the guard refused the address
+    bool cap_reached = false;  // stopped reading the body at max_response_bytes
+    char error[CURL_ERROR_SIZE] = {0};
+  };
+
+  // A descriptor curl asked us to wait on. Sockets we opened are closed by close_socket();
+  // others (e.g. the resolver's wake-up pipe) are watched through a duplicate we close at
+  // CURL_POLL_REMOVE, so curl's own close never races our waits.
+  struct Watch {
+    asio::posix::stream_descriptor descriptor;
+    int wanted = CURL_POLL_NONE;
+    bool reading = false;
+    bool writing = false;
+    bool owned_by_us = false;  // opened by open_socket(); curl closes it via close_socket()
+    explicit Watch(asio::io_context& io, int fd) : descriptor(io, fd) {}
+  };
+
+  static curl_socket_t open_socket(void* transfer, curlsocktype purpose, curl_sockaddr* address);
+  static int close_socket(void* client, curl_socket_t fd);
+  static int on_socket(CURL* easy, curl_socket_t fd, int what, void* client, void* socketp);
+  static int on_timer(CURLM* multi, long timeout_ms, void* client);
+  static std::size_t on_body(char* data, std::size_t size, std::size_t count, void* transfer);
+
+  void wait(curl_socket_t fd, const std::shared_ptr<Watch>& watch, bool for_write);
+  void act(curl_socket_t fd, int events);
+  void collect_finished();
+  CURL* take_easy();
+  void configure(Transfer& t);
+
+  asio::io_context& io_;
+  const HttpClientOptions options_;
+  CURLM* multi_ = nullptr;
+  asio::steady_timer timer_;
+  std::unordered_map<curl_socket_t, std::shared_ptr<Watch>> watches_;
+  std::unordered_map<CURL*, std::unique_ptr<Transfer>> transfers_;
+  std::vector<CURL*> idle_easies_;  // reset handles kept for reuse
+};
+
+HttpClient::Impl::Impl(asio::io_context& io, HttpClientOptions options)
+    : io_(io), options_(std::move(options)), timer_(io) {
+  ensure_curl_initialized();
+  multi_ = curl_multi_init();
+  if (multi_ == nullptr) throw std::bad_alloc();
+  curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &Impl::on_socket);
+  curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
+  curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &Impl::on_timer);
+  curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
+  curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS,
+                    static_cast<long>(options_.connection_cache_size));
+}
+
+HttpClient::Impl::~Impl() {
+  // Abort what is running without calling its handlers.
+  for (auto& [easy, transfer] : transfers_) {
+    curl_multi_remove_handle(multi_, easy);
+    curl_easy_cleanup(easy);
+    curl_slist_free_all(transfer->headers);
+  }
+  transfers_.clear();
+  for (CURL* easy : idle_easies_) curl_easy_cleanup(easy);
+  // Closes cached connections through close_socket(), so the watches must still be here.
+  curl_multi_cleanup(multi_);
+  for (auto& [fd, watch] : watches_) {
+    boost::system::error_code ignored;
+    watch->descriptor.cancel(ignored);
+    watch->descriptor.close(ignored);
+  }
+  timer_.cancel();
+}
+
+CURL* HttpClient::Impl::take_easy() {
+  if (idle_easies_.empty()) return curl_easy_init();
+  CURL* easy = idle_easies_.back();
+  idle_easies_.pop_back();
+  return easy;
+}
+
+void HttpClient::Impl::configure(Transfer& t) {
+  CURL* e = t.easy;
+  t.headers = curl_slist_append(t.headers, "Content-Type: application/json");
+  t.headers = curl_slist_append(t.headers, "Expect:");  // no 100-continue round trip
+  for (const std::string& header : t.request.headers) {
+    t.headers = curl_slist_append(t.headers, header.c_str());
+  }
+  const std::string& body = *t.request.body;
+  curl_easy_setopt(e, CURLOPT_URL, t.request.url.c_str());
+  curl_easy_setopt(e, CURLOPT_POST, 1L);
+  curl_easy_setopt(e, CURLOPT_POSTFIELDS, body.data());
+  curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.headers);
+  curl_easy_setopt(e, CURLOPT_USERAGENT, options_.user_agent.c_str());
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(t.request.timeout.count()));
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(t.request.timeout.count()));
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!options_.ca_bundle_path.empty()) {
+    curl_easy_setopt(e, CURLOPT_CAINFO, options_.ca_bundle_path.c_str());
+  }
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Impl::on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, &t);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t.error);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Impl::open_socket);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &t);
+  // A cached connection may be closed during another transfer: close_socket() gets the
+  // client, which outlives every transfer, never the transfer.
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, &Impl::close_socket);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, this);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, &t);
+}
+
+void HttpClient::Impl::post(HttpRequest request, std::function<void(HttpResponse)> done) {
+  CURL* easy = take_easy();
+  if (easy == nullptr) throw std::bad_alloc();
+  auto transfer = std::make_unique<Transfer>();
+  transfer->client = this;
+  transfer->easy = easy;
+  transfer->request = std::move(request);
+  transfer->done = std::move(done);
+  if (!transfer->request.body) transfer->request.body = std::make_shared<const std::string>();
+  configure(*transfer);
+  const CURLMcode added = curl_multi_add_handle(multi_, easy);
+  if (added != CURLM_OK) {
+    HttpResponse response;
+    response.error = AttemptError::kNetwork;
+    response.error_detail = curl_multi_strerror(added);
+    curl_slist_free_all(transfer->headers);
+    curl_easy_cleanup(easy);
+    asio::post(io_, [done = std::move(transfer->done), response = std::move(response)]() mutable {
+      done(std::move(response));
+    });
+    return;
+  }
+  transfers_.emplace(easy, std::move(transfer));
+}
+
+curl_socket_t HttpClient::Impl::open_socket(void* transfer_ptr, curlsocktype purpose,
+                                            curl_sockaddr* address) {
+  auto* t = static_cast<Transfer*>(transfer_ptr);
+  Impl* self = t->client;
+  if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKET_BAD;
+  if (self->options_.allow_address) {
+    std::optional<asio::ip::address> target = to_address(&address->addr);
+    if (!target || !self->options_.allow_address(*target)) {
+      t->blocked = true;
+      return CURL_SOCKET_BAD;
+    }
+  }
+  const int fd = ::socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+  if (fd < 0) return CURL_SOCKET_BAD;
+  auto watch = std::make_shared<Watch>(self->io_, fd);
+  watch->owned_by_us = true;
+  self->watches_[fd] = std::move(watch);
+  return fd;
+}
+
+int HttpClient::Impl::close_socket(void* client, curl_socket_t fd) {
+  auto* self = static_cast<Impl*>(client);
+  auto it = self->watches_.find(fd);
+  if (it == self->watches_.end() || !it->second->owned_by_us) return ::close(fd);
+  // Cancel waits first: their handlers see operation_aborted and a gone watch.
+  it->second->wanted = CURL_POLL_NONE;
+  boost::system::error_code ignored;
+  it->second->descriptor.cancel(ignored);
+  it->second->descriptor.close(ignored);
+  self->watches_.erase(it);
+  return 0;
+}
+
+int HttpClient::Impl::on_socket(CURL*, curl_socket_t fd, int what, void* client, void*) {
+  auto* self = static_cast<Impl*>(client);
+  auto it = self->watches_.find(fd);
+  if (what == CURL_POLL_REMOVE) {
+    if (it == self->watches_.end()) return 0;
+    boost::system::error_code ignored;
+    it->second->descriptor.cancel(ignored);
+    it->second->wanted = CURL_POLL_NONE;
+    if (!it->second->owned_by_us) {
+      it->second->descriptor.close(ignored);  // our duplicate
+      self->watches_.erase(it);
+    }
+    return 0;
+  }
+  if (it == self->watches_.end()) {
+    const int copy = ::dup(fd);
+    if (copy < 0) return -1;
+    it = self->watches_.emplace(fd, std::make_shared<Watch>(self->io_, copy)).first;
+  }
+  std::shared_ptr<Watch> watch = it->second;
+  watch->wanted = what;
+  if ((what & CURL_POLL_IN) && !watch->reading) self->wait(fd, watch, false);
+  if ((what & CURL_POLL_OUT) && !watch->writing) self->wait(fd, watch, true);
+  return 0;
+}
+
+void HttpClient::Impl::wait(curl_socket_t fd, const std::shared_ptr<Watch>& watch, bool for_write) {
+  (for_write ? watch->writing : watch->reading) = true;
+  const auto direction = for_write ? asio::posix::descriptor_base::wait_write
+                                   : asio::posix::descriptor_base::wait_read;
+  watch->descriptor.async_wait(direction, [this, fd, weak = std::weak_ptr<Watch>(watch),
+                                           for_write](const boost::system::error_code& ec) {
+    std::shared_ptr<Watch> watch = weak.lock();
+    if (!watch) return;  // curl closed the socket meanwhile
+    (for_write ? watch->writing : watch->reading) = false;
+    if (ec == asio::error::operation_aborted) return;
+    const int wanted_bit = for_write ? CURL_POLL_OUT : CURL_POLL_IN;
+    if (!(watch->wanted & wanted_bit)) return;  // curl no longer cares
+    int events = for_write ? CURL_CSELECT_OUT : CURL_CSELECT_IN;
+    if (ec) events |= CURL_CSELECT_ERR;
+    act(fd, events);
+    // curl may have changed or dropped its interest (or closed the socket) meanwhile.
+    if (auto still = weak.lock();
+        still && (still->wanted & wanted_bit) && !(for_write ? still->writing : still->reading)) {
+      wait(fd, still, for_write);
+    }
+  });
+}
+
+int HttpClient::Impl::on_timer(CURLM*, long timeout_ms, void* client) {
+  auto* self = static_cast<Impl*>(client);
+  if (timeout_ms < 0) {
+    self->timer_.cancel();
+    return 0;
+  }
+  // Even a 0 ms timeout goes through the loop: curl must not be re-entered from here.
+  self->timer_.expires_after(std::chrono::milliseconds(timeout_ms));
+  self->timer_.async_wait([self](const boost::system::error_code& ec) {
+    if (!ec) self->act(CURL_SOCKET_TIMEOUT, 0);
+  });
+  return 0;
+}
+
+void HttpClient::Impl::act(curl_socket_t fd, int events) {
+  int running = 0;
+  curl_multi_socket_action(multi_, fd, events, &running);
+  collect_finished();
+}
+
+std::size_t HttpClient::Impl::on_body(char* data, std::size_t size, std::size_t count,
+                                      void* transfer) {
+  auto* t = static_cast<Transfer*>(transfer);
+  const std::size_t bytes = size * count;
+  const std::size_t cap = t->client->options_.max_response_bytes;
+  const std::size_t room = cap - std::min(cap, t->body_head.size());
+  t->body_head.append(data, std::min(room, bytes));
+  if (bytes > room) {
+    // The status is already known (the body comes after the headers): stop reading here.
+    t->cap_reached = true;
+    return 0;
+  }
+  return bytes;
+}
+
+void HttpClient::Impl::collect_finished() {
+  // Gather first, call handlers after: a handler may post() and re-enter curl.
+  std::vector<std::pair<std::function<void(HttpResponse)>, HttpResponse>> finished;
+  int left = 0;
+  while (CURLMsg* message = curl_multi_info_read(multi_, &left)) {
+    if (message->msg != CURLMSG_DONE) continue;
+    CURL* easy = message->easy_handle;
+    auto it = transfers_.find(easy);
+    if (it == transfers_.end()) continue;
+    Transfer& t = *it->second;
+    CURLcode code = message->data.result;
+    if (code == CURLE_WRITE_ERROR && t.cap_reached) code = CURLE_OK;
+
+    HttpResponse response;
+    long status = 0;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_off_t total_us = 0;
+    curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &total_us);
+    response.http_status = static_cast<int>(status);
+    response.error = classify(code, status, t.blocked);
+    response.duration = std::chrono::duration_cast<Millis>(std::chrono::microseconds(total_us));
+    response.body_head = std::move(t.body_head);
+    if (t.blocked) {
+      response.error_detail = "the network guard refused the address";
+    } else if (code != CURLE_OK) {
+      response.error_detail = t.error[0] != '\0' ? t.error : curl_easy_strerror(code);
+    }
+    finished.emplace_back(std::move(t.done), std::move(response));
+
+    curl_multi_remove_handle(multi_, easy);
+    curl_slist_free_all(t.headers);
+    transfers_.erase(it);
+    curl_easy_reset(easy);
+    idle_easies_.push_back(easy);
+  }
+  for (auto& [done, response] : finished) done(std::move(response));
+}
+
+HttpClient::HttpClient(asio::io_context& io, HttpClientOptions options)
+    : impl_(std::make_unique<Impl>(io, std::move(options))) {}
+HttpClient::~HttpClient() = default;
+
+void HttpClient::post(HttpRequest request, std::function<void(HttpResponse)> done) {
+  impl_->post(std::move(request), std::move(done));
+}
+
+std::size_t HttpClient::in_flight() const { return impl_->in_flight(); }
+
+}  // namespace callbackd
