@@ -18,6 +18,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace callbackd {
@@ -106,11 +107,17 @@ class Queue {
   // Deletes up to `limit` delivered deliveries (and their attempts) finished before `cutoff`.
   virtual Result<std::size_t> prune_delivered(TimePoint cutoff, std::size_t limit) = 0;
 
+  // --- settings kept with the data (e.g. the master key check)
+  virtual Result<std::optional<std::string>> get_setting(std::string_view key) = 0;
+  virtual Status put_setting(std::string_view key, std::string_view value) = 0;
+
   // --- reads and operator actions
   virtual Result<Delivery> find_delivery(std::string_view delivery_id) = 0;
   // Oldest first, filtered by state and app; cursor-paged.
   virtual Result<DeliveryPage> list(const DeliveryFilter& filter) = 0;
   virtual Result<StateCounts> count_by_state() = 0;
+  // Pending plus in-flight deliveries of each app that has any (for per-app quotas).
+  virtual Result<std::vector<std::pair<std::string, std::size_t>>> count_unfinished_by_app() = 0;
   // Delivered or dead -> pending, due at `now`, with a fresh retry budget (budget_used = 0).
   // kFailedPrecondition for a pending or in-flight delivery, kNotFound for an unknown id.
   virtual Result<Delivery> redeliver(std::string_view delivery_id, TimePoint now) = 0;

@@ -1,0 +1,600 @@
+#include "sqlite_queue.h"
+
+#include <charconv>
+#include <filesystem>
+
+#include "schema.h"
+
+namespace callbackd {
+
+using sqlite::Connection;
+using sqlite::Statement;
+
+namespace {
+
+// Each SQL text is a distinct literal: the connection caches its prepared form by address.
+constexpr const char* kInsertApp =
+    "INSERT INTO apps (id, name, scheme, secret, previous_secret, previous_until, created_at) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+constexpr const char* kFindApp =
+    "SELECT id, name, scheme, secret, previous_secret, previous_until, created_at "
+    "FROM apps WHERE id = ?1";
+constexpr const char* kUpdateAppSecrets =
+    "UPDATE apps SET secret = ?2, previous_secret = ?3, previous_until = ?4 WHERE id = ?1";
+constexpr const char* kAppExists = "SELECT 1 FROM apps WHERE id = ?1";
+constexpr const char* kInsertDelivery =
+    "INSERT INTO deliveries (id, app_id, task_id, callback_url, body, state, due_at, "
+    "attempts_made, budget_used, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, 0, ?8) "
+    "ON CONFLICT (app_id, task_id) DO NOTHING";
+constexpr const char* kFindByTask =
+    "SELECT seq, id, state FROM deliveries WHERE app_id = ?1 AND task_id = ?2";
+constexpr const char* kClaim =
+    "UPDATE deliveries SET state = 1, due_at = ?3 WHERE seq IN ("
+    "  SELECT seq FROM deliveries WHERE state = 0 AND due_at <= ?1 ORDER BY due_at LIMIT ?2) "
+    "RETURNING seq, id, app_id, task_id, callback_url, body, attempts_made, budget_used";
+constexpr const char* kFinishAttempt =
+    "UPDATE deliveries SET state = ?2, due_at = ?3, attempts_made = ?4, "
+    "budget_used = budget_used + 1 WHERE seq = ?1 AND state = 1";
+constexpr const char* kInsertAttempt =
+    "INSERT OR REPLACE INTO attempts (delivery_seq, n, started_at, duration_ms, http_status, "
+    "error, error_detail, response_head) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+constexpr const char* kRelease =
+    "UPDATE deliveries SET state = 0, due_at = ?2 WHERE seq = ?1 AND state = 1";
+constexpr const char* kRecover =
+    "UPDATE deliveries SET state = 0, due_at = ?1 WHERE state = 1 AND due_at <= ?1";
+constexpr const char* kNextDue = "SELECT min(due_at) FROM deliveries WHERE state = 0";
+constexpr const char* kOldDelivered =
+    "SELECT seq FROM deliveries WHERE state = 2 AND due_at < ?1 ORDER BY due_at LIMIT ?2";
+constexpr const char* kDeleteAttempts = "DELETE FROM attempts WHERE delivery_seq = ?1";
+constexpr const char* kDeleteDelivery = "DELETE FROM deliveries WHERE seq = ?1";
+constexpr const char* kGetSetting = "SELECT value FROM settings WHERE key = ?1";
+constexpr const char* kPutSetting =
+    "INSERT INTO settings (key, value) VALUES (?1, ?2) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+constexpr const char* kDeliveryById =
+    "SELECT seq, id, app_id, task_id, callback_url, state, due_at, created_at "
+    "FROM deliveries WHERE id = ?1";
+constexpr const char* kList =
+    "SELECT seq, id, app_id, task_id, callback_url, state, due_at, created_at FROM deliveries "
+    "WHERE seq > ?1 AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR app_id = ?3) "
+    "ORDER BY seq LIMIT ?4";
+constexpr const char* kAttempts =
+    "SELECT n, started_at, duration_ms, http_status, error, error_detail, response_head "
+    "FROM attempts WHERE delivery_seq = ?1 ORDER BY n";
+constexpr const char* kCountByState = "SELECT state, count(*) FROM deliveries GROUP BY state";
+constexpr const char* kUnfinishedByApp =
+    "SELECT app_id, count(*) FROM deliveries WHERE state IN (0, 1) GROUP BY app_id";
+constexpr const char* kRedeliver =
+    "UPDATE deliveries SET state = 0, due_at = ?2, budget_used = 0 "
+    "WHERE id = ?1 AND state IN (2, 3)";
+
+// The rows of kDeliveryById and kList, without attempts.
+Delivery delivery_from_row(const Statement& row) {
+  Delivery d;
+  d.id = row.text(1);
+  d.app_id = row.text(2);
+  d.task_id = row.text(3);
+  d.callback_url = row.text(4);
+  d.state = static_cast<DeliveryState>(row.int64(5));
+  if (d.state == DeliveryState::kPending) d.next_attempt_at = from_unix_ms(row.int64(6));
+  d.created_at = from_unix_ms(row.int64(7));
+  return d;
+}
+
+std::optional<std::int64_t> parse_cursor(const std::string& cursor) {
+  std::int64_t seq = 0;
+  auto [end, ec] = std::from_chars(cursor.data(), cursor.data() + cursor.size(), seq);
+  if (ec != std::errc() || end != cursor.data() + cursor.size() || seq < 0) return std::nullopt;
+  return seq;
+}
+
+}  // namespace
+
+// --------------------------------------------------------------------- connections
+
+struct SqliteQueue::PendingEnqueue {
+  const NewDelivery* delivery;
+  Result<Enqueued> result = Status::Internal("enqueue not run");
+  bool done = false;
+};
+
+// A read connection borrowed from the pool for one call.
+class SqliteQueue::ReadLease {
+ public:
+  ReadLease(SqliteQueue& queue, std::unique_ptr<Connection> c)
+      : queue_(queue), connection_(std::move(c)) {}
+  ~ReadLease() {
+    {
+      std::lock_guard lock(queue_.readers_mutex_);
+      queue_.idle_readers_.push_back(std::move(connection_));
+    }
+    queue_.reader_free_.notify_one();
+  }
+  ReadLease(ReadLease&&) = default;
+  Connection& operator*() { return *connection_; }
+
+ private:
+  SqliteQueue& queue_;
+  std::unique_ptr<Connection> connection_;
+};
+
+SqliteQueue::ReadLease SqliteQueue::read_connection() {
+  std::unique_lock lock(readers_mutex_);
+  reader_free_.wait(lock, [&] { return !idle_readers_.empty(); });
+  auto connection = std::move(idle_readers_.back());
+  idle_readers_.pop_back();
+  return ReadLease(*this, std::move(connection));
+}
+
+Result<std::unique_ptr<SqliteQueue>> SqliteQueue::open(const std::string& path,
+                                                       SqliteQueueOptions options) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) return Status::Unavailable("create \"" + parent.string() + "\": " + ec.message());
+  }
+  std::unique_ptr<SqliteQueue> queue(new SqliteQueue());
+  auto writer = Connection::open(path, /*create=*/true);
+  if (!writer.ok()) return writer.status();
+  queue->writer_ = std::move(*writer);
+  if (Status s = sqlite::configure_connection(*queue->writer_); !s.ok()) {
+    return Status(s.code(), "open \"" + path + "\": " + s.message());
+  }
+  if (Status s = sqlite::create_schema(*queue->writer_); !s.ok()) {
+    return Status(s.code(), "open \"" + path + "\": " + s.message());
+  }
+  for (std::size_t i = 0; i < std::max<std::size_t>(1, options.read_connections); ++i) {
+    auto reader = Connection::open(path, /*create=*/false);
+    if (!reader.ok()) return reader.status();
+    if (Status s = sqlite::configure_connection(**reader); !s.ok()) return s;
+    queue->idle_readers_.push_back(std::move(*reader));
+  }
+  return queue;
+}
+
+Result<std::unique_ptr<Queue>> open_sqlite_queue(const std::string& path,
+                                                 SqliteQueueOptions options) {
+  auto queue = SqliteQueue::open(path, options);
+  if (!queue.ok()) return queue.status();
+  return std::unique_ptr<Queue>(std::move(*queue));
+}
+
+template <class Work>
+Status SqliteQueue::write_transaction(Work&& work) {
+  std::lock_guard lock(write_mutex_);
+  if (Status s = writer_->exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  Status s = work(*writer_);
+  if (s.ok()) s = writer_->exec("COMMIT");
+  if (!s.ok() && writer_->in_transaction()) (void)writer_->exec("ROLLBACK");
+  return s;
+}
+
+// --------------------------------------------------------------------- apps and settings
+
+Status SqliteQueue::insert_app(const StoredApp& app) {
+  return write_transaction([&](Connection& c) -> Status {
+    auto exists = c.prepare(kAppExists);
+    if (!exists.ok()) return exists.status();
+    (*exists)->bind(1, app.app.id);
+    if ((*exists)->step() == SQLITE_ROW) {
+      return Status::InvalidArgument("app_id: \"" + app.app.id + "\" already exists");
+    }
+    auto insert = c.prepare(kInsertApp);
+    if (!insert.ok()) return insert.status();
+    (*insert)
+        ->bind(1, app.app.id)
+        .bind(2, app.app.name)
+        .bind(3, static_cast<std::int64_t>(app.app.scheme));
+    (*insert)->bind_blob(4, app.sealed_secret).bind_blob(5, app.sealed_previous_secret);
+    if (app.previous_secret_until) {
+      (*insert)->bind(6, to_unix_ms(*app.previous_secret_until));
+    } else {
+      (*insert)->bind_null(6);
+    }
+    (*insert)->bind(7, to_unix_ms(app.app.created_at));
+    return (*insert)->run("insert app");
+  });
+}
+
+Result<StoredApp> SqliteQueue::find_app(std::string_view app_id) {
+  ReadLease lease = read_connection();
+  auto row = (*lease).prepare(kFindApp);
+  if (!row.ok()) return row.status();
+  (*row)->bind(1, app_id);
+  const int rc = (*row)->step();
+  if (rc == SQLITE_DONE)
+    return Status::NotFound("app \"" + std::string(app_id) + "\" does not exist");
+  if (rc != SQLITE_ROW) return (*lease).error("find app");
+  StoredApp app;
+  app.app.id = (*row)->text(0);
+  app.app.name = (*row)->text(1);
+  app.app.scheme = static_cast<SignatureScheme>((*row)->int64(2));
+  app.sealed_secret = (*row)->text(3);
+  app.sealed_previous_secret = (*row)->text(4);
+  if (!(*row)->is_null(5)) app.previous_secret_until = from_unix_ms((*row)->int64(5));
+  app.app.created_at = from_unix_ms((*row)->int64(6));
+  return app;
+}
+
+Status SqliteQueue::update_app_secrets(const StoredApp& app) {
+  return write_transaction([&](Connection& c) -> Status {
+    auto update = c.prepare(kUpdateAppSecrets);
+    if (!update.ok()) return update.status();
+    (*update)
+        ->bind(1, app.app.id)
+        .bind_blob(2, app.sealed_secret)
+        .bind_blob(3, app.sealed_previous_secret);
+    if (app.previous_secret_until) {
+      (*update)->bind(4, to_unix_ms(*app.previous_secret_until));
+    } else {
+      (*update)->bind_null(4);
+    }
+    if (Status s = (*update)->run("update app secrets"); !s.ok()) return s;
+    if (c.changes() == 0) return Status::NotFound("app \"" + app.app.id + "\" does not exist");
+    return Status::Ok();
+  });
+}
+
+Result<std::optional<std::string>> SqliteQueue::get_setting(std::string_view key) {
+  ReadLease lease = read_connection();
+  auto row = (*lease).prepare(kGetSetting);
+  if (!row.ok()) return row.status();
+  (*row)->bind(1, key);
+  const int rc = (*row)->step();
+  if (rc == SQLITE_DONE) return std::optional<std::string>();
+  if (rc != SQLITE_ROW) return (*lease).error("get setting");
+  return std::optional<std::string>((*row)->text(0));
+}
+
+Status SqliteQueue::put_setting(std::string_view key, std::string_view value) {
+  return write_transaction([&](Connection& c) -> Status {
+    auto put = c.prepare(kPutSetting);
+    if (!put.ok()) return put.status();
+    (*put)->bind(1, key).bind_blob(2, value);
+    return (*put)->run("put setting");
+  });
+}
+
+// --------------------------------------------------------------------- enqueue (group commit)
+
+Result<Enqueued> SqliteQueue::enqueue(const NewDelivery& delivery) {
+  PendingEnqueue me{&delivery};
+  std::unique_lock lock(enqueue_mutex_);
+  enqueue_waiting_.push_back(&me);
+  while (!me.done) {
+    if (enqueue_leader_) {
+      enqueue_done_.wait(lock);
+      continue;
+    }
+    // Lead: commit everything queued so far in one transaction. Callers arriving meanwhile
+    // queue up for the next leader.
+    enqueue_leader_ = true;
+    std::vector<PendingEnqueue*> batch = std::exchange(enqueue_waiting_, {});
+    lock.unlock();
+    run_enqueue_batch(batch);
+    lock.lock();
+    for (PendingEnqueue* p : batch) p->done = true;
+    enqueue_leader_ = false;
+    enqueue_done_.notify_all();
+  }
+  return std::move(me.result);
+}
+
+void SqliteQueue::run_enqueue_batch(std::vector<PendingEnqueue*>& batch) {
+  std::lock_guard lock(write_mutex_);
+  if (Status s = writer_->exec("BEGIN IMMEDIATE"); !s.ok()) {
+    for (PendingEnqueue* p : batch) p->result = s;
+    return;
+  }
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    batch[i]->result = insert_one(*batch[i]->delivery);
+    if (!batch[i]->result.ok() && !writer_->in_transaction()) {
+      // SQLite rolled the whole transaction back (disk full, I/O error): nothing in this
+      // batch is stored, so nobody in it may be told otherwise.
+      const Status lost = batch[i]->result.status();
+      for (PendingEnqueue* p : batch) p->result = lost;
+      return;
+    }
+  }
+  if (Status s = writer_->exec("COMMIT"); !s.ok()) {
+    if (writer_->in_transaction()) (void)writer_->exec("ROLLBACK");
+    for (PendingEnqueue* p : batch) p->result = s;
+    return;
+  }
+  enqueue_commits_.fetch_add(1, std::memory_order_relaxed);
+  enqueued_rows_.fetch_add(batch.size(), std::memory_order_relaxed);
+}
+
+Result<Enqueued> SqliteQueue::insert_one(const NewDelivery& d) {
+  Connection& c = *writer_;
+  {
+    auto exists = c.prepare(kAppExists);
+    if (!exists.ok()) return exists.status();
+    (*exists)->bind(1, d.app_id);
+    const int found = (*exists)->step();
+    if (found == SQLITE_DONE) return Status::NotFound("app \"" + d.app_id + "\" does not exist");
+    if (found != SQLITE_ROW) return c.error("find app");
+  }
+
+  auto insert = c.prepare(kInsertDelivery);
+  if (!insert.ok()) return insert.status();
+  const bool claimed = d.lease_until.has_value();
+  (*insert)->bind(1, d.id).bind(2, d.app_id).bind(3, d.task_id).bind(4, d.callback_url);
+  (*insert)->bind_blob(5, d.body ? std::string_view(*d.body) : std::string_view());
+  (*insert)->bind(
+      6, static_cast<std::int64_t>(claimed ? DeliveryState::kInFlight : DeliveryState::kPending));
+  (*insert)->bind(7, to_unix_ms(claimed ? *d.lease_until : d.now));
+  (*insert)->bind(8, to_unix_ms(d.now));
+  if (Status s = (*insert)->run("insert delivery"); !s.ok()) return s;
+  if (c.changes() == 1) {
+    return Enqueued{{d.id, claimed ? DeliveryState::kInFlight : DeliveryState::kPending, true},
+                    c.last_insert_rowid()};
+  }
+  // The task was enqueued before: answer with that delivery, change nothing.
+  auto existing = c.prepare(kFindByTask);
+  if (!existing.ok()) return existing.status();
+  (*existing)->bind(1, d.app_id).bind(2, d.task_id);
+  if ((*existing)->step() != SQLITE_ROW) return c.error("find existing delivery");
+  return Enqueued{{(*existing)->text(1), static_cast<DeliveryState>((*existing)->int64(2)), false},
+                  (*existing)->int64(0)};
+}
+
+// --------------------------------------------------------------------- dispatch
+
+Result<std::vector<ClaimedDelivery>> SqliteQueue::claim(TimePoint now, std::size_t limit,
+                                                        TimePoint lease_until) {
+  std::vector<ClaimedDelivery> claimed;
+  Status s = write_transaction([&](Connection& c) -> Status {
+    auto rows = c.prepare(kClaim);
+    if (!rows.ok()) return rows.status();
+    (*rows)
+        ->bind(1, to_unix_ms(now))
+        .bind(2, static_cast<std::int64_t>(limit))
+        .bind(3, to_unix_ms(lease_until));
+    int rc;
+    while ((rc = (*rows)->step()) == SQLITE_ROW) {
+      ClaimedDelivery d;
+      d.seq = (*rows)->int64(0);
+      d.id = (*rows)->text(1);
+      d.app_id = (*rows)->text(2);
+      d.task_id = (*rows)->text(3);
+      d.callback_url = (*rows)->text(4);
+      d.body = std::make_shared<const std::string>((*rows)->text(5));
+      d.attempts_made = static_cast<int>((*rows)->int64(6));
+      d.budget_used = static_cast<int>((*rows)->int64(7));
+      claimed.push_back(std::move(d));
+    }
+    return rc == SQLITE_DONE ? Status::Ok() : c.error("claim");
+  });
+  if (!s.ok()) return s;
+  return claimed;
+}
+
+Status SqliteQueue::record(std::span<const AttemptRecord> records) {
+  if (records.empty()) return Status::Ok();
+  return write_transaction([&](Connection& c) -> Status {
+    for (const AttemptRecord& r : records) {
+      auto finish = c.prepare(kFinishAttempt);
+      if (!finish.ok()) return finish.status();
+      (*finish)->bind(1, r.seq).bind(2, static_cast<std::int64_t>(r.next_state));
+      (*finish)->bind(3, to_unix_ms(r.next_due_at)).bind(4, r.attempt.number);
+      if (Status s = (*finish)->run("finish attempt"); !s.ok()) return s;
+      if (c.changes() == 0) continue;  // no longer ours: its lease was recovered
+      auto insert = c.prepare(kInsertAttempt);
+      if (!insert.ok()) return insert.status();
+      const Attempt& a = r.attempt;
+      (*insert)->bind(1, r.seq).bind(2, a.number).bind(3, to_unix_ms(a.started_at));
+      (*insert)->bind(4, a.duration.count()).bind(5, a.http_status).bind(6, to_string(a.error));
+      (*insert)->bind(7, a.error_detail).bind_blob(8, a.response_head);
+      if (Status s = (*insert)->run("insert attempt"); !s.ok()) return s;
+    }
+    return Status::Ok();
+  });
+}
+
+Status SqliteQueue::release(std::span<const std::int64_t> seqs, TimePoint due_at) {
+  if (seqs.empty()) return Status::Ok();
+  return write_transaction([&](Connection& c) -> Status {
+    for (std::int64_t seq : seqs) {
+      auto release = c.prepare(kRelease);
+      if (!release.ok()) return release.status();
+      (*release)->bind(1, seq).bind(2, to_unix_ms(due_at));
+      if (Status s = (*release)->run("release"); !s.ok()) return s;
+    }
+    return Status::Ok();
+  });
+}
+
+Result<std::size_t> SqliteQueue::recover_expired_leases(TimePoint now) {
+  std::size_t recovered = 0;
+  Status s = write_transaction([&](Connection& c) -> Status {
+    auto recover = c.prepare(kRecover);
+    if (!recover.ok()) return recover.status();
+    (*recover)->bind(1, to_unix_ms(now));
+    if (Status s = (*recover)->run("recover leases"); !s.ok()) return s;
+    recovered = static_cast<std::size_t>(c.changes());
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return recovered;
+}
+
+Result<std::optional<TimePoint>> SqliteQueue::next_due_at() {
+  ReadLease lease = read_connection();
+  auto row = (*lease).prepare(kNextDue);
+  if (!row.ok()) return row.status();
+  if ((*row)->step() != SQLITE_ROW) return (*lease).error("next due");
+  if ((*row)->is_null(0)) return std::optional<TimePoint>();
+  return std::optional<TimePoint>(from_unix_ms((*row)->int64(0)));
+}
+
+Result<std::size_t> SqliteQueue::prune_delivered(TimePoint cutoff, std::size_t limit) {
+  std::size_t pruned = 0;
+  Status s = write_transaction([&](Connection& c) -> Status {
+    std::vector<std::int64_t> seqs;
+    {
+      auto old = c.prepare(kOldDelivered);
+      if (!old.ok()) return old.status();
+      (*old)->bind(1, to_unix_ms(cutoff)).bind(2, static_cast<std::int64_t>(limit));
+      int rc;
+      while ((rc = (*old)->step()) == SQLITE_ROW) seqs.push_back((*old)->int64(0));
+      if (rc != SQLITE_DONE) return c.error("find old deliveries");
+    }
+    for (std::int64_t seq : seqs) {
+      for (const char* sql : {kDeleteAttempts, kDeleteDelivery}) {
+        auto del = c.prepare(sql);
+        if (!del.ok()) return del.status();
+        (*del)->bind(1, seq);
+        if (Status s = (*del)->run("prune"); !s.ok()) return s;
+      }
+    }
+    pruned = seqs.size();
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return pruned;
+}
+
+// --------------------------------------------------------------------- reads
+
+Result<std::vector<Attempt>> SqliteQueue::attempts_of(Connection& c, std::int64_t seq) {
+  auto rows = c.prepare(kAttempts);
+  if (!rows.ok()) return rows.status();
+  (*rows)->bind(1, seq);
+  std::vector<Attempt> attempts;
+  int rc;
+  while ((rc = (*rows)->step()) == SQLITE_ROW) {
+    Attempt a;
+    a.number = static_cast<int>((*rows)->int64(0));
+    a.started_at = from_unix_ms((*rows)->int64(1));
+    a.duration = Millis((*rows)->int64(2));
+    a.http_status = static_cast<int>((*rows)->int64(3));
+    a.error = parse_attempt_error((*rows)->text(4)).value_or(AttemptError::kNetwork);
+    a.error_detail = (*rows)->text(5);
+    a.response_head = (*rows)->text(6);
+    attempts.push_back(std::move(a));
+  }
+  if (rc != SQLITE_DONE) return c.error("read attempts");
+  return attempts;
+}
+
+Result<Delivery> SqliteQueue::find_delivery(std::string_view delivery_id) {
+  ReadLease lease = read_connection();
+  Connection& c = *lease;
+  std::int64_t seq = 0;
+  Delivery delivery;
+  {
+    auto row = c.prepare(kDeliveryById);
+    if (!row.ok()) return row.status();
+    (*row)->bind(1, delivery_id);
+    const int rc = (*row)->step();
+    if (rc == SQLITE_DONE) {
+      return Status::NotFound("delivery \"" + std::string(delivery_id) + "\" does not exist");
+    }
+    if (rc != SQLITE_ROW) return c.error("find delivery");
+    seq = (*row)->int64(0);
+    delivery = delivery_from_row(**row);
+  }
+  auto attempts = attempts_of(c, seq);
+  if (!attempts.ok()) return attempts.status();
+  delivery.attempts = std::move(*attempts);
+  return delivery;
+}
+
+Result<DeliveryPage> SqliteQueue::list(const DeliveryFilter& filter) {
+  std::int64_t after = 0;
+  if (!filter.cursor.empty()) {
+    auto parsed = parse_cursor(filter.cursor);
+    if (!parsed)
+      return Status::InvalidArgument("cursor: malformed; pass next_cursor back as given");
+    after = *parsed;
+  }
+  const std::size_t limit = filter.limit == 0 ? 50 : std::min<std::size_t>(filter.limit, 1000);
+
+  ReadLease lease = read_connection();
+  Connection& c = *lease;
+  DeliveryPage page;
+  std::vector<std::int64_t> seqs;
+  {
+    auto rows = c.prepare(kList);
+    if (!rows.ok()) return rows.status();
+    (*rows)->bind(1, after);
+    if (filter.state) {
+      (*rows)->bind(2, static_cast<std::int64_t>(*filter.state));
+    } else {
+      (*rows)->bind_null(2);
+    }
+    if (filter.app_id) {
+      (*rows)->bind(3, *filter.app_id);
+    } else {
+      (*rows)->bind_null(3);
+    }
+    // One extra row tells whether another page follows.
+    (*rows)->bind(4, static_cast<std::int64_t>(limit + 1));
+    int rc;
+    while ((rc = (*rows)->step()) == SQLITE_ROW) {
+      seqs.push_back((*rows)->int64(0));
+      page.items.push_back(delivery_from_row(**rows));
+    }
+    if (rc != SQLITE_DONE) return c.error("list deliveries");
+  }
+  if (page.items.size() > limit) {
+    page.items.pop_back();
+    seqs.pop_back();
+    page.next_cursor = std::to_string(seqs.back());
+  }
+  for (std::size_t i = 0; i < page.items.size(); ++i) {
+    auto attempts = attempts_of(c, seqs[i]);
+    if (!attempts.ok()) return attempts.status();
+    page.items[i].attempts = std::move(*attempts);
+  }
+  return page;
+}
+
+Result<StateCounts> SqliteQueue::count_by_state() {
+  ReadLease lease = read_connection();
+  auto rows = (*lease).prepare(kCountByState);
+  if (!rows.ok()) return rows.status();
+  StateCounts counts{};
+  int rc;
+  while ((rc = (*rows)->step()) == SQLITE_ROW) {
+    const auto state = static_cast<std::size_t>((*rows)->int64(0));
+    if (state < counts.size()) counts[state] = static_cast<std::size_t>((*rows)->int64(1));
+  }
+  if (rc != SQLITE_DONE) return (*lease).error("count deliveries");
+  return counts;
+}
+
+Result<std::vector<std::pair<std::string, std::size_t>>> SqliteQueue::count_unfinished_by_app() {
+  ReadLease lease = read_connection();
+  auto rows = (*lease).prepare(kUnfinishedByApp);
+  if (!rows.ok()) return rows.status();
+  std::vector<std::pair<std::string, std::size_t>> counts;
+  int rc;
+  while ((rc = (*rows)->step()) == SQLITE_ROW) {
+    counts.emplace_back((*rows)->text(0), static_cast<std::size_t>((*rows)->int64(1)));
+  }
+  if (rc != SQLITE_DONE) return (*lease).error("count unfinished deliveries");
+  return counts;
+}
+
+Result<Delivery> SqliteQueue::redeliver(std::string_view delivery_id, TimePoint now) {
+  bool changed = false;
+  Status s = write_transaction([&](Connection& c) -> Status {
+    auto update = c.prepare(kRedeliver);
+    if (!update.ok()) return update.status();
+    (*update)->bind(1, delivery_id).bind(2, to_unix_ms(now));
+    if (Status s = (*update)->run("redeliver"); !s.ok()) return s;
+    changed = c.changes() > 0;
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  Result<Delivery> delivery = find_delivery(delivery_id);
+  if (!delivery.ok() || changed) return delivery;
+  return Status::FailedPrecondition("delivery \"" + std::string(delivery_id) + "\" is " +
+                                    std::string(to_string(delivery->state)) +
+                                    "; only delivered or dead deliveries can be redelivered");
+}
+
+}  // namespace callbackd

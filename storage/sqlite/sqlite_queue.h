@@ -1,0 +1,79 @@
+// The embedded store: one SQLite file in WAL mode with synchronous=FULL. One writer
+// connection serializes every write; enqueues arriving together share one transaction and one
+// fsync (group commit); reads run on a small pool of read connections beside the writer.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "queue.h"
+#include "sqlite_handle.h"
+
+namespace callbackd {
+
+class SqliteQueue final : public Queue {
+ public:
+  static Result<std::unique_ptr<SqliteQueue>> open(const std::string& path,
+                                                   SqliteQueueOptions options);
+
+  Status insert_app(const StoredApp& app) override;
+  Result<StoredApp> find_app(std::string_view app_id) override;
+  Status update_app_secrets(const StoredApp& app) override;
+
+  Result<Enqueued> enqueue(const NewDelivery& delivery) override;
+
+  Result<std::vector<ClaimedDelivery>> claim(TimePoint now, std::size_t limit,
+                                             TimePoint lease_until) override;
+  Status record(std::span<const AttemptRecord> records) override;
+  Status release(std::span<const std::int64_t> seqs, TimePoint due_at) override;
+  Result<std::size_t> recover_expired_leases(TimePoint now) override;
+  Result<std::optional<TimePoint>> next_due_at() override;
+  Result<std::size_t> prune_delivered(TimePoint cutoff, std::size_t limit) override;
+
+  Result<std::optional<std::string>> get_setting(std::string_view key) override;
+  Status put_setting(std::string_view key, std::string_view value) override;
+
+  Result<Delivery> find_delivery(std::string_view delivery_id) override;
+  Result<DeliveryPage> list(const DeliveryFilter& filter) override;
+  Result<StateCounts> count_by_state() override;
+  Result<std::vector<std::pair<std::string, std::size_t>>> count_unfinished_by_app() override;
+  Result<Delivery> redeliver(std::string_view delivery_id, TimePoint now) override;
+
+  // Commits of enqueue batches so far, and rows they carried: rows/commits is the group size.
+  std::uint64_t enqueue_commits() const { return enqueue_commits_.load(); }
+  std::uint64_t enqueued_rows() const { return enqueued_rows_.load(); }
+
+ private:
+  struct PendingEnqueue;
+  class ReadLease;
+
+  SqliteQueue() = default;
+  // Runs `work` inside BEGIN IMMEDIATE … COMMIT on the writer, rolling back if it fails.
+  template <class Work>
+  Status write_transaction(Work&& work);
+  void run_enqueue_batch(std::vector<PendingEnqueue*>& batch);
+  Result<Enqueued> insert_one(const NewDelivery& delivery);
+  ReadLease read_connection();
+  Result<std::vector<Attempt>> attempts_of(sqlite::Connection& c, std::int64_t seq);
+  Result<Delivery> delivery_where(sqlite::Connection& c, const char* sql, std::string_view key);
+
+  std::mutex write_mutex_;
+  std::unique_ptr<sqlite::Connection> writer_;
+
+  // Group commit: callers queue here; one of them at a time commits everything queued.
+  std::mutex enqueue_mutex_;
+  std::condition_variable enqueue_done_;
+  std::vector<PendingEnqueue*> enqueue_waiting_;
+  bool enqueue_leader_ = false;
+  std::atomic<std::uint64_t> enqueue_commits_{0};
+  std::atomic<std::uint64_t> enqueued_rows_{0};
+
+  std::mutex readers_mutex_;
+  std::condition_variable reader_free_;
+  std::vector<std::unique_ptr<sqlite::Connection>> idle_readers_;
+};
+
+}  // namespace callbackd
