@@ -1,0 +1,171 @@
+// End-to-end delivery rate to a loopback sink answering 204, against the ceiling measured in
+// the same run: a bare libcurl-multi loop posting the same body to the same sink with the same
+// concurrency (the per-host cap, since the sink is one host).
+//   build/release/bench/callbackd_dispatch_bench --benchmark_repetitions=5
+//   --benchmark_report_aggregates_only=true
+// BM_DrainBacklog: N callbacks already stored; time from start() until the sink has them all.
+// BM_EnqueueAndDeliver: 8 threads enqueue N callbacks into a running engine; time until the
+// sink has them all (durable enqueue included).
+// BM_BareCurlMulti: the ceiling. The ratio of items_per_second is the figure to report.
+#include <benchmark/benchmark.h>
+#include <callbackd/engine.h>
+#include <curl/curl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "receiver.h"
+
+namespace callbackd {
+namespace {
+
+using namespace std::chrono_literals;
+constexpr std::size_t kConcurrency = 32;  // EngineOptions::max_in_flight_per_host default
+
+TaskResult task(int i) {
+  TaskResult t;
+  t.task_id = "task_" + std::to_string(i);
+  t.results.push_back(Track{"clip_" + std::to_string(i), "https://cdn.example/a.mp3",
+                            "https://cdn.example/a.jpg", "Night Drive", 182.5, "synthwave",
+                            std::string(600, 'p'), 1767225600000});
+  return t;
+}
+
+std::filesystem::path fresh_dir() {
+  static int run = 0;
+  const char* base = std::getenv("TMPDIR");
+  auto dir = std::filesystem::path(base ? base : "/tmp") /
+             ("callbackd-dispatch-bench-" + std::to_string(getpid()) + "-" + std::to_string(run++));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+std::unique_ptr<Engine> open_engine(const std::filesystem::path& dir) {
+  EngineOptions options;
+  options.database_path = dir / "callbackd.db";
+  options.allow_networks = {"127.0.0.0/8"};
+  return std::move(*Engine::open(options));
+}
+
+void wait_for(const testing::Receiver& sink, std::size_t n) {
+  if (!sink.wait_for_count(n, 300s)) std::abort();
+}
+
+void BM_DrainBacklog(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  testing::Receiver sink({}, /*record=*/false);
+  for (auto _ : state) {
+    const auto dir = fresh_dir();
+    auto engine = open_engine(dir);
+    const std::string app = engine->create_app("bench")->app.id;
+    for (int i = 0; i < n; ++i) (void)engine->enqueue(app, sink.url(), task(i));
+    const std::size_t before = sink.count();
+    const auto start = std::chrono::steady_clock::now();
+    engine->start();
+    wait_for(sink, before + static_cast<std::size_t>(n));
+    state.SetIterationTime(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    engine->stop();
+    engine.reset();
+    std::filesystem::remove_all(dir);
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_DrainBacklog)->Arg(20000)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+void BM_EnqueueAndDeliver(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  testing::Receiver sink({}, /*record=*/false);
+  for (auto _ : state) {
+    const auto dir = fresh_dir();
+    auto engine = open_engine(dir);
+    const std::string app = engine->create_app("bench")->app.id;
+    engine->start();
+    const std::size_t before = sink.count();
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::thread> producers;
+    for (int t = 0; t < 8; ++t) {
+      producers.emplace_back([&, t] {
+        for (int i = t; i < n; i += 8) (void)engine->enqueue(app, sink.url(), task(i));
+      });
+    }
+    for (auto& p : producers) p.join();
+    wait_for(sink, before + static_cast<std::size_t>(n));
+    state.SetIterationTime(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    engine->stop();
+    engine.reset();
+    std::filesystem::remove_all(dir);
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_EnqueueAndDeliver)->Arg(20000)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+// The ceiling: no storage, no signing, no scheduling — curl multi keeping kConcurrency POSTs
+// of the same body in flight to the same sink.
+void BM_BareCurlMulti(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  testing::Receiver sink({}, /*record=*/false);
+  const std::string url = sink.url();
+  const std::string body = *build_callback_body(task(0));
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  CURLM* multi = curl_multi_init();
+  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
+  headers = curl_slist_append(headers, "Expect:");
+  std::vector<CURL*> easies;
+  for (std::size_t i = 0; i < kConcurrency; ++i) {
+    CURL* e = curl_easy_init();
+    curl_easy_setopt(e, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body.data());
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(
+        e, CURLOPT_WRITEFUNCTION,
+        +[](char*, std::size_t s, std::size_t m, void*) { return s * m; });
+    easies.push_back(e);
+  }
+  for (auto _ : state) {
+    int started = 0, finished = 0;
+    for (CURL* e : easies) {
+      if (started < n) {
+        curl_multi_add_handle(multi, e);
+        ++started;
+      }
+    }
+    while (finished < n) {
+      int running = 0;
+      curl_multi_perform(multi, &running);
+      int left = 0;
+      while (CURLMsg* m = curl_multi_info_read(multi, &left)) {
+        if (m->msg != CURLMSG_DONE) continue;
+        ++finished;
+        CURL* e = m->easy_handle;
+        curl_multi_remove_handle(multi, e);
+        if (started < n) {
+          curl_multi_add_handle(multi, e);
+          ++started;
+        }
+      }
+      if (finished < n) curl_multi_poll(multi, nullptr, 0, 100, nullptr);
+    }
+  }
+  for (CURL* e : easies) curl_easy_cleanup(e);
+  curl_slist_free_all(headers);
+  curl_multi_cleanup(multi);
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_BareCurlMulti)->Arg(20000)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace callbackd
+
+int main(int argc, char** argv) {
+  spdlog::set_level(spdlog::level::warn);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+}

@@ -1,0 +1,112 @@
+// Durable enqueue into the SQLite queue (synchronous=FULL, a real file), one by one and from 8
+// threads sharing commits, against the ceiling measured in the same run: raw SQLite inserts of
+// the same rows, same schema and statement, same synchronous mode, batched in one transaction.
+//   build/release/bench/callbackd_enqueue_bench --benchmark_repetitions=5
+//   --benchmark_report_aggregates_only=true
+// Compare BM_Enqueue/threads:8 with BM_RawBatchedInsert at the batch size the group commit
+// reached (its rows_per_commit counter), and at 1000.
+#include <benchmark/benchmark.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "sqlite/schema.h"
+#include "sqlite/sqlite_queue.h"
+
+namespace callbackd {
+namespace {
+
+const TimePoint kNow = from_unix_ms(1'700'000'000'000);
+const auto kBody = std::make_shared<const std::string>(1024, 'x');  // a typical callback body
+
+std::string fresh_path(const char* name) {
+  const char* base = std::getenv("TMPDIR");
+  const std::string dir =
+      std::string(base ? base : "/tmp") + "/callbackd-bench-" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/" + name + ".db";
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+  return path;
+}
+
+std::unique_ptr<SqliteQueue> g_queue;
+std::atomic<std::int64_t> g_task{0};
+
+void open_queue(const benchmark::State&) {
+  g_queue = std::move(*SqliteQueue::open(fresh_path("enqueue"), {}));
+  StoredApp app;
+  app.app = App{"app_1", "bench", SignatureScheme::kHex, kNow};
+  app.sealed_secret = "s";
+  (void)g_queue->insert_app(app);
+}
+void close_queue(const benchmark::State&) { g_queue.reset(); }
+
+NewDelivery next_delivery() {
+  const std::string n = std::to_string(g_task.fetch_add(1));
+  return NewDelivery{"dlv_" + n, "app_1", "task_" + n, "https://hooks.example.com/cb",
+                     kBody,      kNow,    std::nullopt};
+}
+
+// Each call returns only after its row is committed to disk.
+void BM_Enqueue(benchmark::State& state) {
+  const std::uint64_t commits_before = g_queue->enqueue_commits();
+  const std::uint64_t rows_before = g_queue->enqueued_rows();
+  for (auto _ : state) {
+    Result<Enqueued> r = g_queue->enqueue(next_delivery());
+    if (!r.ok()) state.SkipWithError(r.status().to_string().c_str());
+  }
+  state.SetItemsProcessed(state.iterations());
+  if (state.thread_index() == 0) {
+    const double commits = static_cast<double>(g_queue->enqueue_commits() - commits_before);
+    const double rows = static_cast<double>(g_queue->enqueued_rows() - rows_before);
+    state.counters["rows_per_commit"] = commits > 0 ? rows / commits : 0;
+  }
+}
+BENCHMARK(BM_Enqueue)->Setup(open_queue)->Teardown(close_queue)->UseRealTime()->Threads(1);
+BENCHMARK(BM_Enqueue)->Setup(open_queue)->Teardown(close_queue)->UseRealTime()->Threads(8);
+BENCHMARK(BM_Enqueue)->Setup(open_queue)->Teardown(close_queue)->UseRealTime()->Threads(64);
+
+// The ceiling: the same INSERT, prepared once, `batch` rows per transaction, synchronous=FULL.
+void BM_RawBatchedInsert(benchmark::State& state) {
+  const auto batch = state.range(0);
+  auto connection = sqlite::Connection::open(fresh_path("raw"), true);
+  sqlite::Connection& c = **connection;
+  (void)sqlite::configure_connection(c);
+  (void)sqlite::create_schema(c);
+  sqlite3_stmt* insert = nullptr;
+  sqlite3_prepare_v2(
+      c.handle(),
+      "INSERT INTO deliveries (id, app_id, task_id, callback_url, body, state, "
+      "due_at, attempts_made, budget_used, created_at) VALUES "
+      "(?1, ?2, ?3, ?4, ?5, 0, ?6, 0, 0, ?6) ON CONFLICT (app_id, task_id) DO NOTHING",
+      -1, &insert, nullptr);
+  std::int64_t n = 0;
+  for (auto _ : state) {
+    (void)c.exec("BEGIN IMMEDIATE");
+    for (std::int64_t i = 0; i < batch; ++i, ++n) {
+      const std::string id = std::to_string(n);
+      const std::string dlv = "dlv_" + id, task = "task_" + id;
+      sqlite3_bind_text(insert, 1, dlv.data(), static_cast<int>(dlv.size()), SQLITE_TRANSIENT);
+      sqlite3_bind_text(insert, 2, "app_1", 5, SQLITE_STATIC);
+      sqlite3_bind_text(insert, 3, task.data(), static_cast<int>(task.size()), SQLITE_TRANSIENT);
+      sqlite3_bind_text(insert, 4, "https://hooks.example.com/cb", -1, SQLITE_STATIC);
+      sqlite3_bind_blob(insert, 5, kBody->data(), static_cast<int>(kBody->size()), SQLITE_STATIC);
+      sqlite3_bind_int64(insert, 6, to_unix_ms(kNow));
+      sqlite3_step(insert);
+      sqlite3_reset(insert);
+    }
+    (void)c.exec("COMMIT");
+  }
+  sqlite3_finalize(insert);
+  state.SetItemsProcessed(state.iterations() * batch);
+}
+BENCHMARK(BM_RawBatchedInsert)->Arg(1)->Arg(8)->Arg(64)->Arg(1000)->UseRealTime();
+
+}  // namespace
+}  // namespace callbackd
+
+BENCHMARK_MAIN();
