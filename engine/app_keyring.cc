@@ -9,7 +9,9 @@ Result<std::shared_ptr<const AppKey>> AppKeyring::get(std::string_view app_id) {
   }
   Result<StoredApp> stored = queue_.find_app(app_id);
   if (!stored.ok()) return stored.status();
-  auto key = std::make_shared<const AppKey>(from_stored_app(*stored));
+  Result<AppKey> opened = from_stored_app(*stored, box_);
+  if (!opened.ok()) return opened.status();
+  auto key = std::make_shared<const AppKey>(std::move(*opened));
   put(key);
   return key;
 }
@@ -19,13 +21,25 @@ void AppKeyring::put(std::shared_ptr<const AppKey> key) {
   keys_[key->app.id] = std::move(key);
 }
 
-StoredApp to_stored_app(const AppKey& key) {
-  return StoredApp{key.app, key.secret, key.previous_secret, key.previous_until};
+StoredApp to_stored_app(const AppKey& key, const SecretBox& box) {
+  StoredApp stored{key.app, box.seal(key.secret, key.app.id), "", key.previous_until};
+  if (!key.previous_secret.empty()) {
+    stored.sealed_previous_secret = box.seal(key.previous_secret, key.app.id);
+  }
+  return stored;
 }
 
-AppKey from_stored_app(const StoredApp& stored) {
-  return AppKey{stored.app, stored.sealed_secret, stored.sealed_previous_secret,
-                stored.previous_secret_until};
+Result<AppKey> from_stored_app(const StoredApp& stored, const SecretBox& box) {
+  AppKey key{stored.app, "", "", stored.previous_secret_until};
+  Result<std::string> secret = box.open(stored.sealed_secret, stored.app.id);
+  if (!secret.ok()) return secret.status();
+  key.secret = std::move(*secret);
+  if (!stored.sealed_previous_secret.empty()) {
+    Result<std::string> previous = box.open(stored.sealed_previous_secret, stored.app.id);
+    if (!previous.ok()) return previous.status();
+    key.previous_secret = std::move(*previous);
+  }
+  return key;
 }
 
 }  // namespace callbackd

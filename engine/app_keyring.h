@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "queue.h"
+#include "secret_box.h"
 
 namespace callbackd {
 
@@ -26,7 +27,7 @@ struct AppKey {
 // Thread-safe.
 class AppKeyring {
  public:
-  explicit AppKeyring(Queue& queue) : queue_(queue) {}
+  AppKeyring(Queue& queue, const SecretBox& box) : queue_(queue), box_(box) {}
 
   // The app's key, loaded from the queue on the first call. kNotFound naming the app id.
   Result<std::shared_ptr<const AppKey>> get(std::string_view app_id);
@@ -35,12 +36,13 @@ class AppKeyring {
 
  private:
   Queue& queue_;
+  const SecretBox& box_;
   std::mutex mutex_;
   std::unordered_map<std::string, std::shared_ptr<const AppKey>> keys_;
 };
 
-// The stored form of a key and back. Secrets are kept as given until sealing at rest exists.
-StoredApp to_stored_app(const AppKey& key);
-AppKey from_stored_app(const StoredApp& stored);
+// The stored form of a key, secrets sealed under `box` and bound to the app id; and back.
+StoredApp to_stored_app(const AppKey& key, const SecretBox& box);
+Result<AppKey> from_stored_app(const StoredApp& stored, const SecretBox& box);
 
 }  // namespace callbackd

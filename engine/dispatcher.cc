@@ -284,6 +284,7 @@ void Dispatcher::on_attempt_done(const Job& job, TimePoint started_at, HttpRespo
                 attempt.number, attempt.http_status, to_string(attempt.error),
                 to_string(next.state));
   if (options_.observer) options_.observer->on_attempt(attempt, next.state);
+  if (options_.on_finished && next.state != DeliveryState::kPending) options_.on_finished(d.app_id);
   records_.push_back(AttemptRecord{d.seq, std::move(attempt), next.state, next.at});
 
   flush_records();

@@ -42,6 +42,8 @@ struct DispatcherOptions {
   std::size_t max_response_bytes = 1024;
   std::shared_ptr<EngineObserver> observer;                            // optional
   std::function<bool(const boost::asio::ip::address&)> allow_address;  // empty: all
+  // Called (io thread) when an attempt leaves its delivery delivered or dead.
+  std::function<void(const std::string& app_id)> on_finished;
   std::string ca_bundle_path;
 };
 

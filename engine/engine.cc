@@ -10,13 +10,16 @@
 #include <thread>
 
 #include "app_keyring.h"
+#include "app_quota.h"
 #include "callback_url.h"
 #include "dispatcher.h"
 #include "encoding.h"
 #include "ids.h"
+#include "master_key.h"
 #include "network_guard.h"
 #include "queue.h"
 #include "retry_policy.h"
+#include "secret_box.h"
 
 namespace callbackd {
 namespace asio = boost::asio;
@@ -29,7 +32,12 @@ constexpr std::size_t kMaxAppNameLength = 200;
 // attempt is never claimed and sent a second time in parallel.
 Millis lease_for(const EngineOptions& options) { return 2 * options.attempt_timeout + 1s; }
 
-DispatcherOptions dispatcher_options(const EngineOptions& options, const NetworkGuard& guard) {
+std::string new_secret(SignatureScheme scheme) {
+  return scheme == SignatureScheme::kStandard ? new_standard_secret() : new_hex_secret();
+}
+
+DispatcherOptions dispatcher_options(const EngineOptions& options, const NetworkGuard& guard,
+                                     AppQuota& quota) {
   DispatcherOptions d;
   d.max_in_flight = options.max_in_flight;
   d.max_in_flight_per_host = std::min(options.max_in_flight_per_host, options.max_in_flight);
@@ -44,6 +52,7 @@ DispatcherOptions dispatcher_options(const EngineOptions& options, const Network
     return guard.allows(address);
   };
   d.ca_bundle_path = options.ca_bundle_path;
+  d.on_finished = [&quota](const std::string& app_id) { quota.give_back(app_id); };
   return d;
 }
 
@@ -83,18 +92,25 @@ Status validate(const EngineOptions& options) {
   }
   if (options.retention <= Millis(0)) return Status::InvalidArgument("retention: must be positive");
   if (!options.clock) return Status::InvalidArgument("clock: must be set");
+  if (options.max_pending_per_app == 0) {
+    return Status::InvalidArgument("max_pending_per_app: must be >= 1");
+  }
+  if (options.max_body_bytes == 0) return Status::InvalidArgument("max_body_bytes: must be >= 1");
   return Status::Ok();
 }
 
 class Engine::Impl {
  public:
-  Impl(EngineOptions options, std::unique_ptr<Queue> queue, NetworkGuard guard)
+  Impl(EngineOptions options, std::unique_ptr<Queue> queue, NetworkGuard guard, SecretBox box,
+       const std::vector<std::pair<std::string, std::size_t>>& unfinished)
       : options_(std::move(options)),
         guard_(std::move(guard)),
+        box_(std::move(box)),
         queue_(std::move(queue)),
-        keys_(*queue_),
+        keys_(*queue_, box_),
+        quota_(options_.max_pending_per_app, unfinished),
         dispatcher_(io_, *queue_, keys_, RetryPolicy(options_.retry_schedule),
-                    dispatcher_options(options_, guard_), options_.clock) {}
+                    dispatcher_options(options_, guard_, quota_), options_.clock) {}
 
   ~Impl() { stop(); }
 
@@ -104,6 +120,8 @@ class Engine::Impl {
   Dispatcher& dispatcher() { return dispatcher_; }
   const Clock& clock() const { return *options_.clock; }
   const NetworkGuard& guard() const { return guard_; }
+  const SecretBox& box() const { return box_; }
+  AppQuota& quota() { return quota_; }
 
   void start() {
     std::lock_guard lock(lifecycle_mutex_);
@@ -128,8 +146,10 @@ class Engine::Impl {
  private:
   const EngineOptions options_;
   const NetworkGuard guard_;
+  const SecretBox box_;
   std::unique_ptr<Queue> queue_;
   AppKeyring keys_;
+  AppQuota quota_;
   asio::io_context io_;
   Dispatcher dispatcher_;  // after io_: destroyed before it
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
@@ -151,20 +171,21 @@ Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
   Result<std::size_t> recovered = (*queue)->recover_expired_leases(options.clock->now());
   if (!recovered.ok()) return recovered.status();
   if (*recovered > 0) spdlog::info("event=leases_recovered count={}", *recovered);
-  return std::unique_ptr<Engine>(
-      new Engine(std::make_unique<Impl>(std::move(options), std::move(*queue), std::move(*guard))));
+  Result<SecretBox> box = open_secret_box(options, **queue);
+  if (!box.ok()) return box.status();
+  auto unfinished = (*queue)->count_unfinished_by_app();
+  if (!unfinished.ok()) return unfinished.status();
+  return std::unique_ptr<Engine>(new Engine(std::make_unique<Impl>(
+      std::move(options), std::move(*queue), std::move(*guard), std::move(*box), *unfinished)));
 }
 
 Result<AppWithSecret> Engine::create_app(std::string_view name, SignatureScheme scheme) {
   if (Status s = check_app_name(name); !s.ok()) return s;
-  if (scheme != SignatureScheme::kHex) {
-    return Status::InvalidArgument("signature_scheme: \"standard\" is not supported yet");
-  }
   const TimePoint now = impl_->clock().now();
   auto key = std::make_shared<AppKey>();
   key->app = App{new_app_id(now), std::string(name), scheme, now};
-  key->secret = new_hex_secret();
-  if (Status s = impl_->queue().insert_app(to_stored_app(*key)); !s.ok()) return s;
+  key->secret = new_secret(scheme);
+  if (Status s = impl_->queue().insert_app(to_stored_app(*key, impl_->box())); !s.ok()) return s;
   impl_->keys().put(key);
   spdlog::info("event=app_created app_id={} scheme={}", key->app.id, to_string(scheme));
   return AppWithSecret{key->app, key->secret};
@@ -180,8 +201,18 @@ Result<AppWithSecret> Engine::rotate_secret(std::string_view app_id) {
   Result<std::shared_ptr<const AppKey>> current = impl_->keys().get(app_id);
   if (!current.ok()) return current.status();
   auto key = std::make_shared<AppKey>(**current);
-  key->secret = new_hex_secret();
-  if (Status s = impl_->queue().update_app_secrets(to_stored_app(*key)); !s.ok()) return s;
+  key->secret = new_secret(key->app.scheme);
+  key->previous_secret.clear();
+  key->previous_until.reset();
+  // Standard Webhooks receivers accept any listed signature: keep signing with the old secret
+  // too for a while, so they can switch without dropping a callback.
+  if (key->app.scheme == SignatureScheme::kStandard) {
+    key->previous_secret = (*current)->secret;
+    key->previous_until = impl_->clock().now() + impl_->options().secret_overlap;
+  }
+  if (Status s = impl_->queue().update_app_secrets(to_stored_app(*key, impl_->box())); !s.ok()) {
+    return s;
+  }
   impl_->keys().put(key);
   spdlog::info("event=secret_rotated app_id={}", key->app.id);
   return AppWithSecret{key->app, key->secret};
@@ -202,8 +233,23 @@ Result<EnqueueReceipt> Engine::enqueue(std::string_view app_id, std::string_view
   }
   Result<std::string> body = build_callback_body(task);
   if (!body.ok()) return body.status();
+  if (body->size() > impl_->options().max_body_bytes) {
+    return Status::InvalidArgument("body: the callback serializes to " +
+                                   std::to_string(body->size()) + " bytes, over the " +
+                                   std::to_string(impl_->options().max_body_bytes) + "-byte cap");
+  }
   Result<std::shared_ptr<const AppKey>> key = impl_->keys().get(app_id);
   if (!key.ok()) return name_field("app_id", key.status());
+  const std::string& app = (*key)->app.id;
+  if (!impl_->quota().try_take(app)) {
+    // A task stored before is still answered with its delivery: it adds nothing.
+    Result<std::optional<EnqueueReceipt>> existing = impl_->queue().find_by_task(app, task.task_id);
+    if (!existing.ok()) return existing.status();
+    if (*existing) return **existing;
+    return Status::ResourceExhausted("app_id: app \"" + app + "\" has " +
+                                     std::to_string(impl_->quota().limit()) +
+                                     " unfinished deliveries, its quota (max_pending_per_app)");
+  }
 
   const auto started = std::chrono::steady_clock::now();
   const TimePoint now = impl_->clock().now();
@@ -222,6 +268,7 @@ Result<EnqueueReceipt> Engine::enqueue(std::string_view app_id, std::string_view
 
   Result<Enqueued> stored = impl_->queue().enqueue(delivery);
   const bool created = stored.ok() && stored->receipt.created;
+  if (!created) impl_->quota().give_back(app);
   if (reserved) {
     if (created) {
       dispatcher.hand_off(ClaimedDelivery{stored->seq, std::move(delivery.id),
@@ -254,6 +301,7 @@ Result<DeliveryPage> Engine::list(const DeliveryFilter& filter) const {
 Result<Delivery> Engine::redeliver(std::string_view delivery_id) {
   Result<Delivery> delivery = impl_->queue().redeliver(delivery_id, impl_->clock().now());
   if (delivery.ok()) {
+    impl_->quota().take(delivery->app_id);
     spdlog::info("event=redeliver delivery_id={}", delivery->id);
     impl_->dispatcher().notify_pending();
   }

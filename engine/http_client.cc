@@ -43,10 +43,11 @@ std::optional<asio::ip::address> to_address(const struct sockaddr* address) {
 }
 
 AttemptError classify(CURLcode code, long http_status, bool blocked) {
-  if (blocked) return AttemptError::kBlocked;
   if (code == CURLE_OK) {
     return http_status >= 200 && http_status < 300 ? AttemptError::kNone : AttemptError::kStatus;
   }
+  // A refused address only decides the outcome when no other address of the name worked.
+  if (blocked) return AttemptError::kBlocked;
   switch (code) {
     case CURLE_OPERATION_TIMEDOUT:
       return AttemptError::kTimeout;
@@ -374,7 +375,7 @@ void HttpClient::Impl::collect_finished() {
     response.error = classify(code, status, t.blocked);
     response.duration = std::chrono::duration_cast<Millis>(std::chrono::microseconds(total_us));
     response.body_head = std::move(t.body_head);
-    if (t.blocked) {
+    if (response.error == AttemptError::kBlocked) {
       response.error_detail = "the network guard refused the address";
     } else if (code != CURLE_OK) {
       response.error_detail = t.error[0] != '\0' ? t.error : curl_easy_strerror(code);

@@ -89,6 +89,10 @@ class Queue {
   // with created=false and changes nothing. The app must exist (kNotFound otherwise).
   virtual Result<Enqueued> enqueue(const NewDelivery& delivery) = 0;
 
+  // The delivery already stored for (app_id, task_id), if any.
+  virtual Result<std::optional<EnqueueReceipt>> find_by_task(std::string_view app_id,
+                                                             std::string_view task_id) = 0;
+
   // --- dispatch (hot path)
   // Moves up to `limit` pending deliveries whose due time is <= now, oldest due first, to
   // in_flight with a lease until `lease_until`, and returns them. Cost does not grow with the

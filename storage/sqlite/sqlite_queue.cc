@@ -340,6 +340,19 @@ Result<Enqueued> SqliteQueue::insert_one(const NewDelivery& d) {
                   (*existing)->int64(0)};
 }
 
+Result<std::optional<EnqueueReceipt>> SqliteQueue::find_by_task(std::string_view app_id,
+                                                                std::string_view task_id) {
+  ReadLease lease = read_connection();
+  auto row = (*lease).prepare(kFindByTask);
+  if (!row.ok()) return row.status();
+  (*row)->bind(1, app_id).bind(2, task_id);
+  const int rc = (*row)->step();
+  if (rc == SQLITE_DONE) return std::optional<EnqueueReceipt>();
+  if (rc != SQLITE_ROW) return (*lease).error("find delivery by task");
+  return std::optional<EnqueueReceipt>(
+      EnqueueReceipt{(*row)->text(1), static_cast<DeliveryState>((*row)->int64(2)), false});
+}
+
 // --------------------------------------------------------------------- dispatch
 
 Result<std::vector<ClaimedDelivery>> SqliteQueue::claim(TimePoint now, std::size_t limit,

@@ -24,6 +24,8 @@ class SqliteQueue final : public Queue {
   Status update_app_secrets(const StoredApp& app) override;
 
   Result<Enqueued> enqueue(const NewDelivery& delivery) override;
+  Result<std::optional<EnqueueReceipt>> find_by_task(std::string_view app_id,
+                                                     std::string_view task_id) override;
 
   Result<std::vector<ClaimedDelivery>> claim(TimePoint now, std::size_t limit,
                                              TimePoint lease_until) override;

@@ -63,6 +63,21 @@ struct EngineOptions {
   // PEM file of CAs trusted for https callback URLs; empty: the system's store.
   std::string ca_bundle_path;
 
+  // Signing secrets are stored encrypted (AES-256-GCM) under a 32-byte master key the
+  // database never holds. `master_key` (raw bytes) when set; otherwise the key file (hex or
+  // base64), which is created with a fresh random key for a new database. A database sealed
+  // under another key, or sealed with no key to be found, does not open.
+  std::string master_key;
+  std::filesystem::path master_key_file;  // empty: <database_path>.key
+  // How long a rotated-out secret keeps signing beside the new one (Standard Webhooks scheme).
+  Millis secret_overlap = 24h;
+
+  // Limits. A callback body serializing to more bytes than this is refused.
+  std::size_t max_body_bytes = 1 << 20;
+  // Unfinished (pending or in-flight) deliveries one app may have; past it enqueue answers
+  // kResourceExhausted, so a runaway app cannot fill the disk for everyone.
+  std::size_t max_pending_per_app = 100000;
+
   // Sent as User-Agent: callbackd/<version>.
   std::string version = "0.1.0";
 

@@ -1,0 +1,90 @@
+#include "master_key.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "encoding.h"
+#include "ids.h"
+
+namespace callbackd {
+namespace {
+
+constexpr std::string_view kKeyCheckSetting = "master_key_check";
+
+// Writes a new random key file readable by its owner only; refuses to replace one.
+Result<std::string> create_key_file(const std::filesystem::path& path) {
+  std::array<unsigned char, 32> key{};
+  random_bytes(key);
+  const std::string text = hex_encode(key) + "\n";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Status::FailedPrecondition("master key file \"" + path.string() +
+                                      "\": cannot create: " + std::strerror(errno));
+  }
+  const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                       ::fsync(fd) == 0;
+  ::close(fd);
+  if (!written)
+    return Status::FailedPrecondition("master key file \"" + path.string() + "\": write failed");
+  spdlog::info("event=master_key_created path={}", path.string());
+  return std::string(reinterpret_cast<const char*>(key.data()), key.size());
+}
+
+Result<std::string> read_key_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in)
+    return Status::FailedPrecondition("master key file \"" + path.string() + "\": cannot read");
+  Result<std::string> key =
+      parse_master_key(text.str(), "master key file \"" + path.string() + "\"");
+  if (!key.ok()) return Status::FailedPrecondition(key.status().message());
+  return key;
+}
+
+}  // namespace
+
+Result<SecretBox> open_secret_box(const EngineOptions& options, Queue& queue) {
+  Result<std::optional<std::string>> check = queue.get_setting(kKeyCheckSetting);
+  if (!check.ok()) return check.status();
+  const bool sealed_before = check->has_value();
+
+  std::string key = options.master_key;
+  if (!key.empty() && key.size() != 32) {
+    return Status::InvalidArgument("master_key: must be 32 bytes");
+  }
+  if (key.empty()) {
+    std::filesystem::path file = options.master_key_file;
+    if (file.empty()) file = options.database_path.string() + ".key";
+    std::error_code ec;
+    Result<std::string> loaded =
+        std::filesystem::exists(file, ec) ? read_key_file(file)
+        : sealed_before                   ? Result<std::string>(Status::FailedPrecondition(
+                                                "master key: the database \"" + options.database_path.string() +
+                                                "\" holds sealed secrets but its key file \"" + file.string() +
+                                                "\" does not exist; provide the key it was created "
+                                                                  "with (CALLBACKD_MASTER_KEY or master_key_file)"))
+                                          : create_key_file(file);
+    if (!loaded.ok()) return loaded.status();
+    key = std::move(*loaded);
+  }
+
+  SecretBox box(std::move(key));
+  if (sealed_before && **check != box.key_check()) {
+    return Status::FailedPrecondition("master key: not the key the database \"" +
+                                      options.database_path.string() +
+                                      "\" was sealed with; its secrets cannot be opened");
+  }
+  if (!sealed_before) {
+    if (Status s = queue.put_setting(kKeyCheckSetting, box.key_check()); !s.ok()) return s;
+  }
+  return box;
+}
+
+}  // namespace callbackd
