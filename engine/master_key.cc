@@ -55,11 +55,12 @@ Result<SecretBox> open_secret_box(const EngineOptions& options, Queue& queue) {
   if (!check.ok()) return check.status();
   const bool sealed_before = check->has_value();
 
-  std::string key = options.master_key;
-  if (!key.empty() && key.size() != 32) {
-    return Status::InvalidArgument("master_key: must be 32 bytes");
-  }
-  if (key.empty()) {
+  std::string key;
+  if (!options.master_key.empty()) {
+    Result<std::string> parsed = parse_master_key(options.master_key, "master_key");
+    if (!parsed.ok()) return parsed.status();
+    key = std::move(*parsed);
+  } else {
     std::filesystem::path file = options.master_key_file;
     if (file.empty()) file = options.database_path.string() + ".key";
     std::error_code ec;

@@ -36,7 +36,9 @@ Status set_duration(Millis& out, const std::string& value) {
 
 Status set_count(std::size_t& out, const std::string& value) {
   std::optional<std::uint64_t> n = parse_unsigned(value);
-  if (!n || *n == 0 || *n > 1'000'000) return not_a(value, "a whole number from 1 to 1000000");
+  if (!n || *n == 0 || *n > 100'000'000) {
+    return not_a(value, "a whole number from 1 to 100000000");
+  }
   out = static_cast<std::size_t>(*n);
   return Status::Ok();
 }
@@ -153,6 +155,32 @@ const std::vector<KeyDef>& key_defs() {
        }},
       {"poll_interval", "1s", "how often due retries and expired leases are looked for", false,
        [](Config& c, const Values& v) { return set_duration(c.poll_interval, v.back()); }},
+      {"ca_bundle", "system CAs", "PEM file of CAs trusted for https callback URLs", false,
+       [](Config& c, const Values& v) {
+         c.ca_bundle = v.back();
+         return Status::Ok();
+       }},
+      {"master_key_file", "<data_dir>/callbackd.db.key",
+       "key that seals signing secrets at rest (created for a new database); "
+       "CALLBACKD_MASTER_KEY overrides it",
+       false,
+       [](Config& c, const Values& v) {
+         if (v.back().empty()) return Status::InvalidArgument("must not be empty");
+         c.master_key_file = v.back();
+         return Status::Ok();
+       }},
+      {"secret_overlap", "24h", "how long a rotated-out secret keeps signing (standard scheme)",
+       false, [](Config& c, const Values& v) { return set_duration(c.secret_overlap, v.back()); }},
+      {"max_pending_per_app", "100000", "unfinished deliveries one app may have (429 past it)",
+       false,
+       [](Config& c, const Values& v) { return set_count(c.max_pending_per_app, v.back()); }},
+      {"max_response_bytes", "1KiB", "first bytes of each response kept with its attempt", false,
+       [](Config& c, const Values& v) {
+         std::optional<std::uint64_t> n = parse_byte_size(v.back());
+         if (!n || *n > (1ULL << 20)) return not_a(v.back(), "a size up to 1MiB");
+         c.max_response_bytes = static_cast<std::size_t>(*n);
+         return Status::Ok();
+       }},
   };
   return defs;
 }

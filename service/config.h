@@ -31,6 +31,11 @@ struct Config {
   Millis retention = std::chrono::duration_cast<Millis>(std::chrono::days(7));
   std::string log_level = "info";
   Millis poll_interval = 1s;
+  std::string ca_bundle;                  // empty: the system's CAs
+  std::filesystem::path master_key_file;  // empty: <data_dir>/callbackd.db.key
+  Millis secret_overlap = 24h;
+  std::size_t max_pending_per_app = 100000;
+  std::size_t max_response_bytes = 1024;
 
   std::filesystem::path database_path() const { return data_dir / "callbackd.db"; }
 };

@@ -30,6 +30,14 @@ EngineOptions engine_options(const Config& config, std::shared_ptr<EngineObserve
   options.poll_interval = config.poll_interval;
   options.retention = config.retention;
   options.allow_networks = config.allow_networks;
+  options.ca_bundle_path = config.ca_bundle;
+  options.master_key_file = config.master_key_file;
+  options.secret_overlap = config.secret_overlap;
+  options.max_pending_per_app = config.max_pending_per_app;
+  options.max_response_bytes = config.max_response_bytes;
+  options.max_body_bytes = config.max_body_bytes;
+  // The key itself only ever comes from the environment (or the key file), never a flag.
+  if (const char* key = std::getenv("CALLBACKD_MASTER_KEY")) options.master_key = key;
   options.observer = std::move(observer);
   return options;
 }

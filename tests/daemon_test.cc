@@ -324,6 +324,12 @@ TEST_F(DaemonTest, BadInputGetsAClearErrorAndStoresNothing) {
       {"credentials in URL", "POST", "/v1/callbacks",
        body([](json& b) { b["callback_url"] = "https://u:p@example.com/x"; }), 400, "invalid_field",
        "callback_url: must not contain credentials"},
+      {"metadata address", "POST", "/v1/callbacks",
+       body([](json& b) { b["callback_url"] = "http://169.254.169.254/latest/meta-data/"; }), 422,
+       "blocked_url", "callback_url: 169.254.169.254 is a link-local address"},
+      {"private address in hex", "POST", "/v1/callbacks",
+       body([](json& b) { b["callback_url"] = "http://0xa000001/"; }), 422, "blocked_url",
+       "10.0.0.1 is a private address"},
       {"synchronous endpoint", "POST", "/v1/callbacks",
        body([](json& b) { b["endpoint"] = "stem"; }), 422, "unsupported_endpoint",
        "endpoint: \"stem\" is synchronous"},
@@ -491,14 +497,47 @@ TEST_F(DaemonTest, CliDrivesTheDaemon) {
   EXPECT_NE(refused.output.find("HTTP 401 unauthorized"), std::string::npos) << refused.output;
 }
 
+TEST_F(DaemonTest, StandardSchemeAppsAndPerAppQuota) {
+  Receiver receiver([](const ReceivedRequest&) { return Reply{.hang = true}; });
+  start({"--max-pending-per-app=2", "--attempt-timeout=5s"});
+  const json app =
+      call_json("POST", "/v1/apps", R"({"name":"std","signature_scheme":"standard"})", 201);
+  EXPECT_EQ(app["signature_scheme"], "standard");
+  EXPECT_EQ(app["signing_secret"].get<std::string>().rfind("whsec_", 0), 0u);
+  const std::string id = app["app_id"];
+  call_json("POST", "/v1/callbacks", completed_body(id, receiver.url(), "q1").dump(), 202);
+  call_json("POST", "/v1/callbacks", completed_body(id, receiver.url(), "q2").dump(), 202);
+  ApiReply over = call("POST", "/v1/callbacks", completed_body(id, receiver.url(), "q3").dump());
+  EXPECT_EQ(over.status, 429) << over.body;
+  EXPECT_EQ(json::parse(over.body)["error"]["code"], "quota_exceeded");
+  ASSERT_TRUE(receiver.wait_for_count(1, 10s));
+  EXPECT_TRUE(receiver.requests()[0].headers.contains("webhook-signature"));
+}
+
+TEST_F(DaemonTest, AWrongMasterKeyStopsStartUp) {
+  start();
+  create_app();
+  daemon_->signal(SIGTERM);
+  ASSERT_EQ(daemon_->wait_exit(), 0);
+  ASSERT_TRUE(std::filesystem::exists(dir_ / "data" / "callbackd.db.key"));
+  auto result = testing::run_command(
+      CALLBACKD_BINARY, {"serve", "--listen=127.0.0.1:0", "--data-dir=" + (dir_ / "data").string()},
+      "", {"CALLBACKD_MASTER_KEY=" + std::string(64, 'a')});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.output.find("not the key the database"), std::string::npos) << result.output;
+  EXPECT_EQ(result.output.find(std::string(64, 'a')), std::string::npos) << "the key was logged";
+}
+
 TEST(DaemonCommandLine, HelpListsEveryKeyAndBadConfigStopsStartUp) {
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{"--help"}, std::vector<std::string>{"serve", "--help"}}) {
     auto help = testing::run_command(CALLBACKD_BINARY, args);
     EXPECT_EQ(help.exit_code, 0);
-    for (const char* key : {"--listen", "--data-dir", "--api-token", "--retry-schedule",
-                            "--attempt-timeout", "--max-in-flight ", "--max-in-flight-per-host",
-                            "--allow-networks", "--max-body-bytes", "--retention", "--log-level"}) {
+    for (const char* key :
+         {"--listen", "--data-dir", "--api-token", "--retry-schedule", "--attempt-timeout",
+          "--max-in-flight ", "--max-in-flight-per-host", "--allow-networks", "--max-body-bytes",
+          "--retention", "--log-level", "--ca-bundle", "--master-key-file", "--secret-overlap",
+          "--max-pending-per-app"}) {
       EXPECT_NE(help.output.find(key), std::string::npos) << key;
     }
     EXPECT_NE(help.output.find("(default: 30s,60s,120s,300s,600s)"), std::string::npos);

@@ -96,7 +96,7 @@ TEST_F(SecretsTest, AWrongOrMissingKeyIsAStartUpError) {
     (void)engine->create_app("a");
   }
   EngineOptions wrong = options();
-  wrong.master_key = std::string(32, 'w');
+  wrong.master_key = std::string(64, 'e');  // hex
   Result<std::unique_ptr<Engine>> opened = Engine::open(wrong);
   ASSERT_FALSE(opened.ok());
   EXPECT_EQ(opened.status().code(), StatusCode::kFailedPrecondition);
@@ -117,7 +117,8 @@ TEST_F(SecretsTest, AWrongOrMissingKeyIsAStartUpError) {
 
   EngineOptions short_key = options();
   short_key.master_key = "too short";
-  EXPECT_EQ(Engine::open(short_key).status().message(), "master_key: must be 32 bytes");
+  EXPECT_EQ(Engine::open(short_key).status().message().rfind("master_key: must be 32 bytes", 0),
+            0u);
 }
 
 // A receiver verifying the Standard Webhooks way: base64 HMAC-SHA256 of "id.timestamp.body"

@@ -64,9 +64,9 @@ struct EngineOptions {
   std::string ca_bundle_path;
 
   // Signing secrets are stored encrypted (AES-256-GCM) under a 32-byte master key the
-  // database never holds. `master_key` (raw bytes) when set; otherwise the key file (hex or
-  // base64), which is created with a fresh random key for a new database. A database sealed
-  // under another key, or sealed with no key to be found, does not open.
+  // database never holds: `master_key` when set (64 hex digits or base64 of 32 bytes);
+  // otherwise the key file (same format), which is created with a fresh random key for a new
+  // database. A database sealed under another key, or with no key to be found, does not open.
   std::string master_key;
   std::filesystem::path master_key_file;  // empty: <database_path>.key
   // How long a rotated-out secret keeps signing beside the new one (Standard Webhooks scheme).
