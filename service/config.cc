@@ -5,7 +5,9 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/network_v4.hpp>
 #include <boost/asio/ip/network_v6.hpp>
+#include <fstream>
 #include <functional>
+#include <sstream>
 
 #include "units.h"
 
@@ -215,11 +217,11 @@ struct SourceValues {
   std::map<std::string, std::string> labels;
 };
 
-Result<SourceValues> read_file(const std::filesystem::path& path) {
-  const std::string where = "config file \"" + path.string() + "\"";
+// `text` is the TOML; `where` names it in errors ("config file \"/etc/callbackd.toml\"").
+Result<SourceValues> read_toml(std::string_view text, const std::string& where) {
   toml::table table;
   try {
-    table = toml::parse_file(path.string());
+    table = toml::parse(text);
   } catch (const toml::parse_error& e) {
     const auto& at = e.source().begin;
     return Status::InvalidArgument(where + ": line " + std::to_string(at.line) + ": " +
@@ -231,9 +233,11 @@ Result<SourceValues> read_file(const std::filesystem::path& path) {
     const KeyDef* def = find_key(name);
     if (def == nullptr) return Status::InvalidArgument(where + ": unknown key \"" + name + "\"");
     const std::string label = where + ": " + name;
+    // Read the node as its own type only: value<T>() would convert, e.g. a huge float to an
+    // integer, which is undefined behaviour.
     auto scalar = [&](const toml::node& n) -> std::optional<std::string> {
-      if (auto s = n.value<std::string>(); s && n.is_string()) return *s;
-      if (auto i = n.value<std::int64_t>(); i && n.is_integer()) return std::to_string(*i);
+      if (const auto* s = n.as_string()) return s->get();
+      if (const auto* i = n.as_integer()) return std::to_string(i->get());
       return std::nullopt;
     };
     Values values;
@@ -303,10 +307,20 @@ std::vector<ConfigKeyInfo> config_key_infos() {
   return infos;
 }
 
+Result<SourceValues> read_file(const std::filesystem::path& path) {
+  const std::string where = "config file \"" + path.string() + "\"";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::InvalidArgument(where + ": cannot be read");
+  std::stringstream text;
+  text << in.rdbuf();
+  return read_toml(text.str(), where);
+}
+
 Result<Config> load_config(const ConfigSources& sources) {
   std::vector<SourceValues> layers;  // lowest precedence first
-  if (sources.file) {
-    Result<SourceValues> file = read_file(*sources.file);
+  if (sources.file || sources.file_text) {
+    Result<SourceValues> file =
+        sources.file_text ? read_toml(*sources.file_text, "config text") : read_file(*sources.file);
     if (!file.ok()) return file.status();
     layers.push_back(std::move(*file));
   }

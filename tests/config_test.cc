@@ -108,6 +108,11 @@ TEST_F(ConfigFileTest, ErrorsNameTheSourceAndTheKey) {
       {"max_inflight = 3\n", {}, {}, "unknown key \"max_inflight\""},
       {"listen = [\"a\"]\n", {}, {}, "listen: takes one value, not a list"},
       {"retention = 3.5\n", {}, {}, "retention: must be a string or an integer"},
+      // Found by the config fuzzer: a float too big for an integer must not be converted.
+      {"max_in_flight = 9999999999999999999.9\n",
+       {},
+       {},
+       "max_in_flight: must be a string or an integer"},
       {"attempt_timeout = \n", {}, {}, "line 1"},
       {"", {{"CALLBACKD_NOPE", "1"}}, {}, "CALLBACKD_NOPE: not a configuration key"},
       {"",
