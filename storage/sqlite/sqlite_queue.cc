@@ -12,6 +12,10 @@ using sqlite::Statement;
 
 namespace {
 
+// How long a group-commit leader waits for the callers of the previous batch to come back.
+// Small next to an fsync; only spent while the load is falling.
+constexpr std::chrono::microseconds kGatherTime{200};
+
 // Each SQL text is a distinct literal: the connection caches its prepared form by address.
 constexpr const char* kInsertApp =
     "INSERT INTO apps (id, name, scheme, secret, previous_secret, previous_until, created_at) "
@@ -262,15 +266,21 @@ Result<Enqueued> SqliteQueue::enqueue(const NewDelivery& delivery) {
   PendingEnqueue me{&delivery};
   std::unique_lock lock(enqueue_mutex_);
   enqueue_waiting_.push_back(&me);
+  enqueue_arrived_.notify_one();
   while (!me.done) {
     if (enqueue_leader_) {
       enqueue_done_.wait(lock);
       continue;
     }
-    // Lead: commit everything queued so far in one transaction. Callers arriving meanwhile
-    // queue up for the next leader.
+    // Lead: commit everything queued in one transaction. The callers of the last batch are
+    // usually about to return with their next row; give them a moment to join, so that the
+    // group does not split into a small batch and a large one. Callers arriving during the
+    // commit queue up for the next leader.
     enqueue_leader_ = true;
+    enqueue_arrived_.wait_for(lock, kGatherTime,
+                              [&] { return enqueue_waiting_.size() >= last_batch_size_; });
     std::vector<PendingEnqueue*> batch = std::exchange(enqueue_waiting_, {});
+    last_batch_size_ = batch.size();
     lock.unlock();
     run_enqueue_batch(batch);
     lock.lock();
@@ -306,15 +316,22 @@ void SqliteQueue::run_enqueue_batch(std::vector<PendingEnqueue*>& batch) {
   enqueued_rows_.fetch_add(batch.size(), std::memory_order_relaxed);
 }
 
+bool SqliteQueue::app_known(const std::string& app_id) {
+  std::lock_guard lock(known_apps_mutex_);
+  return known_apps_.contains(app_id);
+}
+
 Result<Enqueued> SqliteQueue::insert_one(const NewDelivery& d) {
   Connection& c = *writer_;
-  {
+  if (!app_known(d.app_id)) {
     auto exists = c.prepare(kAppExists);
     if (!exists.ok()) return exists.status();
     (*exists)->bind(1, d.app_id);
     const int found = (*exists)->step();
     if (found == SQLITE_DONE) return Status::NotFound("app \"" + d.app_id + "\" does not exist");
     if (found != SQLITE_ROW) return c.error("find app");
+    std::lock_guard lock(known_apps_mutex_);
+    known_apps_.insert(d.app_id);
   }
 
   auto insert = c.prepare(kInsertDelivery);

@@ -7,6 +7,8 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "queue.h"
@@ -58,6 +60,7 @@ class SqliteQueue final : public Queue {
   Status write_transaction(Work&& work);
   void run_enqueue_batch(std::vector<PendingEnqueue*>& batch);
   Result<Enqueued> insert_one(const NewDelivery& delivery);
+  bool app_known(const std::string& app_id);
   ReadLease read_connection();
   Result<std::vector<Attempt>> attempts_of(sqlite::Connection& c, std::int64_t seq);
   Result<Delivery> delivery_where(sqlite::Connection& c, const char* sql, std::string_view key);
@@ -68,10 +71,16 @@ class SqliteQueue final : public Queue {
   // Group commit: callers queue here; one of them at a time commits everything queued.
   std::mutex enqueue_mutex_;
   std::condition_variable enqueue_done_;
+  std::condition_variable enqueue_arrived_;
   std::vector<PendingEnqueue*> enqueue_waiting_;
   bool enqueue_leader_ = false;
+  std::size_t last_batch_size_ = 1;
   std::atomic<std::uint64_t> enqueue_commits_{0};
   std::atomic<std::uint64_t> enqueued_rows_{0};
+
+  // Apps seen to exist (apps are never deleted), so enqueue need not look each one up.
+  std::mutex known_apps_mutex_;
+  std::unordered_set<std::string> known_apps_;
 
   std::mutex readers_mutex_;
   std::condition_variable reader_free_;
