@@ -112,7 +112,12 @@ class Engine::Impl {
         dispatcher_(io_, *queue_, keys_, RetryPolicy(options_.retry_schedule),
                     dispatcher_options(options_, guard_, quota_), options_.clock) {}
 
-  ~Impl() { stop(); }
+  ~Impl() {
+    stop();
+    // Closing the queue commits what is still queued and runs its callbacks, which reach the
+    // dispatcher: do it while the dispatcher is still here.
+    queue_.reset();
+  }
 
   const EngineOptions& options() const { return options_; }
   Queue& queue() { return *queue_; }
@@ -220,74 +225,89 @@ Result<AppWithSecret> Engine::rotate_secret(std::string_view app_id) {
 
 Result<EnqueueReceipt> Engine::enqueue(std::string_view app_id, std::string_view callback_url,
                                        const TaskResult& task) {
+  std::promise<Result<EnqueueReceipt>> committed;
+  auto result = committed.get_future();
+  enqueue_async(app_id, callback_url, task,
+                [&committed](Result<EnqueueReceipt> r) { committed.set_value(std::move(r)); });
+  return result.get();
+}
+
+void Engine::enqueue_async(std::string_view app_id, std::string_view callback_url,
+                           const TaskResult& task,
+                           std::function<void(Result<EnqueueReceipt>)> done) {
+  const auto started = std::chrono::steady_clock::now();
   Result<CallbackUrl> url = parse_callback_url(callback_url);
-  if (!url.ok()) return url.status();
+  if (!url.ok()) return done(url.status());
   // A literal address in a blocked range would only ever fail: refuse it now. Names are
   // checked on the address actually connected to, at every attempt.
   if (auto address = url->literal_address()) {
     if (auto why = impl_->guard().refusal(*address)) {
-      return Status::PermissionDenied("callback_url: " + url->host + " is a " + std::string(*why) +
-                                      " address, which callbackd does not call (allow_networks "
-                                      "opens ranges)");
+      return done(Status::PermissionDenied(
+          "callback_url: " + url->host + " is a " + std::string(*why) +
+          " address, which callbackd does not call (allow_networks opens ranges)"));
     }
   }
   Result<std::string> body = build_callback_body(task);
-  if (!body.ok()) return body.status();
+  if (!body.ok()) return done(body.status());
   if (body->size() > impl_->options().max_body_bytes) {
-    return Status::InvalidArgument("body: the callback serializes to " +
-                                   std::to_string(body->size()) + " bytes, over the " +
-                                   std::to_string(impl_->options().max_body_bytes) + "-byte cap");
+    return done(Status::InvalidArgument(
+        "body: the callback serializes to " + std::to_string(body->size()) + " bytes, over the " +
+        std::to_string(impl_->options().max_body_bytes) + "-byte cap"));
   }
   Result<std::shared_ptr<const AppKey>> key = impl_->keys().get(app_id);
-  if (!key.ok()) return name_field("app_id", key.status());
+  if (!key.ok()) return done(name_field("app_id", key.status()));
   const std::string& app = (*key)->app.id;
   if (!impl_->quota().try_take(app)) {
     // A task stored before is still answered with its delivery: it adds nothing.
     Result<std::optional<EnqueueReceipt>> existing = impl_->queue().find_by_task(app, task.task_id);
-    if (!existing.ok()) return existing.status();
-    if (*existing) return **existing;
-    return Status::ResourceExhausted("app_id: app \"" + app + "\" has " +
-                                     std::to_string(impl_->quota().limit()) +
-                                     " unfinished deliveries, its quota (max_pending_per_app)");
+    if (!existing.ok()) return done(existing.status());
+    if (*existing) return done(**existing);
+    return done(Status::ResourceExhausted(
+        "app_id: app \"" + app + "\" has " + std::to_string(impl_->quota().limit()) +
+        " unfinished deliveries, its quota (max_pending_per_app)"));
   }
 
-  const auto started = std::chrono::steady_clock::now();
   const TimePoint now = impl_->clock().now();
-  Dispatcher& dispatcher = impl_->dispatcher();
   // With room in the dispatcher, the row is stored already claimed and handed over right
   // after its commit: no polling delay for a fresh callback.
-  const bool reserved = dispatcher.try_reserve();
+  const bool reserved = impl_->dispatcher().try_reserve();
   NewDelivery delivery{new_delivery_id(now),
-                       std::string(app_id),
+                       app,
                        task.task_id,
                        std::move(url->url),
                        std::make_shared<const std::string>(std::move(*body)),
                        now,
                        std::nullopt};
   if (reserved) delivery.lease_until = now + lease_for(impl_->options());
+  // What the dispatcher needs if the row is created; the queue takes the delivery itself.
+  ClaimedDelivery handoff{
+      0, delivery.id, delivery.app_id, delivery.task_id, delivery.callback_url, delivery.body, 0,
+      0};
 
-  Result<Enqueued> stored = impl_->queue().enqueue(delivery);
-  const bool created = stored.ok() && stored->receipt.created;
-  if (!created) impl_->quota().give_back(app);
-  if (reserved) {
-    if (created) {
-      dispatcher.hand_off(ClaimedDelivery{stored->seq, std::move(delivery.id),
-                                          std::move(delivery.app_id), std::move(delivery.task_id),
-                                          std::move(delivery.callback_url),
-                                          std::move(delivery.body), 0, 0});
-    } else {
-      dispatcher.cancel_reservation();
-    }
-  } else if (created) {
-    dispatcher.notify_pending();
-  }
-  if (!stored.ok()) return stored.status();
-  if (const auto& observer = impl_->options().observer) {
-    observer->on_enqueued(std::chrono::duration_cast<std::chrono::microseconds>(
-                              std::chrono::steady_clock::now() - started),
-                          created);
-  }
-  return stored->receipt;
+  impl_->queue().enqueue_async(
+      std::move(delivery), [impl = impl_.get(), reserved, started, handoff = std::move(handoff),
+                            done = std::move(done)](Result<Enqueued> stored) mutable {
+        const bool created = stored.ok() && stored->receipt.created;
+        if (!created) impl->quota().give_back(handoff.app_id);
+        Dispatcher& dispatcher = impl->dispatcher();
+        if (reserved) {
+          if (created) {
+            handoff.seq = stored->seq;
+            dispatcher.hand_off(std::move(handoff));
+          } else {
+            dispatcher.cancel_reservation();
+          }
+        } else if (created) {
+          dispatcher.notify_pending();
+        }
+        if (!stored.ok()) return done(stored.status());
+        if (const auto& observer = impl->options().observer) {
+          observer->on_enqueued(std::chrono::duration_cast<std::chrono::microseconds>(
+                                    std::chrono::steady_clock::now() - started),
+                                created);
+        }
+        done(stored->receipt);
+      });
 }
 
 Result<Delivery> Engine::delivery(std::string_view delivery_id) const {

@@ -90,10 +90,12 @@ ApiResponse error_response(int status, std::string_view code, std::string_view m
 Api::Api(Engine& engine, Metrics& metrics, const Config& config, std::function<bool()> ready)
     : engine_(engine), metrics_(metrics), config_(config), ready_(std::move(ready)) {}
 
-ApiResponse Api::handle(const ApiRequest& request) {
-  ApiResponse response = route(request);
-  metrics_.on_http_response(response.status);
-  return response;
+void Api::handle(const ApiRequest& request, Respond respond) {
+  Respond counted = [this, respond = std::move(respond)](ApiResponse response) {
+    metrics_.on_http_response(response.status);
+    respond(std::move(response));
+  };
+  if (std::optional<ApiResponse> response = route(request, counted)) counted(std::move(*response));
 }
 
 bool Api::authorized(const ApiRequest& request) const {
@@ -104,7 +106,7 @@ bool Api::authorized(const ApiRequest& request) const {
          CRYPTO_memcmp(request.authorization.data(), expected.data(), expected.size()) == 0;
 }
 
-ApiResponse Api::route(const ApiRequest& request) {
+std::optional<ApiResponse> Api::route(const ApiRequest& request, const Respond& respond) {
   const std::size_t question = request.target.find('?');
   const std::string path = request.target.substr(0, question);
   const std::string query =
@@ -162,7 +164,9 @@ ApiResponse Api::route(const ApiRequest& request) {
   } else if (s[1] == "callbacks") {
     if (s.size() == 2) {
       if (auto r = allow({"GET", "POST"})) return *r;
-      return m == "POST" ? enqueue(request) : list_deliveries(query);
+      if (m == "GET") return list_deliveries(query);
+      enqueue(request, respond);
+      return std::nullopt;
     }
     if (s.size() == 3 && !s[2].empty()) {
       if (auto r = allow({"GET"})) return *r;
@@ -213,24 +217,29 @@ ApiResponse Api::rotate_secret(const std::string& app_id) {
   return json_response(200, {{"app_id", app->app.id}, {"signing_secret", app->signing_secret}});
 }
 
-ApiResponse Api::enqueue(const ApiRequest& request) {
+void Api::enqueue(const ApiRequest& request, const Respond& respond) {
   auto parsed = parse_callback_request(request.body);
   if (auto* problem = std::get_if<IngestProblem>(&parsed)) {
     switch (problem->kind) {
       case IngestError::kMalformedJson:
-        return error_response(400, "malformed_json", problem->message);
+        return respond(error_response(400, "malformed_json", problem->message));
       case IngestError::kUnsupportedEndpoint:
-        return error_response(422, "unsupported_endpoint", problem->message);
+        return respond(error_response(422, "unsupported_endpoint", problem->message));
       case IngestError::kInvalidField:
-        return error_response(400, "invalid_field", problem->message);
+        return respond(error_response(400, "invalid_field", problem->message));
     }
   }
   const CallbackRequest& callback = std::get<CallbackRequest>(parsed);
-  Result<EnqueueReceipt> receipt =
-      engine_.enqueue(callback.app_id, callback.callback_url, callback.task);
-  if (!receipt.ok()) return from_status(receipt.status(), "app_not_found");
-  return json_response(receipt->created ? 202 : 200, {{"delivery_id", receipt->delivery_id},
-                                                      {"state", to_string(receipt->state)}});
+  // 202 only once the commit is on disk; the worker thread is free meanwhile.
+  engine_.enqueue_async(callback.app_id, callback.callback_url, callback.task,
+                        [respond](Result<EnqueueReceipt> receipt) {
+                          if (!receipt.ok()) {
+                            return respond(from_status(receipt.status(), "app_not_found"));
+                          }
+                          respond(json_response(receipt->created ? 202 : 200,
+                                                {{"delivery_id", receipt->delivery_id},
+                                                 {"state", to_string(receipt->state)}}));
+                        });
 }
 
 ApiResponse Api::get_delivery(const std::string& delivery_id) {

@@ -5,6 +5,7 @@
 #include <callbackd/engine.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -30,19 +31,24 @@ struct ApiResponse {
 
 ApiResponse error_response(int status, std::string_view code, std::string_view message);
 
-// Thread-safe. handle() blocks while a callback is committed, so run it off the I/O thread.
+using Respond = std::function<void(ApiResponse)>;
+
+// Thread-safe. handle() may read the store (run it off the I/O thread) but never waits for a
+// commit: an enqueue answers through `respond` once its commit is on disk.
 class Api {
  public:
   // `ready` tells /readyz whether the daemon is serving (started, not shutting down).
   Api(Engine& engine, Metrics& metrics, const Config& config, std::function<bool()> ready);
 
-  ApiResponse handle(const ApiRequest& request);
+  // Calls `respond` exactly once: before returning, or later from the engine's commit thread.
+  void handle(const ApiRequest& request, Respond respond);
 
  private:
-  ApiResponse route(const ApiRequest& request);
+  // The response, or nullopt when `respond` will be called later.
+  std::optional<ApiResponse> route(const ApiRequest& request, const Respond& respond);
   ApiResponse create_app(const ApiRequest& request);
   ApiResponse rotate_secret(const std::string& app_id);
-  ApiResponse enqueue(const ApiRequest& request);
+  void enqueue(const ApiRequest& request, const Respond& respond);
   ApiResponse get_delivery(const std::string& delivery_id);
   ApiResponse list_deliveries(const std::string& query);
   ApiResponse redeliver(const std::string& delivery_id);

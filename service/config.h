@@ -51,7 +51,7 @@ std::vector<ConfigKeyInfo> config_key_infos();
 // Where values come from, lowest precedence first.
 struct ConfigSources {
   std::optional<std::filesystem::path> file;
-  std::optional<std::string> file_text;  // TOML given directly instead of `file`
+  std::optional<std::string> file_text;            // TOML given directly instead of `file`
   std::map<std::string, std::string> environment;  // every variable; only CALLBACKD_* are read
   std::vector<std::pair<std::string, std::string>> flags;  // ("max-in-flight", "64"), in order
 };

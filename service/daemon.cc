@@ -73,7 +73,9 @@ int serve(const Config& config) {
   HttpServerOptions server_options;
   server_options.listen = config.listen;
   server_options.max_body_bytes = config.max_body_bytes;
-  HttpServer server(io, server_options, [&api](const ApiRequest& r) { return api.handle(r); });
+  HttpServer server(io, server_options, [&api](const ApiRequest& r, Respond respond) {
+    api.handle(r, std::move(respond));
+  });
   if (Status s = server.start(); !s.ok()) {
     spdlog::critical("event=start_failed reason=\"{}\"", s.to_string());
     engine.stop();

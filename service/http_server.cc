@@ -118,11 +118,13 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     version_ = request.version();
     keep_alive_ = request.keep_alive();
     asio::post(server_->workers_, [self = shared_from_this(), api = std::move(api)]() mutable {
-      ApiResponse response = self->server_->handler_(api);
-      // Move the session back to the io thread: its last reference must not drop here.
+      HttpServer* server = self->server_;
       auto executor = self->stream_.get_executor();
-      asio::post(executor, [self = std::move(self), response = std::move(response)]() mutable {
-        self->write(std::move(response));
+      server->handler_(api, [self = std::move(self), executor](ApiResponse response) mutable {
+        // Back to the io thread, which is also where the session's last reference must drop.
+        asio::post(executor, [self = std::move(self), response = std::move(response)]() mutable {
+          self->write(std::move(response));
+        });
       });
     });
   }

@@ -1,6 +1,6 @@
 // The sidecar's HTTP/1.1 server (Boost.Beast). Sessions live on one I/O thread; each request
-// is handled on a worker pool, because handling may block on a durable commit and concurrent
-// enqueues are what lets the store share commits between them.
+// is handled on a worker pool, because handling may read the store; a handler answers when it
+// is ready (an enqueue once its commit is on disk), from any thread.
 #pragma once
 
 #include <callbackd/status.h>
@@ -21,11 +21,12 @@ struct HttpServerOptions {
   std::string listen = "127.0.0.1:7780";    // port 0 picks a free port
   std::size_t max_body_bytes = 1 << 20;     // larger bodies get 413
   std::size_t max_header_bytes = 16 << 10;  // larger headers get 431
-  std::size_t handler_threads = 32;
+  std::size_t handler_threads = 8;
   Millis idle_timeout{30000};  // a connection silent this long is closed
 };
 
-using RequestHandler = std::function<ApiResponse(const ApiRequest&)>;
+// Answers a request through its Respond, now or later, from any thread.
+using RequestHandler = std::function<void(const ApiRequest&, Respond)>;
 
 class HttpServer {
  public:

@@ -13,6 +13,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -88,6 +89,11 @@ class Queue {
   // many threads share one commit. A repeated (app_id, task_id) returns the existing delivery
   // with created=false and changes nothing. The app must exist (kNotFound otherwise).
   virtual Result<Enqueued> enqueue(const NewDelivery& delivery) = 0;
+  // The same without blocking: `done` runs once the commit holding the row is on disk (or
+  // failed), on the queue's commit thread, so it must be quick. Everything queued meanwhile,
+  // from any thread, shares that commit.
+  using EnqueueDone = std::function<void(Result<Enqueued>)>;
+  virtual void enqueue_async(NewDelivery delivery, EnqueueDone done) = 0;
 
   // The delivery already stored for (app_id, task_id), if any.
   virtual Result<std::optional<EnqueueReceipt>> find_by_task(std::string_view app_id,

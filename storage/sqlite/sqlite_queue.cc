@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <filesystem>
+#include <future>
 
 #include "schema.h"
 
@@ -15,6 +16,9 @@ namespace {
 // How long a group-commit leader waits for the callers of the previous batch to come back.
 // Small next to an fsync; only spent while the load is falling.
 constexpr std::chrono::microseconds kGatherTime{200};
+
+// Rows per enqueue transaction at most, so one commit never holds the writer for long.
+constexpr std::size_t kMaxBatch = 4096;
 
 // Each SQL text is a distinct literal: the connection caches its prepared form by address.
 constexpr const char* kInsertApp =
@@ -97,9 +101,9 @@ std::optional<std::int64_t> parse_cursor(const std::string& cursor) {
 // --------------------------------------------------------------------- connections
 
 struct SqliteQueue::PendingEnqueue {
-  const NewDelivery* delivery;
+  NewDelivery delivery;
+  EnqueueDone done;
   Result<Enqueued> result = Status::Internal("enqueue not run");
-  bool done = false;
 };
 
 // A read connection borrowed from the pool for one call.
@@ -154,7 +158,17 @@ Result<std::unique_ptr<SqliteQueue>> SqliteQueue::open(const std::string& path,
     if (Status s = sqlite::configure_connection(**reader); !s.ok()) return s;
     queue->idle_readers_.push_back(std::move(*reader));
   }
+  queue->commit_thread_ = std::thread([q = queue.get()] { q->commit_loop(); });
   return queue;
+}
+
+SqliteQueue::~SqliteQueue() {
+  {
+    std::lock_guard lock(enqueue_mutex_);
+    stopping_ = true;
+  }
+  enqueue_arrived_.notify_one();
+  if (commit_thread_.joinable()) commit_thread_.join();
 }
 
 Result<std::unique_ptr<Queue>> open_sqlite_queue(const std::string& path,
@@ -263,53 +277,64 @@ Status SqliteQueue::put_setting(std::string_view key, std::string_view value) {
 // --------------------------------------------------------------------- enqueue (group commit)
 
 Result<Enqueued> SqliteQueue::enqueue(const NewDelivery& delivery) {
-  PendingEnqueue me{&delivery};
-  std::unique_lock lock(enqueue_mutex_);
-  enqueue_waiting_.push_back(&me);
-  enqueue_arrived_.notify_one();
-  while (!me.done) {
-    if (enqueue_leader_) {
-      enqueue_done_.wait(lock);
-      continue;
-    }
-    // Lead: commit everything queued in one transaction. The callers of the last batch are
-    // usually about to return with their next row; give them a moment to join, so that the
-    // group does not split into a small batch and a large one. Callers arriving during the
-    // commit queue up for the next leader.
-    enqueue_leader_ = true;
-    enqueue_arrived_.wait_for(lock, kGatherTime,
-                              [&] { return enqueue_waiting_.size() >= last_batch_size_; });
-    std::vector<PendingEnqueue*> batch = std::exchange(enqueue_waiting_, {});
-    last_batch_size_ = batch.size();
-    lock.unlock();
-    run_enqueue_batch(batch);
-    lock.lock();
-    for (PendingEnqueue* p : batch) p->done = true;
-    enqueue_leader_ = false;
-    enqueue_done_.notify_all();
-  }
-  return std::move(me.result);
+  std::promise<Result<Enqueued>> committed;
+  auto result = committed.get_future();
+  enqueue_async(delivery, [&committed](Result<Enqueued> r) { committed.set_value(std::move(r)); });
+  return result.get();
 }
 
-void SqliteQueue::run_enqueue_batch(std::vector<PendingEnqueue*>& batch) {
+void SqliteQueue::enqueue_async(NewDelivery delivery, EnqueueDone done) {
+  {
+    std::lock_guard lock(enqueue_mutex_);
+    enqueue_waiting_.push_back(PendingEnqueue{std::move(delivery), std::move(done)});
+  }
+  enqueue_arrived_.notify_one();
+}
+
+void SqliteQueue::commit_loop() {
+  std::vector<PendingEnqueue> batch;
+  std::unique_lock lock(enqueue_mutex_);
+  for (;;) {
+    enqueue_arrived_.wait(lock, [&] { return stopping_ || !enqueue_waiting_.empty(); });
+    if (enqueue_waiting_.empty()) return;  // stopping, nothing left
+    // Blocking callers of the last batch are usually about to come back with their next row:
+    // give them a moment to join, so that a group does not split into a small batch and a
+    // large one. Callers that keep many enqueues in flight fill the batch at once.
+    enqueue_arrived_.wait_for(lock, kGatherTime, [&] {
+      return stopping_ || enqueue_waiting_.size() >= last_batch_size_;
+    });
+    const std::size_t take = std::min(enqueue_waiting_.size(), kMaxBatch);
+    batch.assign(std::make_move_iterator(enqueue_waiting_.begin()),
+                 std::make_move_iterator(enqueue_waiting_.begin() + take));
+    enqueue_waiting_.erase(enqueue_waiting_.begin(), enqueue_waiting_.begin() + take);
+    last_batch_size_ = take;
+    lock.unlock();
+    run_enqueue_batch(batch);
+    for (PendingEnqueue& p : batch) p.done(std::move(p.result));
+    batch.clear();
+    lock.lock();
+  }
+}
+
+void SqliteQueue::run_enqueue_batch(std::vector<PendingEnqueue>& batch) {
   std::lock_guard lock(write_mutex_);
   if (Status s = writer_->exec("BEGIN IMMEDIATE"); !s.ok()) {
-    for (PendingEnqueue* p : batch) p->result = s;
+    for (PendingEnqueue& p : batch) p.result = s;
     return;
   }
-  for (std::size_t i = 0; i < batch.size(); ++i) {
-    batch[i]->result = insert_one(*batch[i]->delivery);
-    if (!batch[i]->result.ok() && !writer_->in_transaction()) {
+  for (PendingEnqueue& p : batch) {
+    p.result = insert_one(p.delivery);
+    if (!p.result.ok() && !writer_->in_transaction()) {
       // SQLite rolled the whole transaction back (disk full, I/O error): nothing in this
       // batch is stored, so nobody in it may be told otherwise.
-      const Status lost = batch[i]->result.status();
-      for (PendingEnqueue* p : batch) p->result = lost;
+      const Status lost = p.result.status();
+      for (PendingEnqueue& q : batch) q.result = lost;
       return;
     }
   }
   if (Status s = writer_->exec("COMMIT"); !s.ok()) {
     if (writer_->in_transaction()) (void)writer_->exec("ROLLBACK");
-    for (PendingEnqueue* p : batch) p->result = s;
+    for (PendingEnqueue& p : batch) p.result = s;
     return;
   }
   enqueue_commits_.fetch_add(1, std::memory_order_relaxed);

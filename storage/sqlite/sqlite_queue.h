@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_set>
 #include <vector>
 
@@ -25,7 +26,10 @@ class SqliteQueue final : public Queue {
   Result<StoredApp> find_app(std::string_view app_id) override;
   Status update_app_secrets(const StoredApp& app) override;
 
+  ~SqliteQueue() override;  // commits what is queued, then stops the commit thread
+
   Result<Enqueued> enqueue(const NewDelivery& delivery) override;
+  void enqueue_async(NewDelivery delivery, EnqueueDone done) override;
   Result<std::optional<EnqueueReceipt>> find_by_task(std::string_view app_id,
                                                      std::string_view task_id) override;
 
@@ -58,7 +62,8 @@ class SqliteQueue final : public Queue {
   // Runs `work` inside BEGIN IMMEDIATE … COMMIT on the writer, rolling back if it fails.
   template <class Work>
   Status write_transaction(Work&& work);
-  void run_enqueue_batch(std::vector<PendingEnqueue*>& batch);
+  void commit_loop();
+  void run_enqueue_batch(std::vector<PendingEnqueue>& batch);
   Result<Enqueued> insert_one(const NewDelivery& delivery);
   bool app_known(const std::string& app_id);
   ReadLease read_connection();
@@ -68,13 +73,14 @@ class SqliteQueue final : public Queue {
   std::mutex write_mutex_;
   std::unique_ptr<sqlite::Connection> writer_;
 
-  // Group commit: callers queue here; one of them at a time commits everything queued.
+  // Group commit: enqueues queue here; the commit thread takes everything queued into one
+  // transaction, while what arrives meanwhile gathers for the next one.
   std::mutex enqueue_mutex_;
-  std::condition_variable enqueue_done_;
   std::condition_variable enqueue_arrived_;
-  std::vector<PendingEnqueue*> enqueue_waiting_;
-  bool enqueue_leader_ = false;
+  std::vector<PendingEnqueue> enqueue_waiting_;
   std::size_t last_batch_size_ = 1;
+  bool stopping_ = false;
+  std::thread commit_thread_;
   std::atomic<std::uint64_t> enqueue_commits_{0};
   std::atomic<std::uint64_t> enqueued_rows_{0};
 

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -108,6 +109,11 @@ class Engine {
   // commit is on disk. A repeated (app_id, task_id) returns the existing delivery unchanged.
   Result<EnqueueReceipt> enqueue(std::string_view app_id, std::string_view callback_url,
                                  const TaskResult& task);
+  // The same without blocking, for callers that keep many callbacks in flight (they then share
+  // commits). `done` runs exactly once: before this returns when the input is refused, else on
+  // the engine's commit thread once the commit is on disk — keep it quick.
+  void enqueue_async(std::string_view app_id, std::string_view callback_url, const TaskResult& task,
+                     std::function<void(Result<EnqueueReceipt>)> done);
 
   Result<Delivery> delivery(std::string_view delivery_id) const;
   Result<DeliveryPage> list(const DeliveryFilter& filter) const;
