@@ -17,9 +17,14 @@ namespace {
 constexpr std::size_t kPruneBatch = 5000;
 constexpr Millis kPruneInterval{60000};
 
+// While some host's waiting line is (nearly) full, claims are probes of this many rows, at
+// most one per interval, so other hosts keep moving without churning the full one.
+constexpr std::size_t kProbeClaim = 16;
+constexpr Millis kProbeInterval{20};
+
 // How long a delivery whose host already has a full waiting line goes back to the queue.
 Millis host_busy_delay(const DispatcherOptions& options) {
-  return std::clamp(options.attempt_timeout / 10, Millis(10), Millis(1000));
+  return std::clamp(options.attempt_timeout / 100, Millis(10), Millis(100));
 }
 
 HttpClientOptions client_options(const DispatcherOptions& options) {
@@ -184,7 +189,7 @@ void Dispatcher::enqueue_ready(Job job) {
   Host& host = hosts_[job.host_key];
   // A host with a full waiting line gets no more: its deliveries go back to the queue for a
   // moment, so they do not take the room other hosts' deliveries need.
-  if (host.ready.size() >= options_.max_in_flight_per_host) {
+  if (host.ready.size() >= waiting_line_limit()) {
     held_.erase(job.delivery.seq);
     {
       std::lock_guard lock(reserve_mutex_);
@@ -320,7 +325,24 @@ void Dispatcher::maybe_claim() {
     room = load_ < capacity_ ? capacity_ - load_ : 0;
   }
   if (room == 0) return;  // a finishing attempt calls back here
-  const std::size_t limit = std::min(room, options_.claim_batch);
+  // Claimed rows may all be for one host: claim no more than the fullest waiting line can
+  // still take, so a busy host is not overflowed into release-and-retry churn. While some
+  // host's line is (nearly) full — a slow host, or just a busy one — claim a few rows now and
+  // then anyway, or every other host's due rows would wait behind it.
+  std::size_t fullest = 0;
+  for (const auto& [key, host] : hosts_) fullest = std::max(fullest, host.ready.size());
+  const std::size_t fits = waiting_line_limit() - std::min(fullest, waiting_line_limit());
+  std::size_t limit = std::min({room, options_.claim_batch, fits});
+  if (fits < options_.max_in_flight_per_host) {
+    const auto now_steady = std::chrono::steady_clock::now();
+    if (now_steady < next_probe_) {
+      // A finishing attempt usually calls back sooner; the timer makes sure of it.
+      arm_timer(clock_->now() + kProbeInterval);
+      return;
+    }
+    next_probe_ = now_steady + kProbeInterval;
+    limit = std::min(room, kProbeClaim);
+  }
   const TimePoint now = clock_->now();
   const bool recover = std::exchange(recover_leases_, false);
   const bool prune = now >= next_prune_;

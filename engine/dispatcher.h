@@ -84,6 +84,9 @@ class Dispatcher {
 
   void accept(std::vector<ClaimedDelivery> deliveries);
   void enqueue_ready(Job job);
+  // Deliveries one host may have waiting for a slot: enough to keep its slots busy between
+  // claims, little enough that a slow host cannot hold the room other hosts need.
+  std::size_t waiting_line_limit() const { return 4 * options_.max_in_flight_per_host; }
   void update_rotation(const std::string& host_key, Host& host);
   void pump();
   void start_attempt(Job job);
@@ -115,6 +118,7 @@ class Dispatcher {
   std::uint64_t timer_generation_ = 0;
   std::optional<TimePoint> timer_at_;
   TimePoint next_prune_;
+  std::chrono::steady_clock::time_point next_probe_;  // earliest small claim past a full host
 
   // io thread state
   std::unordered_map<std::string, Host> hosts_;
