@@ -401,6 +401,36 @@ TEST_F(DaemonTest, SigtermDuringDeliveryLosesNothing) {
       << delivered().size() << " of " << accepted.size() << " arrived";
 }
 
+// A second SIGTERM while attempts are still in flight exits at once; what was acknowledged is
+// on disk, and a restart delivers it once the dead process's leases run out.
+TEST_F(DaemonTest, SecondSignalExitsAtOnceLosingNothingAcknowledged) {
+  Receiver receiver([](const ReceivedRequest&) { return Reply{.hang = true}; });
+  start({"--attempt-timeout=2s"});
+  const json app = create_app();
+  std::set<std::string> accepted;
+  for (int i = 0; i < 3; ++i) {
+    accepted.insert(
+        call_json("POST", "/v1/callbacks",
+                  completed_body(app["app_id"], receiver.url(), "x" + std::to_string(i)).dump(),
+                  202)["delivery_id"]
+            .get<std::string>());
+  }
+  ASSERT_TRUE(receiver.wait_for_count(3, 5s));
+  daemon_->signal(SIGTERM);
+  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(daemon_->running()) << "the first signal should wait for attempts in flight";
+  daemon_->signal(SIGTERM);
+  EXPECT_EQ(daemon_->wait_exit(1500ms), 1) << daemon_->log();
+  EXPECT_NE(daemon_->log().find("event=shutdown_forced"), std::string::npos);
+
+  receiver.set_responder([](const ReceivedRequest&) { return Reply{.status = 204}; });
+  start({"--attempt-timeout=2s"});
+  for (const std::string& id : accepted) wait_for_state(id, "delivered");
+  std::set<std::string> arrived;
+  for (const auto& r : receiver.requests()) arrived.insert(r.headers.at("x-callback-id"));
+  EXPECT_EQ(arrived, accepted);
+}
+
 TEST_F(DaemonTest, NoSecretReachesTheLog) {
   Receiver receiver;
   start();

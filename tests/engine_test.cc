@@ -10,6 +10,7 @@
 #include "encoding.h"
 #include "manual_clock.h"
 #include "receiver.h"
+#include "sample_tasks.h"
 #include "temp_dir.h"
 #include "wait.h"
 
@@ -24,21 +25,8 @@ using testing::Reply;
 using testing::TempDir;
 using testing::wait_until;
 
-TaskResult completed(std::string task_id) {
-  TaskResult task;
-  task.task_id = std::move(task_id);
-  task.results.push_back(Track{"clip_1", "https://cdn.example/1.mp3", "https://cdn.example/1.jpg",
-                               "Night Drive", 182.5, "synthwave", "[Verse] neon", 1767225600000});
-  return task;
-}
-
-TaskResult failed(std::string task_id) {
-  TaskResult task;
-  task.task_id = std::move(task_id);
-  task.status = TaskStatus::kFailed;
-  task.error = "generation failed";
-  return task;
-}
+TaskResult completed(std::string task_id) { return testing::completed_task(std::move(task_id)); }
+TaskResult failed(std::string task_id) { return testing::failed_task(std::move(task_id)); }
 
 std::string openssl_hmac_hex(const std::string& key, const std::string& body) {
   unsigned char mac[32];

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "receiver.h"
+#include "sample_tasks.h"
 #include "temp_dir.h"
 #include "wait.h"
 
@@ -17,13 +18,7 @@ using testing::ReceivedRequest;
 using testing::Receiver;
 using testing::Reply;
 
-TaskResult task(std::string id) {
-  TaskResult t;
-  t.task_id = std::move(id);
-  t.status = TaskStatus::kFailed;
-  t.error = "e";
-  return t;
-}
+TaskResult task(std::string id) { return testing::failed_task(std::move(id), "e"); }
 
 class GuardTest : public ::testing::Test {
  protected:

@@ -12,6 +12,7 @@
 #include "hmac_sha256.h"
 #include "manual_clock.h"
 #include "receiver.h"
+#include "sample_tasks.h"
 #include "temp_dir.h"
 #include "wait.h"
 
@@ -27,13 +28,7 @@ std::string file_bytes(const std::filesystem::path& path) {
   return text.str();
 }
 
-TaskResult task(std::string id) {
-  TaskResult t;
-  t.task_id = std::move(id);
-  t.status = TaskStatus::kFailed;
-  t.error = "e";
-  return t;
-}
+TaskResult task(std::string id) { return testing::failed_task(std::move(id), "e"); }
 
 class SecretsTest : public ::testing::Test {
  protected:

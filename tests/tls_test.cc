@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "receiver.h"
+#include "sample_tasks.h"
 #include "temp_dir.h"
 #include "wait.h"
 
@@ -46,11 +47,7 @@ class TlsTest : public ::testing::Test {
     auto engine = *Engine::open(options);
     auto app = engine->create_app("tls");
     engine->start();
-    TaskResult task;
-    task.task_id = "t";
-    task.status = TaskStatus::kFailed;
-    task.error = "e";
-    auto receipt = engine->enqueue(app->app.id, receiver.url(), task);
+    auto receipt = engine->enqueue(app->app.id, receiver.url(), testing::failed_task("t"));
     EXPECT_TRUE(receipt.ok());
     EXPECT_TRUE(testing::wait_until(
         [&] {

@@ -66,6 +66,9 @@ int decode_status(int status) {
 DaemonProcess::DaemonProcess(std::string binary, std::vector<std::string> args,
                              std::filesystem::path log_file, std::vector<std::string> environment)
     : log_file_(std::move(log_file)) {
+  std::error_code ignored;
+  log_start_ = static_cast<std::size_t>(std::filesystem::file_size(log_file_, ignored));
+  if (log_start_ == static_cast<std::size_t>(-1)) log_start_ = 0;
   const int fd = open(log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) throw std::runtime_error("cannot open " + log_file_.string());
   pid_ = spawn(binary, args, environment, -1, fd);
@@ -84,7 +87,8 @@ std::optional<int> DaemonProcess::wait_listening(std::chrono::milliseconds timeo
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     std::smatch match;
-    const std::string text = log();
+    std::string text = log();
+    text.erase(0, std::min(log_start_, text.size()));
     if (std::regex_search(text, match, listening)) {
       port_ = std::stoi(match[1]);
       return port_;

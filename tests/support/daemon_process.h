@@ -22,8 +22,8 @@ class DaemonProcess {
   DaemonProcess(const DaemonProcess&) = delete;
   DaemonProcess& operator=(const DaemonProcess&) = delete;
 
-  // Waits for the "event=listening address=HOST:PORT" log line; returns the port, or nullopt if
-  // the process exited or the timeout passed first.
+  // Waits for this run's "event=listening address=HOST:PORT" log line; returns the port, or
+  // nullopt if the process exited or the timeout passed first.
   std::optional<int> wait_listening(std::chrono::milliseconds timeout = std::chrono::seconds(15));
   std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
@@ -38,6 +38,7 @@ class DaemonProcess {
   int port_ = 0;
   std::optional<int> exit_code_;
   std::filesystem::path log_file_;
+  std::size_t log_start_ = 0;  // the log may hold earlier runs: this run's lines start here
 };
 
 // Runs a command to completion; returns its exit code and combined output.
