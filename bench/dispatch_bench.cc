@@ -106,6 +106,7 @@ void BM_DrainBacklog(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * n);
   state.counters["cpu_us_per_delivery"] =
       cpu_seconds * 1e6 / static_cast<double>(state.iterations() * n);
+  state.counters["connections"] = static_cast<double>(sink.connections_accepted());
 }
 BENCHMARK(BM_DrainBacklog)->Arg(20000)->UseManualTime()->Unit(benchmark::kMillisecond);
 
@@ -188,6 +189,7 @@ void BM_BareCurlMulti(benchmark::State& state) {
   }
   state.counters["cpu_us_per_delivery"] = (process_cpu_seconds() - cpu_before) * 1e6 /
                                           static_cast<double>(state.iterations() * n);
+  state.counters["connections"] = static_cast<double>(sink.connections_accepted());
   for (CURL* e : easies) curl_easy_cleanup(e);
   curl_slist_free_all(headers);
   curl_multi_cleanup(multi);

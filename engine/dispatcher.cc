@@ -1,5 +1,6 @@
 #include "dispatcher.h"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -16,6 +17,8 @@ namespace {
 // the storage thread for long; a full batch is followed by another on the next tick.
 constexpr std::size_t kPruneBatch = 5000;
 constexpr Millis kPruneInterval{60000};
+
+constexpr std::size_t kHostKeyCacheSize = 10000;
 
 // While some host's waiting line is (nearly) full, claims are probes of this many rows, at
 // most one per interval, so other hosts keep moving without churning the full one.
@@ -50,7 +53,9 @@ Dispatcher::Dispatcher(asio::io_context& io, Queue& queue, AppKeyring& keys, Ret
       capacity_(2 * options_.max_in_flight),
       client_(io, client_options(options_)),
       timer_(io),
-      next_prune_(clock_->now()) {}
+      next_prune_(clock_->now()) {
+  asio::post(storage_thread_, [] { pthread_setname_np(pthread_self(), "callbackd-store"); });
+}
 
 Dispatcher::~Dispatcher() { storage_thread_.join(); }
 
@@ -175,14 +180,22 @@ void Dispatcher::accept(std::vector<ClaimedDelivery> deliveries) {
       std::lock_guard lock(reserve_mutex_);
       ++load_;
     }
-    Result<CallbackUrl> url = parse_callback_url(delivery.callback_url);
-    // Stored URLs were checked at enqueue; an unparsable one still gets an attempt, which
-    // fails and is recorded, rather than being stuck in the queue.
-    std::string host_key = url.ok() ? url->host_key() : delivery.callback_url;
+    std::string host_key = host_key_for(delivery.callback_url);
     enqueue_ready(Job{std::move(delivery), std::move(host_key)});
   }
   flush_releases();
   pump();
+}
+
+const std::string& Dispatcher::host_key_for(const std::string& url) {
+  auto it = host_keys_.find(url);
+  if (it != host_keys_.end()) return it->second;
+  // Callback URLs repeat per customer: parse each once. Bounded, most are seen again soon.
+  if (host_keys_.size() >= kHostKeyCacheSize) host_keys_.clear();
+  Result<CallbackUrl> parsed = parse_callback_url(url);
+  // Stored URLs were checked at enqueue; an unparsable one still gets an attempt, which
+  // fails and is recorded, rather than being stuck in the queue.
+  return host_keys_.emplace(url, parsed.ok() ? parsed->host_key() : url).first->second;
 }
 
 void Dispatcher::enqueue_ready(Job job) {

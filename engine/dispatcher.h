@@ -83,6 +83,8 @@ class Dispatcher {
   };
 
   void accept(std::vector<ClaimedDelivery> deliveries);
+  // "host:port" of a callback URL, the unit of the per-host cap.
+  const std::string& host_key_for(const std::string& url);
   void enqueue_ready(Job job);
   // Deliveries one host may have waiting for a slot: enough to keep its slots busy between
   // claims, little enough that a slow host cannot hold the room other hosts need.
@@ -122,6 +124,7 @@ class Dispatcher {
 
   // io thread state
   std::unordered_map<std::string, Host> hosts_;
+  std::unordered_map<std::string, std::string> host_keys_;  // callback URL -> host key
   std::deque<std::string> rotation_;        // hosts with a ready job and a free slot
   std::unordered_set<std::int64_t> held_;   // seqs waiting or running here
   std::atomic<std::size_t> in_flight_ = 0;  // written on the io thread only

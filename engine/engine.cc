@@ -1,4 +1,5 @@
 #include <callbackd/engine.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -133,7 +134,10 @@ class Engine::Impl {
     if (io_thread_.joinable()) return;
     io_.restart();
     work_.emplace(io_.get_executor());
-    io_thread_ = std::thread([this] { io_.run(); });
+    io_thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "callbackd-io");  // visible in top -H, perf, gdb
+      io_.run();
+    });
     asio::post(io_, [this] { dispatcher_.start(); });
   }
 

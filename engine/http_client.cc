@@ -125,6 +125,7 @@ class HttpClient::Impl {
   void act(curl_socket_t fd, int events);
   void collect_finished();
   CURL* take_easy();
+  void configure_fixed(CURL* easy);
   void configure(Transfer& t);
 
   asio::io_context& io_;
@@ -138,7 +139,7 @@ class HttpClient::Impl {
   std::shared_ptr<char> alive_ = std::make_shared<char>();  // posted work checks it first
   std::unordered_map<curl_socket_t, std::shared_ptr<Watch>> watches_;
   std::unordered_map<CURL*, std::unique_ptr<Transfer>> transfers_;
-  std::vector<CURL*> idle_easies_;  // reset handles kept for reuse
+  std::vector<CURL*> idle_easies_;  // handles kept for reuse, fixed options already set
 };
 
 HttpClient::Impl::Impl(asio::io_context& io, HttpClientOptions options)
@@ -174,12 +175,41 @@ HttpClient::Impl::~Impl() {
 }
 
 CURL* HttpClient::Impl::take_easy() {
-  if (idle_easies_.empty()) return curl_easy_init();
-  CURL* easy = idle_easies_.back();
-  idle_easies_.pop_back();
+  if (!idle_easies_.empty()) {
+    CURL* easy = idle_easies_.back();
+    idle_easies_.pop_back();
+    return easy;
+  }
+  CURL* easy = curl_easy_init();
+  if (easy != nullptr) configure_fixed(easy);
   return easy;
 }
 
+// Options every transfer shares, set once per handle: handles are reused without a reset.
+void HttpClient::Impl::configure_fixed(CURL* e) {
+  curl_easy_setopt(e, CURLOPT_POST, 1L);
+  curl_easy_setopt(e, CURLOPT_USERAGENT, options_.user_agent.c_str());
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  // No proxy from the environment: the guard must judge the address really connected to.
+  curl_easy_setopt(e, CURLOPT_PROXY, "");
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!options_.ca_bundle_path.empty()) {
+    curl_easy_setopt(e, CURLOPT_CAINFO, options_.ca_bundle_path.c_str());
+  }
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Impl::on_body);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Impl::open_socket);
+  // A cached connection may be closed during another transfer: close_socket() gets the
+  // client, which outlives every transfer, never the transfer.
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, &Impl::close_socket);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, this);
+}
+
+// Options of this transfer: each one is set on every use of the handle, so nothing of the
+// previous transfer (body, headers, buffers) is left pointing anywhere.
 void HttpClient::Impl::configure(Transfer& t) {
   CURL* e = t.easy;
   t.headers = curl_slist_append(t.headers, "Content-Type: application/json");
@@ -189,31 +219,14 @@ void HttpClient::Impl::configure(Transfer& t) {
   }
   const std::string& body = *t.request.body;
   curl_easy_setopt(e, CURLOPT_URL, t.request.url.c_str());
-  curl_easy_setopt(e, CURLOPT_POST, 1L);
   curl_easy_setopt(e, CURLOPT_POSTFIELDS, body.data());
   curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.headers);
-  curl_easy_setopt(e, CURLOPT_USERAGENT, options_.user_agent.c_str());
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(t.request.timeout.count()));
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(t.request.timeout.count()));
-  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-  if (!options_.ca_bundle_path.empty()) {
-    curl_easy_setopt(e, CURLOPT_CAINFO, options_.ca_bundle_path.c_str());
-  }
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Impl::on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, &t);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t.error);
-  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Impl::open_socket);
   curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &t);
-  // A cached connection may be closed during another transfer: close_socket() gets the
-  // client, which outlives every transfer, never the transfer.
-  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, &Impl::close_socket);
-  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, this);
   curl_easy_setopt(e, CURLOPT_PRIVATE, &t);
 }
 
@@ -418,7 +431,6 @@ void HttpClient::Impl::collect_finished() {
     curl_multi_remove_handle(multi_, easy);
     curl_slist_free_all(t.headers);
     transfers_.erase(it);
-    curl_easy_reset(easy);
     idle_easies_.push_back(easy);
   }
   for (auto& [done, response] : finished) done(std::move(response));

@@ -1,5 +1,7 @@
 #include "sqlite_queue.h"
 
+#include <pthread.h>
+
 #include <charconv>
 #include <filesystem>
 #include <future>
@@ -178,9 +180,18 @@ Result<std::unique_ptr<Queue>> open_sqlite_queue(const std::string& path,
   return std::unique_ptr<Queue>(std::move(*queue));
 }
 
+Status SqliteQueue::set_durability(Durability durability) {
+  if (durability == writer_durability_) return Status::Ok();
+  Status s = writer_->exec(durability == Durability::kOnDisk ? "PRAGMA synchronous=FULL"
+                                                             : "PRAGMA synchronous=NORMAL");
+  if (s.ok()) writer_durability_ = durability;
+  return s;
+}
+
 template <class Work>
-Status SqliteQueue::write_transaction(Work&& work) {
+Status SqliteQueue::write_transaction(Durability durability, Work&& work) {
   std::lock_guard lock(write_mutex_);
+  if (Status s = set_durability(durability); !s.ok()) return s;
   if (Status s = writer_->exec("BEGIN IMMEDIATE"); !s.ok()) return s;
   Status s = work(*writer_);
   if (s.ok()) s = writer_->exec("COMMIT");
@@ -191,7 +202,7 @@ Status SqliteQueue::write_transaction(Work&& work) {
 // --------------------------------------------------------------------- apps and settings
 
 Status SqliteQueue::insert_app(const StoredApp& app) {
-  return write_transaction([&](Connection& c) -> Status {
+  return write_transaction(Durability::kOnDisk, [&](Connection& c) -> Status {
     auto exists = c.prepare(kAppExists);
     if (!exists.ok()) return exists.status();
     (*exists)->bind(1, app.app.id);
@@ -236,7 +247,7 @@ Result<StoredApp> SqliteQueue::find_app(std::string_view app_id) {
 }
 
 Status SqliteQueue::update_app_secrets(const StoredApp& app) {
-  return write_transaction([&](Connection& c) -> Status {
+  return write_transaction(Durability::kOnDisk, [&](Connection& c) -> Status {
     auto update = c.prepare(kUpdateAppSecrets);
     if (!update.ok()) return update.status();
     (*update)
@@ -266,7 +277,7 @@ Result<std::optional<std::string>> SqliteQueue::get_setting(std::string_view key
 }
 
 Status SqliteQueue::put_setting(std::string_view key, std::string_view value) {
-  return write_transaction([&](Connection& c) -> Status {
+  return write_transaction(Durability::kOnDisk, [&](Connection& c) -> Status {
     auto put = c.prepare(kPutSetting);
     if (!put.ok()) return put.status();
     (*put)->bind(1, key).bind_blob(2, value);
@@ -292,6 +303,7 @@ void SqliteQueue::enqueue_async(NewDelivery delivery, EnqueueDone done) {
 }
 
 void SqliteQueue::commit_loop() {
+  pthread_setname_np(pthread_self(), "callbackd-commit");
   std::vector<PendingEnqueue> batch;
   std::unique_lock lock(enqueue_mutex_);
   for (;;) {
@@ -318,7 +330,9 @@ void SqliteQueue::commit_loop() {
 
 void SqliteQueue::run_enqueue_batch(std::vector<PendingEnqueue>& batch) {
   std::lock_guard lock(write_mutex_);
-  if (Status s = writer_->exec("BEGIN IMMEDIATE"); !s.ok()) {
+  Status begun = set_durability(Durability::kOnDisk);
+  if (begun.ok()) begun = writer_->exec("BEGIN IMMEDIATE");
+  if (Status s = begun; !s.ok()) {
     for (PendingEnqueue& p : batch) p.result = s;
     return;
   }
@@ -400,7 +414,7 @@ Result<std::optional<EnqueueReceipt>> SqliteQueue::find_by_task(std::string_view
 Result<std::vector<ClaimedDelivery>> SqliteQueue::claim(TimePoint now, std::size_t limit,
                                                         TimePoint lease_until) {
   std::vector<ClaimedDelivery> claimed;
-  Status s = write_transaction([&](Connection& c) -> Status {
+  Status s = write_transaction(Durability::kCrashSafe, [&](Connection& c) -> Status {
     auto rows = c.prepare(kClaim);
     if (!rows.ok()) return rows.status();
     (*rows)
@@ -428,7 +442,7 @@ Result<std::vector<ClaimedDelivery>> SqliteQueue::claim(TimePoint now, std::size
 
 Status SqliteQueue::record(std::span<const AttemptRecord> records) {
   if (records.empty()) return Status::Ok();
-  return write_transaction([&](Connection& c) -> Status {
+  return write_transaction(Durability::kCrashSafe, [&](Connection& c) -> Status {
     for (const AttemptRecord& r : records) {
       auto finish = c.prepare(kFinishAttempt);
       if (!finish.ok()) return finish.status();
@@ -450,7 +464,7 @@ Status SqliteQueue::record(std::span<const AttemptRecord> records) {
 
 Status SqliteQueue::release(std::span<const std::int64_t> seqs, TimePoint due_at) {
   if (seqs.empty()) return Status::Ok();
-  return write_transaction([&](Connection& c) -> Status {
+  return write_transaction(Durability::kCrashSafe, [&](Connection& c) -> Status {
     for (std::int64_t seq : seqs) {
       auto release = c.prepare(kRelease);
       if (!release.ok()) return release.status();
@@ -463,7 +477,7 @@ Status SqliteQueue::release(std::span<const std::int64_t> seqs, TimePoint due_at
 
 Result<std::size_t> SqliteQueue::recover_expired_leases(TimePoint now) {
   std::size_t recovered = 0;
-  Status s = write_transaction([&](Connection& c) -> Status {
+  Status s = write_transaction(Durability::kCrashSafe, [&](Connection& c) -> Status {
     auto recover = c.prepare(kRecover);
     if (!recover.ok()) return recover.status();
     (*recover)->bind(1, to_unix_ms(now));
@@ -486,7 +500,7 @@ Result<std::optional<TimePoint>> SqliteQueue::next_due_at() {
 
 Result<std::size_t> SqliteQueue::prune_delivered(TimePoint cutoff, std::size_t limit) {
   std::size_t pruned = 0;
-  Status s = write_transaction([&](Connection& c) -> Status {
+  Status s = write_transaction(Durability::kCrashSafe, [&](Connection& c) -> Status {
     std::vector<std::int64_t> seqs;
     {
       auto old = c.prepare(kOldDelivered);
@@ -636,7 +650,7 @@ Result<std::vector<std::pair<std::string, std::size_t>>> SqliteQueue::count_unfi
 
 Result<Delivery> SqliteQueue::redeliver(std::string_view delivery_id, TimePoint now) {
   bool changed = false;
-  Status s = write_transaction([&](Connection& c) -> Status {
+  Status s = write_transaction(Durability::kOnDisk, [&](Connection& c) -> Status {
     auto update = c.prepare(kRedeliver);
     if (!update.ok()) return update.status();
     (*update)->bind(1, delivery_id).bind(2, to_unix_ms(now));

@@ -58,10 +58,17 @@ class SqliteQueue final : public Queue {
   struct PendingEnqueue;
   class ReadLease;
 
+  // How a write transaction commits. An enqueue is acknowledged only once it is on disk
+  // (synchronous=FULL). Claims, attempt records and releases commit with synchronous=NORMAL
+  // (WAL: safe against a process crash, not fsynced): a power cut can undo one, which only
+  // repeats an attempt, never loses a callback — and the next FULL commit makes them durable.
+  enum class Durability { kOnDisk, kCrashSafe };
+
   SqliteQueue() = default;
   // Runs `work` inside BEGIN IMMEDIATE … COMMIT on the writer, rolling back if it fails.
   template <class Work>
-  Status write_transaction(Work&& work);
+  Status write_transaction(Durability durability, Work&& work);
+  Status set_durability(Durability durability);  // REQUIRES: write_mutex_ held
   void commit_loop();
   void run_enqueue_batch(std::vector<PendingEnqueue>& batch);
   Result<Enqueued> insert_one(const NewDelivery& delivery);
@@ -72,6 +79,7 @@ class SqliteQueue final : public Queue {
 
   std::mutex write_mutex_;
   std::unique_ptr<sqlite::Connection> writer_;
+  Durability writer_durability_ = Durability::kOnDisk;  // configure_connection sets FULL
 
   // Group commit: enqueues queue here; the commit thread takes everything queued into one
   // transaction, while what arrives meanwhile gathers for the next one.

@@ -1,5 +1,7 @@
 #include "receiver.h"
 
+#include <pthread.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
@@ -32,7 +34,10 @@ class Receiver::Impl {
     }
     port_ = acceptor_.local_endpoint().port();
     accept();
-    thread_ = std::thread([this] { io_.run(); });
+    thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "test-receiver");
+      io_.run();
+    });
   }
 
   ~Impl() {
