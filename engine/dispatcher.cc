@@ -159,7 +159,12 @@ void Dispatcher::hand_off(ClaimedDelivery delivery) {
 }
 
 void Dispatcher::notify_pending() {
+  // One notice in the loop's queue is enough, however many enqueues ask: while the
+  // dispatcher is stopped nothing drains that queue, and a notice per enqueue would grow it
+  // with the backlog.
+  if (notice_posted_.exchange(true)) return;
   asio::post(io_, [this] {
+    notice_posted_ = false;
     claim_wanted_ = true;
     maybe_claim();
   });

@@ -141,6 +141,7 @@ class Dispatcher {
   std::function<void()> stop_done_;
 
   // shared with enqueue threads
+  std::atomic<bool> notice_posted_ = false;  // a notify_pending() is waiting in the loop
   std::mutex reserve_mutex_;
   bool accepting_ = false;
   std::size_t load_ = 0;          // held_ plus outstanding reservations

@@ -222,8 +222,10 @@ void HttpClient::Impl::configure(Transfer& t) {
   curl_easy_setopt(e, CURLOPT_POSTFIELDS, body.data());
   curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.headers);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(t.request.timeout.count()));
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(t.request.timeout.count()));
+  // curl reads 0 as "no timeout": every attempt has a bound, so 1 ms at the least.
+  const long timeout_ms = std::max<long>(1, static_cast<long>(t.request.timeout.count()));
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, &t);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t.error);
   curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &t);
@@ -262,7 +264,13 @@ curl_socket_t HttpClient::Impl::open_socket(void* transfer_ptr, curlsocktype pur
   if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKET_BAD;
   if (self->options_.allow_address) {
     std::optional<asio::ip::address> target = to_address(&address->addr);
-    if (!target || !self->options_.allow_address(*target)) {
+    bool allowed = false;
+    try {
+      allowed = target && self->options_.allow_address(*target);
+    } catch (...) {
+      allowed = false;  // an exception must not unwind through curl's C frames: refuse
+    }
+    if (!allowed) {
       t->blocked = true;
       return CURL_SOCKET_BAD;
     }

@@ -105,6 +105,23 @@ TEST_F(HttpClientTest, GuardRefusalIsBlockedAndNeverConnects) {
   EXPECT_EQ(receiver.connections_accepted(), 0u);
 }
 
+TEST_F(HttpClientTest, AGuardThatThrowsRefusesTheAddress) {
+  Receiver receiver;
+  HttpClientOptions guarded = options_;
+  guarded.allow_address = [](const boost::asio::ip::address&) -> bool {
+    throw std::runtime_error("guard broke");
+  };
+  HttpClient client(io_, guarded);
+  EXPECT_EQ(post(client, receiver.url()).error, AttemptError::kBlocked);
+  EXPECT_EQ(receiver.connections_accepted(), 0u);
+}
+
+TEST_F(HttpClientTest, AZeroTimeoutStillBoundsTheAttempt) {
+  Receiver receiver([](const ReceivedRequest&) { return Reply{.hang = true}; });
+  HttpClient client(io_, options_);
+  EXPECT_EQ(post(client, receiver.url(), "{}", Millis(0)).error, AttemptError::kTimeout);
+}
+
 TEST_F(HttpClientTest, ResponseBodyIsCappedButTheStatusCounts) {
   Receiver receiver([](const ReceivedRequest&) {
     return Reply{.status = 200, .body = std::string(100000, 'z')};

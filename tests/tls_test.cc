@@ -80,5 +80,13 @@ TEST_F(TlsTest, RefusedWithoutIt) {
   EXPECT_EQ(received_, 0u);
 }
 
+TEST_F(TlsTest, AMissingCaBundleIsATlsFailureNotATrustAll) {
+  Delivery d = deliver((dir_ / "no-such-bundle.pem").string());
+  EXPECT_EQ(d.state, DeliveryState::kDead);
+  ASSERT_EQ(d.attempts.size(), 1u);
+  EXPECT_EQ(d.attempts[0].error, AttemptError::kTls) << d.attempts[0].error_detail;
+  EXPECT_EQ(received_, 0u);
+}
+
 }  // namespace
 }  // namespace callbackd
