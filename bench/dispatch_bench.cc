@@ -187,8 +187,8 @@ void BM_BareCurlMulti(benchmark::State& state) {
       if (finished < n) curl_multi_poll(multi, nullptr, 0, 100, nullptr);
     }
   }
-  state.counters["cpu_us_per_delivery"] = (process_cpu_seconds() - cpu_before) * 1e6 /
-                                          static_cast<double>(state.iterations() * n);
+  state.counters["cpu_us_per_delivery"] =
+      (process_cpu_seconds() - cpu_before) * 1e6 / static_cast<double>(state.iterations() * n);
   state.counters["connections"] = static_cast<double>(sink.connections_accepted());
   for (CURL* e : easies) curl_easy_cleanup(e);
   curl_slist_free_all(headers);

@@ -91,6 +91,20 @@ class DaemonTest : public ::testing::Test {
     return call_json("POST", "/v1/apps", R"({"name":"acme"})", 201, token);
   }
 
+  // Enqueues `count` completed tasks ("<prefix>0", ...) and returns their delivery ids, each
+  // acknowledged with 202.
+  std::set<std::string> enqueue_tasks(const std::string& app_id, const std::string& url,
+                                      const std::string& prefix, int count) {
+    std::set<std::string> ids;
+    for (int i = 0; i < count; ++i) {
+      const json accepted =
+          call_json("POST", "/v1/callbacks",
+                    completed_body(app_id, url, prefix + std::to_string(i)).dump(), 202);
+      ids.insert(accepted["delivery_id"].get<std::string>());
+    }
+    return ids;
+  }
+
   json wait_for_state(const std::string& id, const std::string& state) {
     json delivery;
     EXPECT_TRUE(wait_until(
@@ -376,14 +390,7 @@ TEST_F(DaemonTest, SigtermDuringDeliveryLosesNothing) {
   Receiver receiver([](const ReceivedRequest&) { return Reply{.status = 204, .delay = 200ms}; });
   start({"--max-in-flight-per-host=4"});
   const json app = create_app();
-  std::set<std::string> accepted;
-  for (int i = 0; i < 30; ++i) {
-    accepted.insert(
-        call_json("POST", "/v1/callbacks",
-                  completed_body(app["app_id"], receiver.url(), "s" + std::to_string(i)).dump(),
-                  202)["delivery_id"]
-            .get<std::string>());
-  }
+  const std::set<std::string> accepted = enqueue_tasks(app["app_id"], receiver.url(), "s", 30);
   ASSERT_TRUE(receiver.wait_for_count(4, 5s));
   daemon_->signal(SIGTERM);
   EXPECT_EQ(daemon_->wait_exit(), 0) << daemon_->log();
@@ -407,14 +414,7 @@ TEST_F(DaemonTest, SecondSignalExitsAtOnceLosingNothingAcknowledged) {
   Receiver receiver([](const ReceivedRequest&) { return Reply{.hang = true}; });
   start({"--attempt-timeout=2s"});
   const json app = create_app();
-  std::set<std::string> accepted;
-  for (int i = 0; i < 3; ++i) {
-    accepted.insert(
-        call_json("POST", "/v1/callbacks",
-                  completed_body(app["app_id"], receiver.url(), "x" + std::to_string(i)).dump(),
-                  202)["delivery_id"]
-            .get<std::string>());
-  }
+  const std::set<std::string> accepted = enqueue_tasks(app["app_id"], receiver.url(), "x", 3);
   ASSERT_TRUE(receiver.wait_for_count(3, 5s));
   daemon_->signal(SIGTERM);
   std::this_thread::sleep_for(200ms);
