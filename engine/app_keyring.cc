@@ -5,7 +5,7 @@ namespace callbackd {
 Result<std::shared_ptr<const AppKey>> AppKeyring::get(std::string_view app_id) {
   {
     std::lock_guard lock(mutex_);
-    if (auto it = keys_.find(std::string(app_id)); it != keys_.end()) return it->second;
+    if (auto it = keys_.find(app_id); it != keys_.end()) return it->second;
   }
   Result<StoredApp> stored = queue_.find_app(app_id);
   if (!stored.ok()) return stored.status();

@@ -38,7 +38,12 @@ class AppKeyring {
   Queue& queue_;
   const SecretBox& box_;
   std::mutex mutex_;
-  std::unordered_map<std::string, std::shared_ptr<const AppKey>> keys_;
+  // Transparent, so looking an app up by string_view allocates nothing (every attempt does).
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, std::shared_ptr<const AppKey>, Hash, std::equal_to<>> keys_;
 };
 
 // The stored form of a key, secrets sealed under `box` and bound to the app id; and back.

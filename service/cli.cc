@@ -145,12 +145,15 @@ std::optional<std::string> read_input(const std::vector<std::string>& words, std
 }
 
 std::string daemon_url(const Config& config) {
-  std::string host = config.listen.substr(0, config.listen.rfind(':'));
-  const std::string port = config.listen.substr(config.listen.rfind(':') + 1);
+  const ListenAddress listen = *parse_listen_address(config.listen);  // checked when loaded
+  auto address = listen.address;
   // A daemon listening on every address is reached over loopback.
-  if (host == "0.0.0.0") host = "127.0.0.1";
-  if (host == "[::]") host = "[::1]";
-  return "http://" + host + ":" + port;
+  if (address.is_unspecified()) {
+    address = address.is_v4() ? boost::asio::ip::address(boost::asio::ip::address_v4::loopback())
+                              : boost::asio::ip::address(boost::asio::ip::address_v6::loopback());
+  }
+  const std::string host = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
+  return "http://" + host + ":" + std::to_string(listen.port);
 }
 
 std::string url_encode(const std::string& text) {

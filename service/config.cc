@@ -45,33 +45,6 @@ Status set_count(std::size_t& out, const std::string& value) {
   return Status::Ok();
 }
 
-Status check_listen(const std::string& value) {
-  const auto colon = value.rfind(':');
-  if (colon == std::string::npos) {
-    return not_a(value, "an IP address and port (e.g. 127.0.0.1:7780 or [::1]:7780)");
-  }
-  std::string host = value.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  boost::system::error_code ec;
-  boost::asio::ip::make_address(host, ec);
-  std::optional<std::uint64_t> port = parse_unsigned(value.substr(colon + 1));
-  // Port 0 asks the system for a free port (the daemon logs the one it got).
-  if (ec || !port || *port > 65535) {
-    return not_a(value, "an IP address and port (e.g. 127.0.0.1:7780 or [::1]:7780)");
-  }
-  return Status::Ok();
-}
-
-bool is_loopback_listen(const std::string& value) {
-  std::string host = value.substr(0, value.rfind(':'));
-  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-  boost::system::error_code ec;
-  auto address = boost::asio::ip::make_address(host, ec);
-  return !ec && address.is_loopback();
-}
-
 Status check_cidr(const std::string& value) {
   boost::system::error_code ec;
   if (value.find(':') == std::string::npos) {
@@ -89,7 +62,7 @@ const std::vector<KeyDef>& key_defs() {
   static const std::vector<KeyDef> defs = {
       {"listen", "127.0.0.1:7780", "HTTP API address (IP:port)", false,
        [](Config& c, const Values& v) {
-         if (Status s = check_listen(v.back()); !s.ok()) return s;
+         if (auto parsed = parse_listen_address(v.back()); !parsed.ok()) return parsed.status();
          c.listen = v.back();
          return Status::Ok();
        }},
@@ -297,6 +270,21 @@ Result<SourceValues> read_flags(const std::vector<std::pair<std::string, std::st
 
 }  // namespace
 
+Result<ListenAddress> parse_listen_address(std::string_view text) {
+  const Status bad = not_a(text, "an IP address and port (e.g. 127.0.0.1:7780 or [::1]:7780)");
+  const auto colon = text.rfind(':');
+  if (colon == std::string_view::npos) return bad;
+  std::string_view host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  boost::system::error_code ec;
+  const auto address = boost::asio::ip::make_address(host, ec);
+  const std::optional<std::uint64_t> port = parse_unsigned(text.substr(colon + 1));
+  if (ec || !port || *port > 65535) return bad;
+  return ListenAddress{address, static_cast<std::uint16_t>(*port)};
+}
+
 bool is_reserved_environment_variable(std::string_view name) {
   return name == "CALLBACKD_MASTER_KEY";
 }
@@ -346,7 +334,8 @@ Result<Config> load_config(const ConfigSources& sources) {
       break;  // the highest-precedence source wins
     }
   }
-  if (config.api_token.empty() && !is_loopback_listen(config.listen)) {
+  // The value was checked when it was read.
+  if (config.api_token.empty() && !parse_listen_address(config.listen)->address.is_loopback()) {
     return Status::InvalidArgument("listen: " + config.listen +
                                    " is not a loopback address; set api_token to serve on it");
   }

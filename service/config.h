@@ -5,6 +5,7 @@
 #include <callbackd/clock.h>
 #include <callbackd/status.h>
 
+#include <boost/asio/ip/address.hpp>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -39,6 +40,14 @@ struct Config {
 
   std::filesystem::path database_path() const { return data_dir / "callbackd.db"; }
 };
+
+// `listen` as an address and port: "127.0.0.1:7780" or "[::1]:7780" (port 0: any free port).
+struct ListenAddress {
+  boost::asio::ip::address address;
+  std::uint16_t port = 0;
+};
+// kInvalidArgument when `text` is not an IP address and a port; the message quotes it.
+Result<ListenAddress> parse_listen_address(std::string_view text);
 
 // One documented key: what --help prints.
 struct ConfigKeyInfo {

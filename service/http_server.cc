@@ -20,18 +20,6 @@ namespace {
 // sends for this long, so closing does not reset the connection before it reads the reply.
 constexpr Millis kDrainTime{2000};
 
-Result<tcp::endpoint> parse_endpoint(const std::string& listen) {
-  const auto colon = listen.rfind(':');
-  if (colon == std::string::npos) return Status::InvalidArgument("listen: expected host:port");
-  std::string host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-  boost::system::error_code ec;
-  const auto address = asio::ip::make_address(host, ec);
-  if (ec) return Status::InvalidArgument("listen: \"" + host + "\" is not an IP address");
-  const int port = std::atoi(listen.c_str() + colon + 1);
-  return tcp::endpoint(address, static_cast<unsigned short>(port));
-}
-
 }  // namespace
 
 class HttpServer::Session : public std::enable_shared_from_this<Session> {
@@ -199,12 +187,13 @@ HttpServer::~HttpServer() {
 }
 
 Status HttpServer::start() {
-  Result<tcp::endpoint> endpoint = parse_endpoint(options_.listen);
-  if (!endpoint.ok()) return endpoint.status();
+  Result<ListenAddress> listen = parse_listen_address(options_.listen);
+  if (!listen.ok()) return Status(listen.status().code(), "listen: " + listen.status().message());
+  const tcp::endpoint endpoint(listen->address, listen->port);
   boost::system::error_code ec;
-  acceptor_.open(endpoint->protocol(), ec);
+  acceptor_.open(endpoint.protocol(), ec);
   if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor_.bind(*endpoint, ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
     return Status::Unavailable("listen " + options_.listen + ": " + ec.message());

@@ -36,16 +36,6 @@ std::optional<Millis> parse_duration(std::string_view text) {
   return std::nullopt;
 }
 
-std::string format_duration(Millis duration) {
-  const std::int64_t ms = duration.count();
-  static constexpr std::pair<std::int64_t, const char*> kUnits[] = {
-      {86'400'000, "d"}, {3'600'000, "h"}, {60'000, "m"}, {1000, "s"}};
-  for (const auto& [size, unit] : kUnits) {
-    if (ms != 0 && ms % size == 0) return std::to_string(ms / size) + unit;
-  }
-  return std::to_string(ms) + "ms";
-}
-
 std::optional<std::uint64_t> parse_byte_size(std::string_view text) {
   auto parsed = split_number(text);
   if (!parsed) return std::nullopt;

@@ -12,8 +12,6 @@ namespace callbackd {
 
 // "250ms", "30s", "5m", "2h", "7d" (a non-negative integer and one unit, no spaces).
 std::optional<Millis> parse_duration(std::string_view text);
-// The shortest exact form: 30000 ms -> "30s", 604800000 ms -> "7d".
-std::string format_duration(Millis duration);
 // "1048576", "512KiB", "1MiB", "2GiB" (also KB/MB/GB as 1000-based).
 std::optional<std::uint64_t> parse_byte_size(std::string_view text);
 // Decimal digits only, no sign, fits in 64 bits.

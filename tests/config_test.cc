@@ -22,9 +22,6 @@ TEST(Units, DurationsSizesAndCounts) {
   for (const char* bad : {"", "10", "s", "1.5s", "-1s", "10 s", "10sec", "99999999999999999999d"}) {
     EXPECT_EQ(parse_duration(bad), std::nullopt) << bad;
   }
-  EXPECT_EQ(format_duration(Millis(30000)), "30s");
-  EXPECT_EQ(format_duration(Millis(604800000)), "7d");
-  EXPECT_EQ(format_duration(Millis(1500)), "1500ms");
   EXPECT_EQ(parse_byte_size("1MiB"), 1048576u);
   EXPECT_EQ(parse_byte_size("512KiB"), 524288u);
   EXPECT_EQ(parse_byte_size("4096"), 4096u);

@@ -11,6 +11,7 @@
 
 #include "api_client.h"
 #include "daemon_process.h"
+#include "encoding.h"
 #include "receiver.h"
 #include "temp_dir.h"
 #include "wait.h"
@@ -31,13 +32,7 @@ std::string hmac_hex(const std::string& key, const std::string& body) {
   unsigned int length = 0;
   HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
        reinterpret_cast<const unsigned char*>(body.data()), body.size(), mac, &length);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < length; ++i) {
-    out += kHex[mac[i] >> 4];
-    out += kHex[mac[i] & 15];
-  }
-  return out;
+  return hex_encode(std::span<const unsigned char>(mac, length));
 }
 
 json completed_body(const std::string& app_id, const std::string& url, const std::string& task) {

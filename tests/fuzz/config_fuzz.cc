@@ -1,6 +1,5 @@
 // libFuzzer: configuration files. Any bytes must load or be refused with a message naming the
 // source; a loaded configuration must keep the loopback-without-token rule.
-#include <boost/asio/ip/address.hpp>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -17,11 +16,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   if (config->api_token.empty()) {
     // A non-loopback address without a token must never load.
-    std::string host = config->listen.substr(0, config->listen.rfind(':'));
-    if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-    boost::system::error_code ec;
-    const auto address = boost::asio::ip::make_address(host, ec);
-    if (ec || !address.is_loopback()) std::abort();
+    callbackd::Result<callbackd::ListenAddress> listen =
+        callbackd::parse_listen_address(config->listen);
+    if (!listen.ok() || !listen->address.is_loopback()) std::abort();
   }
   return 0;
 }
