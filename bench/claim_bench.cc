@@ -16,7 +16,9 @@
 namespace callbackd {
 namespace {
 
+// Every row is due long before the run: its due time is an old wall-clock time.
 const TimePoint kNow = from_unix_ms(1'700'000'000'000);
+constexpr Millis kLease{30000};
 
 std::int64_t big_backlog() {
   const char* v = std::getenv("CALLBACKD_BENCH_BIG_BACKLOG");
@@ -34,20 +36,20 @@ std::unique_ptr<SqliteQueue> build_store(std::int64_t rows) {
   {
     auto c = std::move(*sqlite::Connection::open(path, true));
     (void)c->exec("PRAGMA journal_mode=WAL");
-    auto queue = SqliteQueue::open(path, {});  // creates the schema
+    auto queue = SqliteQueue::open({.path = path});  // creates the schema
     (void)c->exec("INSERT INTO apps VALUES ('app_1', 'bench', 0, x'00', x'', NULL, 0)");
     (void)c->exec("BEGIN");
     (void)c->exec(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
         std::to_string(rows) +
         ") INSERT INTO deliveries (id, app_id, task_id, callback_url, body, state, due_at, "
-        "attempts_made, budget_used, created_at) SELECT 'dlv_' || i, 'app_1', 'task_' || i, "
-        "'https://hooks.example.com/cb', zeroblob(512), 0, " +
-        std::to_string(to_unix_ms(kNow)) + " - i, 0, 0, 0 FROM n");
+        "attempts_made, budget_used, created_at, host_key) SELECT 'dlv_' || i, 'app_1', "
+        "'task_' || i, 'https://hooks.example.com/cb', zeroblob(512), 0, " +
+        std::to_string(to_unix_ms(kNow)) + " - i, 0, 0, 0, 'https://hooks.example.com:443' FROM n");
     (void)c->exec("COMMIT");
     (void)c->exec("PRAGMA wal_checkpoint(TRUNCATE)");
   }
-  return std::move(*SqliteQueue::open(path, {}));
+  return std::move(*SqliteQueue::open({.path = path}));
 }
 
 SqliteQueue& store(std::int64_t rows) {
@@ -62,21 +64,18 @@ SqliteQueue& store(std::int64_t rows) {
 // successive claims walk through it rather than taking the same rows again.
 void BM_Claim64(benchmark::State& state) {
   SqliteQueue& queue = store(state.range(0));
-  const TimePoint everything_due = kNow + std::chrono::days(1000);
-  TimePoint tail = kNow;
-  std::vector<std::int64_t> seqs;
+  std::vector<LeaseToken> tokens;
   for (auto _ : state) {
-    Result<std::vector<ClaimedDelivery>> claimed =
-        queue.claim(everything_due, 64, everything_due + Millis(30000));
+    Result<std::vector<ClaimedDelivery>> claimed = queue.claim({.limit = 64, .lease = kLease});
     state.PauseTiming();
     if (!claimed.ok() || claimed->size() != 64) {
       state.SkipWithError("claim did not return 64 rows");
       break;
     }
-    seqs.clear();
-    for (const auto& d : *claimed) seqs.push_back(d.seq);
-    tail += Millis(1);
-    (void)queue.release(seqs, tail);
+    tokens.clear();
+    for (const auto& d : *claimed) tokens.push_back(d.lease);
+    // Due again right away, behind every row already waiting.
+    (void)queue.release(tokens, Millis(0));
     state.ResumeTiming();
   }
   state.SetItemsProcessed(state.iterations() * 64);

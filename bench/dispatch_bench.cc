@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "receiver.h"
+#include "sqlite_engine.h"
 
 namespace callbackd {
 namespace {
@@ -49,10 +50,10 @@ std::filesystem::path fresh_dir() {
 
 std::unique_ptr<Engine> open_engine(const std::filesystem::path& dir) {
   EngineOptions options;
-  options.database_path = dir / "callbackd.db";
+  const auto database = dir / "callbackd.db";
   options.allow_networks = {"127.0.0.0/8"};
   if (const char* cap = std::getenv("PER_HOST")) options.max_in_flight_per_host = std::atoi(cap);
-  return std::move(*Engine::open(options));
+  return std::move(*testing::open_sqlite_engine(database, options));
 }
 
 // CPU time of the whole process (every thread: engine, storage, sink) in seconds.

@@ -39,7 +39,7 @@ std::unique_ptr<SqliteQueue> g_queue;
 std::atomic<std::int64_t> g_task{0};
 
 void open_queue(const benchmark::State&) {
-  g_queue = std::move(*SqliteQueue::open(fresh_path("enqueue"), {}));
+  g_queue = std::move(*SqliteQueue::open({.path = fresh_path("enqueue")}));
   StoredApp app;
   app.app = App{"app_1", "bench", SignatureScheme::kHex, kNow};
   app.sealed_secret = "s";
@@ -49,8 +49,14 @@ void close_queue(const benchmark::State&) { g_queue.reset(); }
 
 NewDelivery next_delivery() {
   const std::string n = std::to_string(g_task.fetch_add(1));
-  return NewDelivery{"dlv_" + n, "app_1", "task_" + n, "https://hooks.example.com/cb",
-                     kBody,      kNow,    std::nullopt};
+  return NewDelivery{"dlv_" + n,
+                     "app_1",
+                     "task_" + n,
+                     "https://hooks.example.com/cb",
+                     "https://hooks.example.com:443",
+                     kBody,
+                     kNow,
+                     std::nullopt};
 }
 
 // Each call returns only after its row is committed to disk.
@@ -109,13 +115,13 @@ void BM_RawBatchedInsert(benchmark::State& state) {
   auto connection = sqlite::Connection::open(fresh_path("raw"), true);
   sqlite::Connection& c = **connection;
   (void)sqlite::configure_connection(c);
-  (void)sqlite::create_schema(c);
+  (void)sqlite::create_or_upgrade_schema(c);
   sqlite3_stmt* insert = nullptr;
   sqlite3_prepare_v2(
       c.handle(),
       "INSERT INTO deliveries (id, app_id, task_id, callback_url, body, state, "
-      "due_at, attempts_made, budget_used, created_at) VALUES "
-      "(?1, ?2, ?3, ?4, ?5, 0, ?6, 0, 0, ?6) ON CONFLICT (app_id, task_id) DO NOTHING",
+      "due_at, attempts_made, budget_used, created_at, host_key) VALUES "
+      "(?1, ?2, ?3, ?4, ?5, 0, ?6, 0, 0, ?6, ?7) ON CONFLICT (app_id, task_id) DO NOTHING",
       -1, &insert, nullptr);
   std::int64_t n = 0;
   for (auto _ : state) {
@@ -128,6 +134,7 @@ void BM_RawBatchedInsert(benchmark::State& state) {
       sqlite3_bind_text(insert, 3, task.data(), static_cast<int>(task.size()), SQLITE_TRANSIENT);
       sqlite3_bind_text(insert, 4, "https://hooks.example.com/cb", -1, SQLITE_STATIC);
       sqlite3_bind_blob(insert, 5, kBody->data(), static_cast<int>(kBody->size()), SQLITE_STATIC);
+      sqlite3_bind_text(insert, 7, "https://hooks.example.com:443", -1, SQLITE_STATIC);
       sqlite3_bind_int64(insert, 6, to_unix_ms(kNow));
       sqlite3_step(insert);
       sqlite3_reset(insert);

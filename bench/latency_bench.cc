@@ -15,6 +15,7 @@
 #include <unordered_map>
 
 #include "receiver.h"
+#include "sqlite_engine.h"
 
 using namespace callbackd;
 using Steady = std::chrono::steady_clock;
@@ -30,9 +31,9 @@ int main(int argc, char** argv) {
                    ("callbackd-latency-bench-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   EngineOptions options;
-  options.database_path = dir / "callbackd.db";
+  const auto database = dir / "callbackd.db";
   options.allow_networks = {"127.0.0.0/8"};
-  auto engine = std::move(*Engine::open(options));
+  auto engine = std::move(*testing::open_sqlite_engine(database, options));
   const std::string app = engine->create_app("bench")->app.id;
   engine->start();
   testing::Receiver sink;

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "receiver.h"
+#include "sqlite_engine.h"
 
 namespace {
 
@@ -49,10 +50,10 @@ int main(int argc, char** argv) {
       /*record=*/false);
   {
     EngineOptions options;
-    options.database_path = dir / "callbackd.db";
+    const auto database = dir / "callbackd.db";
     options.allow_networks = {"127.0.0.0/8"};
     options.max_pending_per_app = static_cast<std::size_t>(pending) + 1;
-    auto engine = std::move(*Engine::open(options));
+    auto engine = std::move(*testing::open_sqlite_engine(database, options));
     const std::string app = engine->create_app("bench")->app.id;
     std::mutex mutex;
     std::condition_variable stored;

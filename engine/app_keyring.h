@@ -2,6 +2,7 @@
 #pragma once
 
 #include <callbackd/app.h>
+#include <callbackd/queue.h>
 #include <callbackd/status.h>
 
 #include <memory>
@@ -11,7 +12,6 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "queue.h"
 #include "secret_box.h"
 
 namespace callbackd {

@@ -17,8 +17,8 @@ struct CallbackUrl {
   std::string scheme;  // "http" or "https"
   std::string host;    // lowercase; IPv6 literals keep their brackets
   int port = 0;        // explicit or the scheme's default
-  // "host:port": the unit of the per-host concurrency cap.
-  std::string host_key() const { return host + ":" + std::to_string(port); }
+  // "scheme://host:port": the endpoint, unit of the per-host concurrency cap and health.
+  std::string host_key() const { return scheme + "://" + host + ":" + std::to_string(port); }
   // The host as an IP address when the URL names one literally (curl has already normalized
   // forms such as 2130706433 or 0x7f.1 to 127.0.0.1); nullopt for a DNS name.
   std::optional<boost::asio::ip::address> literal_address() const;

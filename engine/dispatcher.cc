@@ -1,34 +1,20 @@
 #include "dispatcher.h"
 
-#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
-
-#include "callback_url.h"
 
 namespace callbackd {
 namespace asio = boost::asio;
 
 namespace {
 
-// Delivered rows past retention are deleted in batches this size, so one prune never holds
-// the storage thread for long; a full batch is followed by another on the next tick.
-constexpr std::size_t kPruneBatch = 5000;
 constexpr Millis kPruneInterval{60000};
-
-constexpr std::size_t kHostKeyCacheSize = 10000;
-
-// While some host's waiting line is (nearly) full, claims are probes of this many rows, at
-// most one per interval, so other hosts keep moving without churning the full one.
-constexpr std::size_t kProbeClaim = 16;
-constexpr Millis kProbeInterval{20};
-
-// How long a delivery whose host already has a full waiting line goes back to the queue.
-Millis host_busy_delay(const DispatcherOptions& options) {
-  return std::clamp(options.attempt_timeout / 100, Millis(10), Millis(100));
-}
+constexpr Millis kForgetInterval{10000};
+// Endpoints a claim may be told to skip at most; past that, rows of full hosts that a claim
+// brings back anyway are deferred.
+constexpr std::size_t kMaxSkippedHosts = 256;
 
 HttpClientOptions client_options(const DispatcherOptions& options) {
   HttpClientOptions client;
@@ -40,24 +26,39 @@ HttpClientOptions client_options(const DispatcherOptions& options) {
   return client;
 }
 
+HostSchedulerOptions scheduler_options(const DispatcherOptions& options) {
+  HostSchedulerOptions s;
+  s.max_in_flight = options.max_in_flight;
+  s.max_per_host = options.max_in_flight_per_host;
+  // An attempt holding its slot for a tenth of the bound is slow (at most a second).
+  s.slow_attempt = std::clamp(options.attempt_timeout / 10, Millis(50), Millis(1000));
+  return s;
+}
+
+// How long a claimed delivery whose host has no room goes back to the store for: long enough
+// that the next claims do not bring it straight back.
+Millis deferral(const DispatcherOptions& options) {
+  return std::clamp(options.poll_interval, Millis(10), Millis(1000));
+}
+
 }  // namespace
 
 Dispatcher::Dispatcher(asio::io_context& io, Queue& queue, AppKeyring& keys, RetryPolicy policy,
                        DispatcherOptions options, std::shared_ptr<const Clock> clock)
     : io_(io),
-      queue_(queue),
       keys_(keys),
       policy_(std::move(policy)),
       options_(std::move(options)),
       clock_(std::move(clock)),
-      capacity_(2 * options_.max_in_flight),
+      times_(lease_times(options_.attempt_timeout, options_.poll_interval)),
       client_(io, client_options(options_)),
       timer_(io),
-      next_prune_(clock_->now()) {
-  asio::post(storage_thread_, [] { pthread_setname_np(pthread_self(), "callbackd-store"); });
-}
+      next_prune_(clock_->steady_now()),
+      next_forget_(clock_->steady_now()),
+      scheduler_(scheduler_options(options_)),
+      store_(io, queue, clock_, *this) {}
 
-Dispatcher::~Dispatcher() { storage_thread_.join(); }
+Dispatcher::~Dispatcher() = default;
 
 // ---------------------------------------------------------------- lifecycle
 
@@ -66,11 +67,10 @@ void Dispatcher::start() {
   running_ = true;
   stopping_ = false;
   {
-    std::lock_guard lock(reserve_mutex_);
+    std::lock_guard lock(scheduler_mutex_);
     accepting_ = true;
   }
   claim_wanted_ = true;
-  recover_leases_ = true;
   on_tick();
 }
 
@@ -82,41 +82,31 @@ void Dispatcher::stop(std::function<void()> done) {
   stopping_ = true;
   stop_done_ = std::move(done);
   {
-    std::lock_guard lock(reserve_mutex_);
+    std::lock_guard lock(scheduler_mutex_);
     accepting_ = false;
   }
   ++timer_generation_;
   timer_.cancel();
   timer_at_.reset();
   // Deliveries waiting for a slot go back to the queue, due now, for whoever runs next.
-  for (auto& [key, host] : hosts_) {
-    for (Job& job : host.ready) {
-      held_.erase(job.delivery.seq);
-      release_later(job.delivery.seq);
+  for (auto it = held_.begin(); it != held_.end();) {
+    auto next = std::next(it);
+    if (!it->second.running) {
+      store_.release(it->second.delivery.lease, Millis(0));
+      drop_waiting(it);
     }
-    {
-      std::lock_guard lock(reserve_mutex_);
-      load_ -= host.ready.size();
-    }
-    host.ready.clear();
-    host.in_rotation = false;
+    it = next;
   }
-  rotation_.clear();
-  flush_releases();
   maybe_finish_stop();
 }
 
 void Dispatcher::maybe_finish_stop() {
   if (!stopping_ || !stop_done_) return;
-  bool reservations_out = false;
   {
-    std::lock_guard lock(reserve_mutex_);
-    reservations_out = reservations_ > 0;
+    std::lock_guard lock(scheduler_mutex_);
+    if (reservations_ > 0) return;
   }
-  if (in_flight_ > 0 || reservations_out || claiming_ || recording_ || releasing_ ||
-      !records_.empty() || !releases_.empty()) {
-    return;
-  }
+  if (!held_.empty() || !store_.idle()) return;
   running_ = false;
   auto done = std::move(stop_done_);
   stop_done_ = nullptr;
@@ -125,36 +115,36 @@ void Dispatcher::maybe_finish_stop() {
 
 // ---------------------------------------------------------------- hand-off from enqueue
 
-bool Dispatcher::try_reserve() {
-  std::lock_guard lock(reserve_mutex_);
-  if (!accepting_ || load_ >= capacity_) return false;
-  ++load_;
+bool Dispatcher::try_reserve(std::string_view host_key) {
+  std::lock_guard lock(scheduler_mutex_);
+  if (!accepting_ || !scheduler_.try_reserve(host_key)) return false;
   ++reservations_;
   return true;
 }
 
-void Dispatcher::cancel_reservation() {
+void Dispatcher::cancel_reservation(const std::string& host_key) {
   {
-    std::lock_guard lock(reserve_mutex_);
-    --load_;
+    std::lock_guard lock(scheduler_mutex_);
+    scheduler_.cancel_reservation(host_key);
     --reservations_;
   }
-  asio::post(io_, [this] {
-    maybe_finish_stop();
-    maybe_claim();
-  });
+  asio::post(io_, [this] { maybe_finish_stop(); });
 }
 
-void Dispatcher::hand_off(ClaimedDelivery delivery) {
-  asio::post(io_, [this, delivery = std::move(delivery)]() mutable {
+void Dispatcher::hand_off(ClaimedDelivery delivery, SteadyTime leased_at) {
+  asio::post(io_, [this, delivery = std::move(delivery), leased_at]() mutable {
     {
-      std::lock_guard lock(reserve_mutex_);
+      std::lock_guard lock(scheduler_mutex_);
       --reservations_;
-      --load_;  // accept() counts it again as held
+      if (stopping_) scheduler_.cancel_reservation(delivery.host_key);
     }
-    std::vector<ClaimedDelivery> one;
-    one.push_back(std::move(delivery));
-    accept(std::move(one));
+    if (stopping_) {
+      store_.release(delivery.lease, Millis(0));
+    } else {
+      hold(std::move(delivery), leased_at, /*reserved=*/true);
+      pump();
+    }
+    maybe_finish_stop();
   });
 }
 
@@ -170,81 +160,65 @@ void Dispatcher::notify_pending() {
   });
 }
 
-// ---------------------------------------------------------------- scheduling
+std::vector<HostView> Dispatcher::hosts() const {
+  std::lock_guard lock(scheduler_mutex_);
+  return scheduler_.views();
+}
 
-void Dispatcher::accept(std::vector<ClaimedDelivery> deliveries) {
-  for (ClaimedDelivery& delivery : deliveries) {
-    if (stopping_) {
-      release_later(delivery.seq);
-      continue;
-    }
-    // A lease recovered while we still held the delivery comes back through a claim: keep
-    // the copy we have, never run it twice.
-    if (!held_.insert(delivery.seq).second) continue;
-    {
-      std::lock_guard lock(reserve_mutex_);
-      ++load_;
-    }
-    std::string host_key = host_key_for(delivery.callback_url);
-    enqueue_ready(Job{std::move(delivery), std::move(host_key)});
+// ---------------------------------------------------------------- held deliveries
+
+bool Dispatcher::hold(ClaimedDelivery delivery, SteadyTime leased_at, bool reserved) {
+  const std::int64_t seq = delivery.lease.seq;
+  {
+    std::lock_guard lock(scheduler_mutex_);
+    if (!scheduler_.add(delivery.host_key, seq, reserved)) return false;
   }
-  flush_releases();
-  pump();
+  held_.insert_or_assign(seq, Held{std::move(delivery), leased_at + times_.lease});
+  return true;
 }
 
-const std::string& Dispatcher::host_key_for(const std::string& url) {
-  auto it = host_keys_.find(url);
-  if (it != host_keys_.end()) return it->second;
-  // Callback URLs repeat per customer: parse each once. Bounded, most are seen again soon.
-  if (host_keys_.size() >= kHostKeyCacheSize) host_keys_.clear();
-  Result<CallbackUrl> parsed = parse_callback_url(url);
-  // Stored URLs were checked at enqueue; an unparsable one still gets an attempt, which
-  // fails and is recorded, rather than being stuck in the queue.
-  return host_keys_.emplace(url, parsed.ok() ? parsed->host_key() : url).first->second;
-}
-
-void Dispatcher::enqueue_ready(Job job) {
-  Host& host = hosts_[job.host_key];
-  // A host with a full waiting line gets no more: its deliveries go back to the queue for a
-  // moment, so they do not take the room other hosts' deliveries need.
-  if (host.ready.size() >= waiting_line_limit()) {
-    held_.erase(job.delivery.seq);
-    {
-      std::lock_guard lock(reserve_mutex_);
-      --load_;
-    }
-    release_later(job.delivery.seq);
-    return;
+void Dispatcher::drop_waiting(std::unordered_map<std::int64_t, Held>::iterator it) {
+  {
+    std::lock_guard lock(scheduler_mutex_);
+    scheduler_.remove(it->second.delivery.host_key, it->first);
   }
-  const std::string key = job.host_key;
-  host.ready.push_back(std::move(job));
-  update_rotation(key, host);
+  held_.erase(it);
 }
 
-void Dispatcher::update_rotation(const std::string& host_key, Host& host) {
-  const bool eligible = !host.ready.empty() && host.in_flight < options_.max_in_flight_per_host;
-  if (eligible && !host.in_rotation) {
-    host.in_rotation = true;
-    rotation_.push_back(host_key);
-  }
+void Dispatcher::stale_write(std::string_view write, const LeaseToken& token) {
+  // The lease ran out and the delivery was claimed again (by this or another process): the
+  // write is refused, never applied, and said out loud.
+  spdlog::warn("event=stale_lease write={} seq={} generation={}", write, token.seq,
+               token.generation);
+  if (options_.observer) options_.observer->on_stale_lease(write);
 }
+
+// ---------------------------------------------------------------- attempts
 
 void Dispatcher::pump() {
-  // Round-robin over hosts, one attempt per host per turn, so a host with a long line cannot
-  // take every free slot.
-  while (in_flight_ < options_.max_in_flight && !rotation_.empty()) {
-    std::string key = std::move(rotation_.front());
-    rotation_.pop_front();
-    auto it = hosts_.find(key);
-    if (it == hosts_.end()) continue;
-    Host& host = it->second;
-    host.in_rotation = false;
-    if (host.ready.empty() || host.in_flight >= options_.max_in_flight_per_host) continue;
-    Job job = std::move(host.ready.front());
-    host.ready.pop_front();
-    ++host.in_flight;
-    update_rotation(key, host);
-    start_attempt(std::move(job));
+  const SteadyTime now = clock_->steady_now();
+  for (;;) {
+    std::optional<HostScheduler::Pick> pick;
+    {
+      std::lock_guard lock(scheduler_mutex_);
+      pick = scheduler_.next();
+    }
+    if (!pick) return;
+    auto it = held_.find(pick->job);
+    if (it != held_.end() && it->second.lease_end - now >= times_.start_minimum) {
+      start_attempt(it->second);
+      continue;
+    }
+    // Too little lease left to finish and be recorded inside it (its renewal failed or is
+    // late): hand it back rather than risk a second sender.
+    {
+      std::lock_guard lock(scheduler_mutex_);
+      scheduler_.finished(pick->host, std::nullopt, now);
+    }
+    if (it != held_.end()) {
+      store_.release(it->second.delivery.lease, Millis(0));
+      held_.erase(it);
+    }
   }
 }
 
@@ -258,19 +232,23 @@ Signer& Dispatcher::signer_for(const std::shared_ptr<const AppKey>& key) {
   return it->second.second;
 }
 
-void Dispatcher::start_attempt(Job job) {
-  const ClaimedDelivery& d = job.delivery;
+void Dispatcher::start_attempt(Held& held) {
+  const ClaimedDelivery& d = held.delivery;
   // The keyring is warm (claims and enqueue looked the app up), so this reads no disk.
   Result<std::shared_ptr<const AppKey>> key = keys_.get(d.app_id);
   if (!key.ok()) {
     // Never send unsigned: give the delivery back and try again later.
     spdlog::error("event=app_key_unavailable delivery_id={} app_id={} error=\"{}\"", d.id, d.app_id,
                   key.status().to_string());
-    finish_job(job);
-    release_later(d.seq);
-    flush_releases();
+    {
+      std::lock_guard lock(scheduler_mutex_);
+      scheduler_.finished(d.host_key, std::nullopt, clock_->steady_now());
+    }
+    store_.release(d.lease, deferral(options_));
+    held_.erase(d.lease.seq);
     return;
   }
+  held.running = true;
   ++in_flight_;
   const TimePoint started_at = clock_->now();
 
@@ -283,16 +261,22 @@ void Dispatcher::start_attempt(Job job) {
   request.headers.push_back("X-Callback-Attempt: " + std::to_string(d.budget_used + 1));
   signer_for(*key).add_headers(d.id, started_at, *d.body, request.headers);
 
-  client_.post(std::move(request), [this, job = std::move(job), started_at](HttpResponse r) {
-    on_attempt_done(job, started_at, std::move(r));
+  client_.post(std::move(request), [this, seq = d.lease.seq, started_at](HttpResponse r) {
+    on_attempt_done(seq, started_at, std::move(r));
   });
 }
 
-void Dispatcher::on_attempt_done(const Job& job, TimePoint started_at, HttpResponse response) {
+void Dispatcher::on_attempt_done(std::int64_t seq, TimePoint started_at, HttpResponse response) {
   --in_flight_;
-  finish_job(job);
+  auto it = held_.find(seq);
+  if (it == held_.end()) return;  // cannot happen: a running delivery stays held
+  const ClaimedDelivery& d = it->second.delivery;
+  {
+    std::lock_guard lock(scheduler_mutex_);
+    scheduler_.finished(d.host_key, AttemptOutcome{response.http_status != 0, response.duration},
+                        clock_->steady_now());
+  }
 
-  const ClaimedDelivery& d = job.delivery;
   Attempt attempt;
   attempt.number = d.attempts_made + 1;
   attempt.started_at = started_at;
@@ -302,165 +286,144 @@ void Dispatcher::on_attempt_done(const Job& job, TimePoint started_at, HttpRespo
   attempt.error_detail = std::move(response.error_detail);
   attempt.response_head = std::move(response.body_head);
 
-  const NextStep next = policy_.after_attempt(attempt.error, d.budget_used + 1, clock_->now());
+  const NextStep next = policy_.after_attempt(attempt.error, d.budget_used + 1);
   spdlog::debug("event=attempt delivery_id={} attempt={} status={} error={} next_state={}", d.id,
                 attempt.number, attempt.http_status, to_string(attempt.error),
                 to_string(next.state));
   if (options_.observer) options_.observer->on_attempt(attempt, next.state);
-  if (options_.on_finished && next.state != DeliveryState::kPending) options_.on_finished(d.app_id);
-  records_.push_back(AttemptRecord{d.seq, std::move(attempt), next.state, next.at});
+  store_.record(AttemptRecord{d.lease, std::move(attempt), next.state, next.retry_after});
 
-  flush_records();
   pump();
   maybe_claim();
-  maybe_finish_stop();
 }
 
-void Dispatcher::finish_job(const Job& job) {
-  held_.erase(job.delivery.seq);
-  {
-    std::lock_guard lock(reserve_mutex_);
-    --load_;
-  }
-  if (auto it = hosts_.find(job.host_key); it != hosts_.end()) {
-    Host& host = it->second;
-    --host.in_flight;
-    if (host.ready.empty() && host.in_flight == 0) {
-      if (!host.in_rotation) hosts_.erase(it);
-    } else {
-      update_rotation(job.host_key, host);
-    }
-  }
-}
+// ---------------------------------------------------------------- store results
 
-// ---------------------------------------------------------------- storage round trips
-
-void Dispatcher::maybe_claim() {
-  if (!running_ || stopping_ || claiming_ || !claim_wanted_) return;
-  std::size_t room = 0;
-  {
-    std::lock_guard lock(reserve_mutex_);
-    room = load_ < capacity_ ? capacity_ - load_ : 0;
-  }
-  if (room == 0) return;  // a finishing attempt calls back here
-  // Claimed rows may all be for one host: claim no more than the fullest waiting line can
-  // still take, so a busy host is not overflowed into release-and-retry churn. While some
-  // host's line is (nearly) full — a slow host, or just a busy one — claim a few rows now and
-  // then anyway, or every other host's due rows would wait behind it.
-  std::size_t fullest = 0;
-  for (const auto& [key, host] : hosts_) fullest = std::max(fullest, host.ready.size());
-  const std::size_t fits = waiting_line_limit() - std::min(fullest, waiting_line_limit());
-  std::size_t limit = std::min({room, options_.claim_batch, fits});
-  if (fits < options_.max_in_flight_per_host) {
-    const auto now_steady = std::chrono::steady_clock::now();
-    if (now_steady < next_probe_) {
-      // A finishing attempt usually calls back sooner; the timer makes sure of it.
-      arm_timer(clock_->now() + kProbeInterval);
-      return;
-    }
-    next_probe_ = now_steady + kProbeInterval;
-    limit = std::min(room, kProbeClaim);
-  }
-  const TimePoint now = clock_->now();
-  const bool recover = std::exchange(recover_leases_, false);
-  const bool prune = now >= next_prune_;
-  if (prune) next_prune_ = now + kPruneInterval;
-  claiming_ = true;
-  claim_wanted_ = false;
-
-  asio::post(storage_thread_, [this, now, limit, recover, prune] {
-    if (recover) {
-      if (auto n = queue_.recover_expired_leases(now); !n.ok()) {
-        spdlog::error("event=lease_recovery_failed error=\"{}\"", n.status().to_string());
-      } else if (*n > 0) {
-        spdlog::info("event=leases_recovered count={}", *n);
-      }
-    }
-    bool prune_again = false;
-    if (prune) {
-      auto n = queue_.prune_delivered(now - options_.retention, kPruneBatch);
-      if (!n.ok()) spdlog::error("event=prune_failed error=\"{}\"", n.status().to_string());
-      prune_again = n.ok() && *n == kPruneBatch;
-    }
-    Result<std::vector<ClaimedDelivery>> claimed = queue_.claim(now, limit, now + options_.lease);
-    std::optional<TimePoint> next_due;
-    if (claimed.ok()) {
-      // Warm the keyring here, on the storage thread, so the io thread never reads the disk.
-      for (const ClaimedDelivery& d : *claimed) (void)keys_.get(d.app_id);
-      if (claimed->size() < limit) {
-        if (auto due = queue_.next_due_at(); due.ok()) next_due = *due;
-      }
-    }
-    asio::post(io_, [this, claimed = std::move(claimed), limit, next_due, prune_again]() mutable {
-      // A full prune batch means more is old enough: keep pruning on the next ticks.
-      if (prune_again) next_prune_ = clock_->now();
-      on_claimed(std::move(claimed), limit, next_due);
-    });
-  });
-}
-
-void Dispatcher::on_claimed(Result<std::vector<ClaimedDelivery>> claimed, std::size_t limit,
-                            std::optional<TimePoint> next_due) {
-  claiming_ = false;
+void Dispatcher::on_claimed(Result<std::vector<ClaimedDelivery>> claimed,
+                            std::optional<Millis> next_due, SteadyTime sent_at) {
   if (!claimed.ok()) {
     spdlog::error("event=claim_failed error=\"{}\"", claimed.status().to_string());
   } else {
-    // A full batch means more may be due right now.
-    if (claimed->size() == limit) claim_wanted_ = true;
-    accept(std::move(*claimed));
+    const std::size_t asked = claimed->size();
+    std::size_t refused = 0;
+    for (ClaimedDelivery& d : *claimed) {
+      if (stopping_) {
+        store_.release(d.lease, Millis(0));
+        continue;
+      }
+      if (auto it = held_.find(d.lease.seq); it != held_.end()) {
+        // Its lease ran out while we held it and this claim took it again. Keep the one copy
+        // under the new token; if its attempt already runs, the new lease goes back.
+        if (!it->second.running) {
+          it->second.delivery.lease = d.lease;
+          it->second.lease_end = sent_at + times_.lease;
+        } else {
+          store_.release(d.lease, Millis(0));
+        }
+        continue;
+      }
+      const LeaseToken token = d.lease;
+      if (!hold(std::move(d), sent_at, /*reserved=*/false)) {
+        // Its host (or the host's pool) filled up since the claim was sized.
+        store_.release(token, deferral(options_));
+        ++refused;
+      }
+    }
+    // A full batch that all fitted: more may be due right now. A batch with rows that did not
+    // fit waits for the next tick, so a crowd of busy hosts is not claimed round and round.
+    if (refused == 0 && asked > 0 && !next_due) claim_wanted_ = true;
+    pump();
   }
-  if (next_due && !stopping_) arm_timer(*next_due);
+  if (next_due && !stopping_) arm_timer(clock_->steady_now() + *next_due);
   maybe_claim();
   maybe_finish_stop();
 }
 
-void Dispatcher::flush_records() {
-  if (recording_ || records_.empty()) return;
-  recording_ = true;
-  asio::post(storage_thread_, [this, batch = std::exchange(records_, {})] {
-    Status status = queue_.record(batch);
-    std::optional<TimePoint> earliest_retry;
-    for (const AttemptRecord& r : batch) {
-      if (r.next_state == DeliveryState::kPending) {
-        earliest_retry = earliest_retry ? std::min(*earliest_retry, r.next_due_at) : r.next_due_at;
-      }
+void Dispatcher::on_recorded(const std::vector<AttemptRecord>& stored, const StaleTokens& stale) {
+  std::optional<Millis> earliest_retry;
+  for (const AttemptRecord& r : stored) {
+    auto it = held_.find(r.lease.seq);
+    const bool ours = it != held_.end() && it->second.delivery.lease == r.lease;
+    std::string app_id = ours ? std::move(it->second.delivery.app_id) : std::string();
+    if (ours) held_.erase(it);
+    if (std::find(stale.begin(), stale.end(), r.lease) != stale.end()) {
+      stale_write("record", r.lease);
+    } else if (r.next_state == DeliveryState::kPending) {
+      earliest_retry = earliest_retry ? std::min(*earliest_retry, r.retry_after) : r.retry_after;
+    } else if (options_.on_finished && ours) {
+      options_.on_finished(app_id);
     }
-    asio::post(io_, [this, status = std::move(status), earliest_retry] {
-      recording_ = false;
-      // Unrecorded attempts stay in_flight in the store; their leases expire and they are
-      // tried again, so a failed write delays a delivery but never loses it.
-      if (!status.ok()) spdlog::error("event=record_failed error=\"{}\"", status.to_string());
-      // Retries are due once their record is committed, not before.
-      if (earliest_retry && !stopping_) arm_timer(*earliest_retry);
-      flush_records();
-      maybe_finish_stop();
-    });
-  });
+  }
+  // Retries are due once their record is stored, not before.
+  if (earliest_retry && !stopping_) arm_timer(clock_->steady_now() + *earliest_retry);
+  maybe_claim();
+  maybe_finish_stop();
 }
 
-void Dispatcher::release_later(std::int64_t seq) { releases_.push_back(seq); }
-
-void Dispatcher::flush_releases() {
-  if (releasing_ || releases_.empty()) return;
-  releasing_ = true;
-  const TimePoint due = stopping_ ? clock_->now() : clock_->now() + host_busy_delay(options_);
-  asio::post(storage_thread_, [this, batch = std::exchange(releases_, {}), due] {
-    Status status = queue_.release(batch, due);
-    asio::post(io_, [this, status = std::move(status), due] {
-      releasing_ = false;
-      if (!status.ok()) spdlog::error("event=release_failed error=\"{}\"", status.to_string());
-      if (!stopping_) arm_timer(due);
-      flush_releases();
-      maybe_finish_stop();
-    });
-  });
+void Dispatcher::on_released(const StaleTokens& stale) {
+  for (const LeaseToken& token : stale) stale_write("release", token);
+  maybe_finish_stop();
 }
 
-void Dispatcher::arm_timer(TimePoint at) {
+void Dispatcher::on_renewed(const std::vector<LeaseToken>& renewed, const StaleTokens& stale,
+                            SteadyTime sent_at) {
+  for (const LeaseToken& token : renewed) {
+    auto it = held_.find(token.seq);
+    if (it == held_.end() || !(it->second.delivery.lease == token)) continue;
+    it->second.lease_end = sent_at + times_.lease;
+    it->second.renewing = false;
+  }
+  for (const LeaseToken& token : stale) {
+    stale_write("renew", token);
+    auto it = held_.find(token.seq);
+    if (it == held_.end() || !(it->second.delivery.lease == token)) continue;
+    it->second.renewing = false;
+    // Someone else holds it now: a waiting one must not start. A running one finishes, and
+    // its record will be refused as stale too.
+    if (!it->second.running) drop_waiting(it);
+  }
+  pump();
+  maybe_finish_stop();
+}
+
+void Dispatcher::on_maintained(bool more_to_prune) {
+  // A full prune batch means more is old enough: keep pruning on the next ticks.
+  if (more_to_prune) prune_wanted_ = true;
+  maybe_finish_stop();
+}
+
+// ---------------------------------------------------------------- claims and the tick
+
+void Dispatcher::maybe_claim() {
+  if (!running_ || stopping_ || store_.claiming() || !claim_wanted_) return;
+  ClaimRequest request;
+  {
+    std::lock_guard lock(scheduler_mutex_);
+    request.limit = std::min(options_.claim_batch, scheduler_.waiting_room());
+    if (request.limit == 0) return;  // a finishing attempt calls back here
+    request.skip_hosts = scheduler_.full_hosts(kMaxSkippedHosts);
+  }
+  request.lease = times_.lease;
+  claim_wanted_ = false;
+  store_.claim(std::move(request));
+}
+
+void Dispatcher::renew_leases(SteadyTime now) {
+  std::vector<LeaseToken> due;
+  for (auto& [seq, held] : held_) {
+    if (held.renewing || held.lease_end - now >= times_.renew_below) continue;
+    held.renewing = true;
+    due.push_back(held.delivery.lease);
+  }
+  if (!due.empty()) store_.renew(std::move(due), times_.lease);
+}
+
+void Dispatcher::arm_timer(SteadyTime at) {
   if (timer_at_ && *timer_at_ <= at) return;
   timer_at_ = at;
   // The clock may be a test's manual clock, so never sleep past one poll interval.
-  const Millis delay = std::clamp(at - clock_->now(), Millis(0), options_.poll_interval);
+  const auto delay = std::clamp(std::chrono::duration_cast<Millis>(at - clock_->steady_now()),
+                                Millis(0), options_.poll_interval);
   const std::uint64_t generation = ++timer_generation_;
   timer_.expires_after(delay);
   timer_.async_wait([this, generation](const boost::system::error_code& ec) {
@@ -472,10 +435,22 @@ void Dispatcher::arm_timer(TimePoint at) {
 
 void Dispatcher::on_tick() {
   if (!running_ || stopping_) return;
+  const SteadyTime now = clock_->steady_now();
+  // Renewals go to the store before lease recovery, so a held lease is never recovered.
+  renew_leases(now);
+  const bool prune = prune_wanted_ || now >= next_prune_;
+  if (now >= next_prune_) next_prune_ = now + kPruneInterval;
+  prune_wanted_ = false;
+  store_.maintain(/*recover=*/true, prune, options_.retention);
+  store_.retry();
+  if (now >= next_forget_) {
+    next_forget_ = now + kForgetInterval;
+    std::lock_guard lock(scheduler_mutex_);
+    scheduler_.forget_idle(now);
+  }
   claim_wanted_ = true;
-  recover_leases_ = true;
   maybe_claim();
-  arm_timer(clock_->now() + options_.poll_interval);
+  arm_timer(now + options_.poll_interval);
 }
 
 }  // namespace callbackd

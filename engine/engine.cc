@@ -18,7 +18,6 @@
 #include "ids.h"
 #include "master_key.h"
 #include "network_guard.h"
-#include "queue.h"
 #include "retry_policy.h"
 #include "secret_box.h"
 
@@ -28,10 +27,6 @@ namespace asio = boost::asio;
 namespace {
 
 constexpr std::size_t kMaxAppNameLength = 200;
-
-// A claim outlives the attempt it is for, with room to wait for a slot first, so a slow
-// attempt is never claimed and sent a second time in parallel.
-Millis lease_for(const EngineOptions& options) { return 2 * options.attempt_timeout + 1s; }
 
 std::string new_secret(SignatureScheme scheme) {
   return scheme == SignatureScheme::kStandard ? new_standard_secret() : new_hex_secret();
@@ -43,7 +38,6 @@ DispatcherOptions dispatcher_options(const EngineOptions& options, const Network
   d.max_in_flight = options.max_in_flight;
   d.max_in_flight_per_host = std::min(options.max_in_flight_per_host, options.max_in_flight);
   d.attempt_timeout = options.attempt_timeout;
-  d.lease = lease_for(options);
   d.poll_interval = options.poll_interval;
   d.retention = options.retention;
   d.user_agent = "callbackd/" + options.version;
@@ -74,7 +68,10 @@ Status name_field(std::string_view field, const Status& status) {
 }  // namespace
 
 Status validate(const EngineOptions& options) {
-  if (options.database_path.empty()) return Status::InvalidArgument("database_path: empty");
+  if (!options.queue) return Status::InvalidArgument("queue: must be set (e.g. open_sqlite_queue)");
+  if (options.master_key.empty() && options.master_key_file.empty()) {
+    return Status::InvalidArgument("master_key_file: must be set when master_key is not");
+  }
   for (std::size_t i = 0; i < options.retry_schedule.size(); ++i) {
     if (options.retry_schedule[i] <= Millis(0)) {
       return Status::InvalidArgument("retry_schedule: entry " + std::to_string(i + 1) +
@@ -102,12 +99,12 @@ Status validate(const EngineOptions& options) {
 
 class Engine::Impl {
  public:
-  Impl(EngineOptions options, std::unique_ptr<Queue> queue, NetworkGuard guard, SecretBox box,
+  Impl(EngineOptions options, NetworkGuard guard, SecretBox box,
        const std::vector<std::pair<std::string, std::size_t>>& unfinished)
       : options_(std::move(options)),
         guard_(std::move(guard)),
         box_(std::move(box)),
-        queue_(std::move(queue)),
+        queue_(options_.queue),
         keys_(*queue_, box_),
         quota_(options_.max_pending_per_app, unfinished),
         dispatcher_(io_, *queue_, keys_, RetryPolicy(options_.retry_schedule),
@@ -115,9 +112,9 @@ class Engine::Impl {
 
   ~Impl() {
     stop();
-    // Closing the queue commits what is still queued and runs its callbacks, which reach the
-    // dispatcher: do it while the dispatcher is still here.
-    queue_.reset();
+    // Enqueues still being committed call back into the dispatcher and the quota: let them
+    // finish while both are still here.
+    queue_->drain();
   }
 
   const EngineOptions& options() const { return options_; }
@@ -156,7 +153,7 @@ class Engine::Impl {
   const EngineOptions options_;
   const NetworkGuard guard_;
   const SecretBox box_;
-  std::unique_ptr<Queue> queue_;
+  const std::shared_ptr<Queue> queue_;
   AppKeyring keys_;
   AppQuota quota_;
   asio::io_context io_;
@@ -173,19 +170,12 @@ Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
   if (Status s = validate(options); !s.ok()) return s;
   Result<NetworkGuard> guard = NetworkGuard::create(options.allow_networks);
   if (!guard.ok()) return guard.status();
-  Result<std::unique_ptr<Queue>> queue = open_sqlite_queue(options.database_path.string());
-  if (!queue.ok()) return queue.status();
-  // Claims left by a process that died are returned once their lease has run out; a lease
-  // still running may belong to an attempt in progress elsewhere.
-  Result<std::size_t> recovered = (*queue)->recover_expired_leases(options.clock->now());
-  if (!recovered.ok()) return recovered.status();
-  if (*recovered > 0) spdlog::info("event=leases_recovered count={}", *recovered);
-  Result<SecretBox> box = open_secret_box(options, **queue);
+  Result<SecretBox> box = open_secret_box(options, *options.queue);
   if (!box.ok()) return box.status();
-  auto unfinished = (*queue)->count_unfinished_by_app();
+  auto unfinished = options.queue->count_unfinished_by_app();
   if (!unfinished.ok()) return unfinished.status();
-  return std::unique_ptr<Engine>(new Engine(std::make_unique<Impl>(
-      std::move(options), std::move(*queue), std::move(*guard), std::move(*box), *unfinished)));
+  return std::unique_ptr<Engine>(new Engine(
+      std::make_unique<Impl>(std::move(options), std::move(*guard), std::move(*box), *unfinished)));
 }
 
 Result<AppWithSecret> Engine::create_app(std::string_view name, SignatureScheme scheme) {
@@ -272,35 +262,44 @@ void Engine::enqueue_async(std::string_view app_id, std::string_view callback_ur
   }
 
   const TimePoint now = impl_->clock().now();
-  // With room in the dispatcher, the row is stored already claimed and handed over right
+  std::string host_key = url->host_key();
+  // With room for it at its host, the row is stored already claimed and handed over right
   // after its commit: no polling delay for a fresh callback.
-  const bool reserved = impl_->dispatcher().try_reserve();
+  Dispatcher& dispatcher = impl_->dispatcher();
+  const bool reserved = dispatcher.try_reserve(host_key);
+  const SteadyTime leased_at = impl_->clock().steady_now();
   NewDelivery delivery{new_delivery_id(now),
                        app,
                        task.task_id,
                        std::move(url->url),
+                       host_key,
                        std::make_shared<const std::string>(std::move(*body)),
                        now,
                        std::nullopt};
-  if (reserved) delivery.lease_until = now + lease_for(impl_->options());
+  if (reserved) delivery.lease = dispatcher.lease();
   // What the dispatcher needs if the row is created; the queue takes the delivery itself.
-  ClaimedDelivery handoff{
-      0, delivery.id, delivery.app_id, delivery.task_id, delivery.callback_url, delivery.body, 0,
-      0};
+  ClaimedDelivery handoff{{},
+                          delivery.id,
+                          delivery.app_id,
+                          delivery.task_id,
+                          delivery.callback_url,
+                          std::move(host_key),
+                          delivery.body,
+                          0,
+                          0};
 
   impl_->queue().enqueue_async(
-      std::move(delivery), [impl = impl_.get(), reserved, started, handoff = std::move(handoff),
-                            done = std::move(done)](Result<Enqueued> stored) mutable {
+      std::move(delivery),
+      [impl = impl_.get(), reserved, started, leased_at, handoff = std::move(handoff),
+       done = std::move(done)](Result<Enqueued> stored) mutable {
         const bool created = stored.ok() && stored->receipt.created;
         if (!created) impl->quota().give_back(handoff.app_id);
         Dispatcher& dispatcher = impl->dispatcher();
-        if (reserved) {
-          if (created) {
-            handoff.seq = stored->seq;
-            dispatcher.hand_off(std::move(handoff));
-          } else {
-            dispatcher.cancel_reservation();
-          }
+        if (reserved && created && stored->lease) {
+          handoff.lease = *stored->lease;
+          dispatcher.hand_off(std::move(handoff), leased_at);
+        } else if (reserved) {
+          dispatcher.cancel_reservation(handoff.host_key);
         } else if (created) {
           dispatcher.notify_pending();
         }
@@ -323,7 +322,7 @@ Result<DeliveryPage> Engine::list(const DeliveryFilter& filter) const {
 }
 
 Result<Delivery> Engine::redeliver(std::string_view delivery_id) {
-  Result<Delivery> delivery = impl_->queue().redeliver(delivery_id, impl_->clock().now());
+  Result<Delivery> delivery = impl_->queue().redeliver(delivery_id);
   if (delivery.ok()) {
     impl_->quota().take(delivery->app_id);
     spdlog::info("event=redeliver delivery_id={}", delivery->id);

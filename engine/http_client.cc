@@ -42,12 +42,13 @@ std::optional<asio::ip::address> to_address(const struct sockaddr* address) {
   return std::nullopt;
 }
 
-AttemptError classify(CURLcode code, long http_status, bool blocked) {
+AttemptError classify(CURLcode code, long http_status, bool every_address_blocked) {
   if (code == CURLE_OK) {
     return http_status >= 200 && http_status < 300 ? AttemptError::kNone : AttemptError::kStatus;
   }
-  // A refused address only decides the outcome when no other address of the name worked.
-  if (blocked) return AttemptError::kBlocked;
+  // Blocked only when the guard refused every address tried; when one was allowed, the
+  // attempt failed for that address's own reason (a timeout, a refused connection...).
+  if (every_address_blocked) return AttemptError::kBlocked;
   switch (code) {
     case CURLE_OPERATION_TIMEDOUT:
       return AttemptError::kTimeout;
@@ -97,8 +98,9 @@ class HttpClient::Impl {
     std::function<void(HttpResponse)> done;
     curl_slist* headers = nullptr;
     std::string body_head;
-    bool blocked = false;      // the guard refused the address
-    bool cap_reached = false;  // stopped reading the body at max_response_bytes
+    int addresses_blocked = 0;  // addresses the guard refused
+    int addresses_allowed = 0;  // addresses a socket was opened for
+    bool cap_reached = false;   // stopped reading the body at max_response_bytes
     char error[CURL_ERROR_SIZE] = {0};
   };
 
@@ -140,6 +142,7 @@ class HttpClient::Impl {
   std::unordered_map<curl_socket_t, std::shared_ptr<Watch>> watches_;
   std::unordered_map<CURL*, std::unique_ptr<Transfer>> transfers_;
   std::vector<CURL*> idle_easies_;  // handles kept for reuse, fixed options already set
+  curl_slist* resolve_ = nullptr;   // options_.resolve, shared by every handle
 };
 
 HttpClient::Impl::Impl(asio::io_context& io, HttpClientOptions options)
@@ -153,6 +156,9 @@ HttpClient::Impl::Impl(asio::io_context& io, HttpClientOptions options)
   curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
   curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS,
                     static_cast<long>(options_.connection_cache_size));
+  for (const std::string& entry : options_.resolve) {
+    resolve_ = curl_slist_append(resolve_, entry.c_str());
+  }
 }
 
 HttpClient::Impl::~Impl() {
@@ -172,6 +178,7 @@ HttpClient::Impl::~Impl() {
     watch->descriptor.close(ignored);
   }
   timer_.cancel();
+  curl_slist_free_all(resolve_);
 }
 
 CURL* HttpClient::Impl::take_easy() {
@@ -206,6 +213,7 @@ void HttpClient::Impl::configure_fixed(CURL* e) {
   // client, which outlives every transfer, never the transfer.
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, &Impl::close_socket);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, this);
+  if (resolve_ != nullptr) curl_easy_setopt(e, CURLOPT_RESOLVE, resolve_);
 }
 
 // Options of this transfer: each one is set on every use of the handle, so nothing of the
@@ -271,10 +279,11 @@ curl_socket_t HttpClient::Impl::open_socket(void* transfer_ptr, curlsocktype pur
       allowed = false;  // an exception must not unwind through curl's C frames: refuse
     }
     if (!allowed) {
-      t->blocked = true;
+      ++t->addresses_blocked;
       return CURL_SOCKET_BAD;
     }
   }
+  ++t->addresses_allowed;
   const int fd = ::socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
   if (fd < 0) return CURL_SOCKET_BAD;
   auto watch = std::make_shared<Watch>(self->io_, fd);
@@ -426,7 +435,7 @@ void HttpClient::Impl::collect_finished() {
     curl_off_t total_us = 0;
     curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &total_us);
     response.http_status = static_cast<int>(status);
-    response.error = classify(code, status, t.blocked);
+    response.error = classify(code, status, t.addresses_blocked > 0 && t.addresses_allowed == 0);
     response.duration = std::chrono::duration_cast<Millis>(std::chrono::microseconds(total_us));
     response.body_head = std::move(t.body_head);
     if (response.error == AttemptError::kBlocked) {

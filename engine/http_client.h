@@ -27,6 +27,9 @@ struct HttpClientOptions {
   std::function<bool(const boost::asio::ip::address&)> allow_address;
   // PEM bundle of trusted CAs; empty: the system's default store. Certificates are verified.
   std::string ca_bundle_path;
+  // Fixed answers for name lookups, in curl's CURLOPT_RESOLVE form "host:port:addr[,addr]",
+  // so tests can give a name several addresses without a DNS server.
+  std::vector<std::string> resolve;
 };
 
 struct HttpRequest {

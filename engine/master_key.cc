@@ -61,13 +61,12 @@ Result<SecretBox> open_secret_box(const EngineOptions& options, Queue& queue) {
     if (!parsed.ok()) return parsed.status();
     key = std::move(*parsed);
   } else {
-    std::filesystem::path file = options.master_key_file;
-    if (file.empty()) file = options.database_path.string() + ".key";
+    const std::filesystem::path& file = options.master_key_file;
     std::error_code ec;
     Result<std::string> loaded =
         std::filesystem::exists(file, ec) ? read_key_file(file)
         : sealed_before                   ? Result<std::string>(Status::FailedPrecondition(
-                                                "master key: the database \"" + options.database_path.string() +
+                                                "master key: the store \"" + queue.describe() +
                                                 "\" holds sealed secrets but its key file \"" + file.string() +
                                                 "\" does not exist; provide the key it was created "
                                                                   "with (CALLBACKD_MASTER_KEY or master_key_file)"))
@@ -78,8 +77,7 @@ Result<SecretBox> open_secret_box(const EngineOptions& options, Queue& queue) {
 
   SecretBox box(std::move(key));
   if (sealed_before && **check != box.key_check()) {
-    return Status::FailedPrecondition("master key: not the key the database \"" +
-                                      options.database_path.string() +
+    return Status::FailedPrecondition("master key: not the key the store \"" + queue.describe() +
                                       "\" was sealed with; its secrets cannot be opened");
   }
   if (!sealed_before) {

@@ -2,8 +2,8 @@
 #pragma once
 
 #include <callbackd/engine.h>
+#include <callbackd/queue.h>
 
-#include "queue.h"
 #include "secret_box.h"
 
 namespace callbackd {

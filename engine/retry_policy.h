@@ -11,7 +11,7 @@ namespace callbackd {
 // Where a delivery goes after an attempt.
 struct NextStep {
   DeliveryState state = DeliveryState::kPending;  // pending (retry), delivered or dead
-  TimePoint at;  // pending: when the retry is due; otherwise when it finished
+  Millis retry_after{0};  // pending: how long after this failure the retry is due
 };
 
 class RetryPolicy {
@@ -22,10 +22,10 @@ class RetryPolicy {
   // Attempts a delivery gets per budget: the first one plus one per schedule entry.
   int max_attempts() const { return static_cast<int>(schedule_.size()) + 1; }
 
-  // `attempt_in_budget` is 1 for the first attempt since creation or redelivery.
-  // A success is delivered; a failure is retried after its delay while the budget lasts and is
-  // dead after that; a blocked address is dead at once (it would stay blocked).
-  NextStep after_attempt(AttemptError error, int attempt_in_budget, TimePoint finished_at) const;
+  // `attempt_in_budget` is 1 for the first attempt since creation or redelivery. A success is
+  // delivered; any failure — a refused address too, since DNS can change — is retried after
+  // its delay while the budget lasts, and is dead after that.
+  NextStep after_attempt(AttemptError error, int attempt_in_budget) const;
 
  private:
   std::vector<Millis> schedule_;

@@ -1,5 +1,6 @@
 #include "daemon.h"
 
+#include <callbackd/sqlite_store.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -20,9 +21,16 @@ namespace callbackd {
 
 namespace asio = boost::asio;
 
-EngineOptions engine_options(const Config& config, std::shared_ptr<EngineObserver> observer) {
+Result<std::shared_ptr<Queue>> open_store(const Config& config) {
+  Result<std::unique_ptr<Queue>> queue = open_sqlite_queue({.path = config.database_path()});
+  if (!queue.ok()) return queue.status();
+  return std::shared_ptr<Queue>(std::move(*queue));
+}
+
+EngineOptions engine_options(const Config& config, std::shared_ptr<Queue> queue,
+                             std::shared_ptr<EngineObserver> observer) {
   EngineOptions options;
-  options.database_path = config.database_path();
+  options.queue = std::move(queue);
   options.retry_schedule = config.retry_schedule;
   options.attempt_timeout = config.attempt_timeout;
   options.max_in_flight = config.max_in_flight;
@@ -31,7 +39,9 @@ EngineOptions engine_options(const Config& config, std::shared_ptr<EngineObserve
   options.retention = config.retention;
   options.allow_networks = config.allow_networks;
   options.ca_bundle_path = config.ca_bundle;
-  options.master_key_file = config.master_key_file;
+  options.master_key_file = config.master_key_file.empty()
+                                ? std::filesystem::path(config.database_path().string() + ".key")
+                                : config.master_key_file;
   options.secret_overlap = config.secret_overlap;
   options.max_pending_per_app = config.max_pending_per_app;
   options.max_response_bytes = config.max_response_bytes;
@@ -59,7 +69,14 @@ int serve(const Config& config) {
     return 1;
   }
   auto metrics = std::make_shared<Metrics>();
-  Result<std::unique_ptr<Engine>> opened = Engine::open(engine_options(config, metrics));
+  Result<std::shared_ptr<Queue>> store = open_store(config);
+  if (!store.ok()) {
+    spdlog::critical("event=start_failed reason=\"{}\"", store.status().to_string());
+    return 1;
+  }
+  const std::string store_name = (*store)->describe();
+  Result<std::unique_ptr<Engine>> opened =
+      Engine::open(engine_options(config, std::move(*store), metrics));
   if (!opened.ok()) {
     spdlog::critical("event=start_failed reason=\"{}\"", opened.status().to_string());
     return 1;
@@ -82,13 +99,19 @@ int serve(const Config& config) {
     return 1;
   }
   const auto endpoint = server.local_endpoint();
-  spdlog::info("event=listening address={}:{} database={} auth={}", endpoint.address().to_string(),
-               endpoint.port(), config.database_path().string(),
-               config.api_token.empty() ? "none" : "bearer");
+  spdlog::info("event=listening address={}:{} store={} auth={}", endpoint.address().to_string(),
+               endpoint.port(), store_name, config.api_token.empty() ? "none" : "bearer");
   ready = true;
 
-  std::thread stopper;
   asio::signal_set signals(io, SIGINT, SIGTERM);
+  std::thread stopper;
+  bool engine_stopped = false;
+  bool server_stopped = false;
+  const auto finish_when_both_stopped = [&] {
+    if (!engine_stopped || !server_stopped) return;
+    signals.cancel();
+    io.stop();
+  };
   signals.async_wait([&](const boost::system::error_code& error, int signal) {
     if (error) return;
     spdlog::info("event=shutdown_started signal={}", signal);
@@ -101,15 +124,19 @@ int serve(const Config& config) {
       spdlog::default_logger()->flush();
       std::_Exit(1);
     });
-    server.shutdown([&] {
-      // engine.stop() waits for attempts in flight: keep the loop free for a second signal.
-      stopper = std::thread([&] {
-        engine.stop();
-        asio::post(io, [&] {
-          signals.cancel();
-          io.stop();
-        });
+    // Claiming stops at once, while the API drains and attempts in flight finish (each within
+    // attempt_timeout). engine.stop() blocks, so it runs off the loop, which stays free for a
+    // second signal. Callbacks accepted during the drain are stored pending for the next start.
+    stopper = std::thread([&] {
+      engine.stop();
+      asio::post(io, [&] {
+        engine_stopped = true;
+        finish_when_both_stopped();
       });
+    });
+    server.shutdown([&] {
+      server_stopped = true;
+      finish_when_both_stopped();
     });
   });
 

@@ -73,6 +73,16 @@ void Metrics::on_attempt(const Attempt& attempt, DeliveryState next_state) {
   }
 }
 
+namespace {
+constexpr std::array<std::string_view, 3> kLeaseWrites = {"record", "renew", "release"};
+}  // namespace
+
+void Metrics::on_stale_lease(std::string_view write) {
+  for (std::size_t i = 0; i < kLeaseWrites.size(); ++i) {
+    if (kLeaseWrites[i] == write) stale_lease_writes_[i].fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
 void Metrics::on_http_response(int status) {
   const int family = status / 100;
   if (family >= 0 && family < static_cast<int>(http_responses_.size())) {
@@ -112,6 +122,13 @@ std::string Metrics::render(const Engine& engine) const {
       sample(out, "callbackd_deliveries", "state=\"" + std::string(to_string(s)) + "\"",
              (*counts)[static_cast<std::size_t>(s)]);
     }
+  }
+
+  header(out, "callbackd_stale_lease_writes_total", "counter",
+         "Writes refused because the delivery's lease had ended and it was claimed again.");
+  for (std::size_t i = 0; i < kLeaseWrites.size(); ++i) {
+    sample(out, "callbackd_stale_lease_writes_total",
+           "write=\"" + std::string(kLeaseWrites[i]) + "\"", stale_lease_writes_[i].load());
   }
 
   header(out, "callbackd_attempts_in_flight", "gauge", "Attempts running now.");

@@ -31,6 +31,7 @@ class Metrics final : public EngineObserver {
   Metrics();
   void on_enqueued(std::chrono::microseconds latency, bool created) override;
   void on_attempt(const Attempt& attempt, DeliveryState next_state) override;
+  void on_stale_lease(std::string_view write) override;
   void on_http_response(int status);
 
   // The exposition text. `engine` supplies the gauges (queue depth, in flight).
@@ -42,7 +43,8 @@ class Metrics final : public EngineObserver {
   std::array<std::atomic<std::uint64_t>, 4> finished_{};  // by DeliveryState
   std::atomic<std::uint64_t> enqueued_created_{0};
   std::atomic<std::uint64_t> enqueued_existing_{0};
-  std::array<std::atomic<std::uint64_t>, 6> http_responses_{};  // by status class 0xx..5xx
+  std::array<std::atomic<std::uint64_t>, 6> http_responses_{};      // by status class 0xx..5xx
+  std::array<std::atomic<std::uint64_t>, 3> stale_lease_writes_{};  // record, renew, release
   Histogram attempt_seconds_;
   Histogram enqueue_seconds_;
 };

@@ -10,10 +10,10 @@ TEST(CallbackUrl, AcceptsHttpAndHttpsWithTheirHostKeys) {
     const char* url;
     const char* host_key;
   } cases[] = {
-      {"https://hooks.example.com/cb?x=1", "hooks.example.com:443"},
-      {"http://Hooks.Example.com:8080/cb", "hooks.example.com:8080"},
-      {"http://127.0.0.1:9/x", "127.0.0.1:9"},
-      {"https://[2001:db8::1]/x", "[2001:db8::1]:443"},
+      {"https://hooks.example.com/cb?x=1", "https://hooks.example.com:443"},
+      {"http://Hooks.Example.com:8080/cb", "http://hooks.example.com:8080"},
+      {"http://127.0.0.1:9/x", "http://127.0.0.1:9"},
+      {"https://[2001:db8::1]/x", "https://[2001:db8::1]:443"},
   };
   for (const auto& c : cases) {
     Result<CallbackUrl> url = parse_callback_url(c.url);

@@ -9,18 +9,19 @@
 #include <string>
 #include <thread>
 
+#include "sqlite_engine.h"
+
 int main(int argc, char** argv) {
   if (argc != 6) {
     std::fprintf(stderr, "usage: %s DB APP_ID URL COUNT TIMEOUT_MS\n", argv[0]);
     return 2;
   }
   callbackd::EngineOptions options;
-  options.database_path = argv[1];
   options.attempt_timeout = std::chrono::milliseconds(std::stoi(argv[5]));
   options.retry_schedule = {std::chrono::milliseconds(50), std::chrono::milliseconds(50)};
   options.poll_interval = std::chrono::milliseconds(20);
   options.allow_networks = {"127.0.0.0/8"};
-  auto engine = callbackd::Engine::open(options);
+  auto engine = callbackd::testing::open_sqlite_engine(argv[1], options);
   if (!engine.ok()) {
     std::fprintf(stderr, "%s\n", engine.status().to_string().c_str());
     return 1;

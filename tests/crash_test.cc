@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "receiver.h"
+#include "sqlite_engine.h"
 #include "temp_dir.h"
 #include "wait.h"
 
@@ -35,7 +36,7 @@ TEST(CrashSafety, EveryAcceptedCallbackIsDeliveredAfterKillDashNine) {
 
   std::string app_id;
   {
-    auto engine = Engine::open({.database_path = db});
+    auto engine = testing::open_sqlite_engine(db, {});
     ASSERT_TRUE(engine.ok());
     app_id = (*engine)->create_app("crash")->app.id;
   }
@@ -82,13 +83,12 @@ TEST(CrashSafety, EveryAcceptedCallbackIsDeliveredAfterKillDashNine) {
   const std::size_t seen_before_restart = receiver.count();
 
   EngineOptions options;
-  options.database_path = db;
   options.attempt_timeout = attempt_timeout;
   options.retry_schedule = {50ms, 50ms};
   options.poll_interval = 20ms;
   options.allow_networks = {"127.0.0.0/8"};
-  auto engine = Engine::open(options);
-  ASSERT_TRUE(engine.ok());
+  auto engine = testing::open_sqlite_engine(db, options);
+  ASSERT_TRUE(engine.ok()) << engine.status().to_string();
   (*engine)->start();
 
   auto delivered_ids = [&] {

@@ -549,7 +549,7 @@ TEST_F(DaemonTest, AWrongMasterKeyStopsStartUp) {
       CALLBACKD_BINARY, {"serve", "--listen=127.0.0.1:0", "--data-dir=" + (dir_ / "data").string()},
       "", {"CALLBACKD_MASTER_KEY=" + std::string(64, 'a')});
   EXPECT_EQ(result.exit_code, 1);
-  EXPECT_NE(result.output.find("not the key the database"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("not the key the store"), std::string::npos) << result.output;
   EXPECT_EQ(result.output.find(std::string(64, 'a')), std::string::npos) << "the key was logged";
 }
 

@@ -105,6 +105,36 @@ TEST_F(HttpClientTest, GuardRefusalIsBlockedAndNeverConnects) {
   EXPECT_EQ(receiver.connections_accepted(), 0u);
 }
 
+// A name with one refused address and one allowed: the attempt is judged by what happened at
+// the allowed address (delivered, a timeout, a refused connection), never as blocked.
+TEST_F(HttpClientTest, ANameWithOneRefusedAddressFailsForItsOwnReason) {
+  const auto loopback_only = [](const boost::asio::ip::address& a) {
+    return a.is_v4() && a.to_v4().to_bytes()[0] == 127;
+  };
+  const auto client_for = [&](std::uint16_t port) {
+    HttpClientOptions options = options_;
+    options.allow_address = loopback_only;
+    const std::string p = std::to_string(port);
+    options.resolve = {"mixed.test:" + p + ":10.0.0.7,127.0.0.1"};
+    return std::make_unique<HttpClient>(io_, options);
+  };
+  const auto url = [](std::uint16_t port) {
+    return "http://mixed.test:" + std::to_string(port) + "/hook";
+  };
+
+  Receiver answering;
+  EXPECT_EQ(post(*client_for(answering.port()), url(answering.port())).error, AttemptError::kNone);
+  EXPECT_EQ(answering.count(), 1u);
+
+  Receiver silent([](const ReceivedRequest&) { return Reply{.hang = true}; });
+  HttpResponse timed_out = post(*client_for(silent.port()), url(silent.port()), "{}", 300ms);
+  EXPECT_EQ(timed_out.error, AttemptError::kTimeout) << timed_out.error_detail;
+
+  const std::uint16_t closed = testing::unused_loopback_port();
+  HttpResponse refused = post(*client_for(closed), url(closed));
+  EXPECT_EQ(refused.error, AttemptError::kRefused) << refused.error_detail;
+}
+
 TEST_F(HttpClientTest, AGuardThatThrowsRefusesTheAddress) {
   Receiver receiver;
   HttpClientOptions guarded = options_;

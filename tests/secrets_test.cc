@@ -13,6 +13,7 @@
 #include "manual_clock.h"
 #include "receiver.h"
 #include "sample_tasks.h"
+#include "sqlite_engine.h"
 #include "temp_dir.h"
 #include "wait.h"
 
@@ -34,7 +35,6 @@ class SecretsTest : public ::testing::Test {
  protected:
   EngineOptions options() {
     EngineOptions o;
-    o.database_path = dir_ / "callbackd.db";
     o.poll_interval = 10ms;
     o.allow_networks = {"127.0.0.0/8"};
     return o;
@@ -45,7 +45,7 @@ class SecretsTest : public ::testing::Test {
 TEST_F(SecretsTest, TheDatabaseFileHoldsNoSecret) {
   std::vector<std::string> secrets;
   {
-    auto engine = *Engine::open(options());
+    auto engine = *testing::open_sqlite_engine(dir_ / "callbackd.db", options());
     for (int i = 0; i < 5; ++i) secrets.push_back(engine->create_app("a")->signing_secret);
     auto standard = engine->create_app("s", SignatureScheme::kStandard);
     secrets.push_back(standard->signing_secret);
@@ -71,13 +71,13 @@ TEST_F(SecretsTest, TheDatabaseFileHoldsNoSecret) {
 TEST_F(SecretsTest, SecretsSurviveReopenWithTheSameKey) {
   std::string app_id, secret;
   {
-    auto engine = *Engine::open(options());
+    auto engine = *testing::open_sqlite_engine(dir_ / "callbackd.db", options());
     auto app = engine->create_app("a");
     app_id = app->app.id;
     secret = app->signing_secret;
   }
   testing::Receiver receiver;
-  auto engine = *Engine::open(options());
+  auto engine = *testing::open_sqlite_engine(dir_ / "callbackd.db", options());
   engine->start();
   ASSERT_TRUE(engine->enqueue(app_id, receiver.url(), task("t")).ok());
   ASSERT_TRUE(receiver.wait_for_count(1, 10s));
@@ -87,19 +87,20 @@ TEST_F(SecretsTest, SecretsSurviveReopenWithTheSameKey) {
 
 TEST_F(SecretsTest, AWrongOrMissingKeyIsAStartUpError) {
   {
-    auto engine = *Engine::open(options());
+    auto engine = *testing::open_sqlite_engine(dir_ / "callbackd.db", options());
     (void)engine->create_app("a");
   }
   EngineOptions wrong = options();
   wrong.master_key = std::string(64, 'e');  // hex
-  Result<std::unique_ptr<Engine>> opened = Engine::open(wrong);
+  Result<std::unique_ptr<Engine>> opened =
+      testing::open_sqlite_engine(dir_ / "callbackd.db", wrong);
   ASSERT_FALSE(opened.ok());
   EXPECT_EQ(opened.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(opened.status().message().find("not the key"), std::string::npos)
       << opened.status().message();
 
   std::filesystem::rename(dir_ / "callbackd.db.key", dir_ / "elsewhere.key");
-  opened = Engine::open(options());
+  opened = testing::open_sqlite_engine(dir_ / "callbackd.db", options());
   ASSERT_FALSE(opened.ok()) << "a sealed database opened without its key";
   EXPECT_NE(opened.status().message().find("does not exist"), std::string::npos)
       << opened.status().message();
@@ -108,11 +109,14 @@ TEST_F(SecretsTest, AWrongOrMissingKeyIsAStartUpError) {
 
   EngineOptions moved = options();
   moved.master_key_file = dir_ / "elsewhere.key";
-  EXPECT_TRUE(Engine::open(moved).ok());
+  EXPECT_TRUE(testing::open_sqlite_engine(dir_ / "callbackd.db", moved).ok());
 
   EngineOptions short_key = options();
   short_key.master_key = "too short";
-  EXPECT_EQ(Engine::open(short_key).status().message().rfind("master_key: must be 32 bytes", 0),
+  EXPECT_EQ(testing::open_sqlite_engine(dir_ / "callbackd.db", short_key)
+                .status()
+                .message()
+                .rfind("master_key: must be 32 bytes", 0),
             0u);
 }
 
@@ -130,7 +134,7 @@ TEST_F(SecretsTest, StandardWebhooksSignaturesAndRotationOverlap) {
   o.clock = clock;
   o.secret_overlap = 1h;
   testing::Receiver receiver;
-  auto engine = *Engine::open(o);
+  auto engine = *testing::open_sqlite_engine(dir_ / "callbackd.db", o);
   auto app = engine->create_app("std", SignatureScheme::kStandard);
   ASSERT_TRUE(app.ok());
   EXPECT_EQ(app->signing_secret.rfind("whsec_", 0), 0u);
@@ -162,7 +166,7 @@ TEST_F(SecretsTest, StandardWebhooksSignaturesAndRotationOverlap) {
 
 TEST_F(SecretsTest, HexRotationSwitchesAtOnce) {
   testing::Receiver receiver;
-  auto engine = *Engine::open(options());
+  auto engine = *testing::open_sqlite_engine(dir_ / "callbackd.db", options());
   auto app = engine->create_app("hex");
   auto rotated = engine->rotate_secret(app->app.id);
   ASSERT_NE(rotated->signing_secret, app->signing_secret);
@@ -180,7 +184,7 @@ TEST_F(SecretsTest, PerAppQuotaRefusesARunawayAppOnly) {
   });
   EngineOptions o = options();
   o.max_pending_per_app = 3;
-  auto engine = *Engine::open(o);
+  auto engine = *testing::open_sqlite_engine(dir_ / "callbackd.db", o);
   auto runaway = engine->create_app("runaway");
   auto calm = engine->create_app("calm");
   std::vector<std::string> ids;
@@ -206,7 +210,7 @@ TEST_F(SecretsTest, PerAppQuotaRefusesARunawayAppOnly) {
 TEST_F(SecretsTest, OversizeBodyIsRefusedBeforeAnythingIsStored) {
   EngineOptions o = options();
   o.max_body_bytes = 100;
-  auto engine = *Engine::open(o);
+  auto engine = *testing::open_sqlite_engine(dir_ / "callbackd.db", o);
   auto app = engine->create_app("a");
   TaskResult big = task("big");
   big.error = std::string(200, 'e');

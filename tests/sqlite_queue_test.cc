@@ -1,65 +1,93 @@
-// The SQLite queue on real files: durability settings, group commit, claims, leases, records,
-// pruning, listing and redelivery.
+// The SQLite queue on real files: durability settings, group commit, claims and their lease
+// tokens, renewals, records, releases, the store's clock, the one-process lock, schema
+// upgrades, pruning, listing and redelivery.
 #include "sqlite/sqlite_queue.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <set>
 #include <thread>
 
+#include "manual_clock.h"
 #include "sqlite/schema.h"
+#include "sqlite/statements.h"
 #include "temp_dir.h"
 
 namespace callbackd {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::ManualClock;
 
-const TimePoint kT0 = from_unix_ms(1'700'000'000'000);
+constexpr const char* kHostA = "https://a.example:443";
+constexpr const char* kHostB = "https://b.example:443";
 
 class SqliteQueueTest : public ::testing::Test {
  protected:
   void SetUp() override {
     queue_ = open();
+    ASSERT_TRUE(queue_);
     StoredApp app;
-    app.app = App{"app_1", "acme", SignatureScheme::kHex, kT0};
+    app.app = App{"app_1", "acme", SignatureScheme::kHex, clock_->now()};
     app.sealed_secret = std::string("sealed\0secret", 13);
     ASSERT_TRUE(queue_->insert_app(app).ok());
   }
 
   std::unique_ptr<SqliteQueue> open() {
-    auto queue = SqliteQueue::open(path(), {});
+    auto queue = SqliteQueue::open({.path = path(), .clock = clock_});
     EXPECT_TRUE(queue.ok()) << queue.status().to_string();
-    return std::move(*queue);
+    return queue.ok() ? std::move(*queue) : nullptr;
   }
-  std::string path() const { return (dir_ / "q.db").string(); }
+  std::filesystem::path path() const { return dir_ / "q.db"; }
 
-  Enqueued enqueue(const std::string& task, TimePoint now = kT0,
-                   std::optional<TimePoint> lease = std::nullopt, std::string body = "{}") {
-    NewDelivery d{"dlv_" + task,
-                  "app_1",
-                  task,
-                  "https://example.com/" + task,
-                  std::make_shared<const std::string>(std::move(body)),
-                  now,
-                  lease};
+  Enqueued enqueue(const std::string& task, std::string host = kHostA,
+                   std::optional<Millis> lease = std::nullopt, std::string body = "{}") {
+    NewDelivery d{"dlv_" + task,     "app_1", task,
+                  host + "/" + task, host,    std::make_shared<const std::string>(std::move(body)),
+                  clock_->now(),     lease};
     Result<Enqueued> r = queue_->enqueue(d);
     EXPECT_TRUE(r.ok()) << r.status().to_string();
     return r.ok() ? *r : Enqueued{};
   }
 
-  AttemptRecord failure(std::int64_t seq, int number, DeliveryState next, TimePoint due) {
+  std::vector<ClaimedDelivery> claim(std::size_t limit, Millis lease = 30s,
+                                     std::vector<std::string> skip = {}) {
+    Result<std::vector<ClaimedDelivery>> claimed =
+        queue_->claim({.limit = limit, .lease = lease, .skip_hosts = std::move(skip)});
+    EXPECT_TRUE(claimed.ok()) << claimed.status().to_string();
+    return claimed.ok() ? *claimed : std::vector<ClaimedDelivery>{};
+  }
+
+  std::vector<std::string> ids(const std::vector<ClaimedDelivery>& claimed) {
+    std::vector<std::string> out;
+    for (const auto& d : claimed) out.push_back(d.id);
+    return out;
+  }
+
+  AttemptRecord failure(LeaseToken token, int number, DeliveryState next,
+                        Millis retry_after = 0ms) {
     Attempt a;
     a.number = number;
-    a.started_at = kT0;
+    a.started_at = clock_->now();
     a.duration = 12ms;
     a.http_status = 500;
     a.error = AttemptError::kStatus;
     a.response_head = "oops";
-    return AttemptRecord{seq, a, next, due};
+    return AttemptRecord{token, a, next, retry_after};
   }
 
+  std::size_t recover() {
+    Result<std::size_t> n = queue_->recover_expired_leases();
+    EXPECT_TRUE(n.ok()) << n.status().to_string();
+    return n.ok() ? *n : 0;
+  }
+
+  DeliveryState state(const std::string& id) { return queue_->find_delivery(id)->state; }
+
+  std::shared_ptr<ManualClock> clock_ = std::make_shared<ManualClock>();
   testing::TempDir dir_;
   std::unique_ptr<SqliteQueue> queue_;
 };
@@ -83,17 +111,17 @@ TEST_F(SqliteQueueTest, UsesWalAndSynchronousFull) {
 }
 
 TEST_F(SqliteQueueTest, DataSurvivesReopen) {
-  Enqueued e = enqueue("t1", kT0, std::nullopt, std::string("a\0b\xff", 4));
+  enqueue("t1", kHostA, std::nullopt, std::string("a\0b\xff", 4));
   queue_.reset();
   queue_ = open();
   Result<Delivery> d = queue_->find_delivery("dlv_t1");
   ASSERT_TRUE(d.ok()) << d.status().to_string();
   EXPECT_EQ(d->state, DeliveryState::kPending);
-  EXPECT_EQ(d->next_attempt_at, kT0);
-  auto claimed = queue_->claim(kT0, 10, kT0 + 30s);
-  ASSERT_EQ(claimed->size(), 1u);
-  EXPECT_EQ(claimed->at(0).seq, e.seq);
-  EXPECT_EQ(*claimed->at(0).body, std::string("a\0b\xff", 4)) << "body bytes must round-trip";
+  EXPECT_EQ(d->next_attempt_at, clock_->now());
+  auto claimed = claim(10);
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_EQ(*claimed[0].body, std::string("a\0b\xff", 4));
+  EXPECT_EQ(claimed[0].host_key, kHostA);
   Result<StoredApp> app = queue_->find_app("app_1");
   ASSERT_TRUE(app.ok());
   EXPECT_EQ(app->sealed_secret, std::string("sealed\0secret", 13));
@@ -101,175 +129,235 @@ TEST_F(SqliteQueueTest, DataSurvivesReopen) {
 
 TEST_F(SqliteQueueTest, RepeatedTaskReturnsTheExistingDelivery) {
   Enqueued first = enqueue("t1");
-  NewDelivery again{"dlv_other",
-                    "app_1",
-                    "t1",
-                    "https://example.com/x",
-                    std::make_shared<const std::string>("{\"x\":1}"),
-                    kT0 + 5s,
-                    std::nullopt};
+  NewDelivery again{"dlv_other", "app_1", "t1",          "https://example.com/else",
+                    kHostA,      nullptr, clock_->now(), 30s};
   Result<Enqueued> second = queue_->enqueue(again);
   ASSERT_TRUE(second.ok());
   EXPECT_FALSE(second->receipt.created);
-  EXPECT_EQ(second->receipt.delivery_id, "dlv_t1");
-  EXPECT_EQ(second->seq, first.seq);
+  EXPECT_EQ(second->receipt.delivery_id, first.receipt.delivery_id);
+  EXPECT_FALSE(second->lease.has_value()) << "nothing was claimed for the repeat";
   EXPECT_EQ(queue_->find_delivery("dlv_other").status().code(), StatusCode::kNotFound);
   EXPECT_EQ(queue_->list({})->items.size(), 1u);
 }
 
 TEST_F(SqliteQueueTest, UnknownAppIsNotFoundAndNothingIsStored) {
-  NewDelivery d{
-      "dlv_x", "app_nope",  "t", "https://example.com/", std::make_shared<const std::string>("{}"),
-      kT0,     std::nullopt};
+  NewDelivery d{"dlv_x",       "app_missing",
+                "t",           "https://example.com/",
+                kHostA,        std::make_shared<const std::string>("{}"),
+                clock_->now(), std::nullopt};
   Result<Enqueued> r = queue_->enqueue(d);
   EXPECT_EQ(r.status().code(), StatusCode::kNotFound);
-  EXPECT_NE(r.status().message().find("app_nope"), std::string::npos);
+  EXPECT_NE(r.status().message().find("app_missing"), std::string::npos);
   EXPECT_TRUE(queue_->list({})->items.empty());
 }
 
-// Eight threads enqueueing at once share commits: fewer commits than rows, every row stored
-// once, duplicates across threads resolved to one delivery.
+// Many threads enqueueing at once share commits (group commit) and every row is stored once.
 TEST_F(SqliteQueueTest, ConcurrentEnqueuesShareCommits) {
-  constexpr int kThreads = 8, kEach = 100;
+  constexpr int kThreads = 16, kEach = 40;
   std::vector<std::thread> threads;
-  std::atomic<int> created{0}, existing{0}, failed{0};
+  std::atomic<int> failures{0};
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kEach; ++i) {
-        // Thread pairs race on the same tasks: one creates, the other gets it back.
-        const std::string task = "t" + std::to_string(t / 2) + "-" + std::to_string(i);
-        NewDelivery d{"dlv_" + std::to_string(t) + "_" + std::to_string(i),
-                      "app_1",
-                      task,
-                      "https://example.com/",
-                      std::make_shared<const std::string>("{}"),
-                      kT0,
-                      std::nullopt};
+        const std::string task = std::to_string(t) + "-" + std::to_string(i);
+        NewDelivery d{"dlv_" + task, "app_1",
+                      task,          "https://example.com/",
+                      kHostA,        std::make_shared<const std::string>("{}"),
+                      clock_->now(), t % 2 == 0 ? std::optional<Millis>(30s) : std::nullopt};
         Result<Enqueued> r = queue_->enqueue(d);
-        if (!r.ok()) {
-          ++failed;
-        } else {
-          ++(r->receipt.created ? created : existing);
-        }
+        if (!r.ok() || !r->receipt.created || r->lease.has_value() != (t % 2 == 0)) ++failures;
       }
     });
   }
   for (auto& t : threads) t.join();
-  EXPECT_EQ(failed.load(), 0);
-  EXPECT_EQ(created.load(), kThreads / 2 * kEach);
-  EXPECT_EQ(existing.load(), kThreads / 2 * kEach);
+  EXPECT_EQ(failures.load(), 0);
   EXPECT_EQ(queue_->count_by_state()->at(0), static_cast<std::size_t>(kThreads / 2 * kEach));
   EXPECT_EQ(queue_->enqueued_rows(), static_cast<std::uint64_t>(kThreads * kEach));
   EXPECT_LT(queue_->enqueue_commits(), queue_->enqueued_rows())
-      << "no commit was shared between concurrent enqueues";
+      << "no two concurrent enqueues shared a commit";
 }
 
-TEST_F(SqliteQueueTest, ClaimTakesDueRowsOldestFirstUnderALease) {
-  enqueue("late", kT0 + 10s);
-  enqueue("b", kT0 + 2s);
-  enqueue("a", kT0 + 1s);
-  enqueue("c", kT0 + 3s);
-  enqueue("held", kT0, kT0 + 60s);  // stored already claimed
-
-  auto first = queue_->claim(kT0 + 5s, 2, kT0 + 35s);
-  ASSERT_TRUE(first.ok());
-  ASSERT_EQ(first->size(), 2u);
-  std::set<std::string> ids{first->at(0).id, first->at(1).id};
-  EXPECT_EQ(ids, (std::set<std::string>{"dlv_a", "dlv_b"}));
-  auto second = queue_->claim(kT0 + 5s, 10, kT0 + 35s);
-  ASSERT_EQ(second->size(), 1u);
-  EXPECT_EQ(second->at(0).id, "dlv_c");
-  EXPECT_TRUE(queue_->claim(kT0 + 5s, 10, kT0 + 35s)->empty());
-  EXPECT_EQ(queue_->find_delivery("dlv_a")->state, DeliveryState::kInFlight);
-  EXPECT_EQ(queue_->next_due_at()->value(), kT0 + 10s);
-}
-
-TEST_F(SqliteQueueTest, ExpiredLeasesGoBackToPending) {
+TEST_F(SqliteQueueTest, ClaimTakesDueRowsOldestFirstWithTokens) {
   enqueue("a");
-  enqueue("b", kT0, kT0 + 20s);
-  ASSERT_EQ(queue_->claim(kT0, 10, kT0 + 30s)->size(), 1u);
-  EXPECT_EQ(*queue_->recover_expired_leases(kT0 + 19s), 0u);
-  EXPECT_EQ(*queue_->recover_expired_leases(kT0 + 20s), 1u);  // b's lease ended
-  EXPECT_EQ(queue_->find_delivery("dlv_b")->state, DeliveryState::kPending);
-  EXPECT_EQ(queue_->find_delivery("dlv_a")->state, DeliveryState::kInFlight);
-  EXPECT_EQ(*queue_->recover_expired_leases(kT0 + 31s), 1u);
-  EXPECT_EQ(queue_->claim(kT0 + 31s, 10, kT0 + 60s)->size(), 2u);
+  clock_->advance(1s);
+  enqueue("b");
+  const Enqueued held = enqueue("held", kHostA, 60s);  // stored already claimed
+  ASSERT_TRUE(held.lease.has_value());
+  EXPECT_EQ(held.lease->owner, queue_->owner());
+  EXPECT_EQ(held.lease->generation, 1);
+
+  auto first = claim(1);
+  ASSERT_EQ(ids(first), std::vector<std::string>{"dlv_a"});
+  EXPECT_EQ(first[0].lease.owner, queue_->owner());
+  EXPECT_EQ(first[0].lease.generation, 1);
+  EXPECT_EQ(ids(claim(10)), std::vector<std::string>{"dlv_b"});
+  EXPECT_TRUE(claim(10).empty());
+  EXPECT_EQ(state("dlv_a"), DeliveryState::kInFlight);
+  EXPECT_EQ(queue_->next_due_in()->has_value(), false) << "nothing is pending";
+}
+
+TEST_F(SqliteQueueTest, NothingIsClaimedBeforeItIsDue) {
+  const Enqueued e = enqueue("a");
+  auto claimed = claim(10);
+  ASSERT_EQ(claimed.size(), 1u);
+  AttemptRecord retry = failure(claimed[0].lease, 1, DeliveryState::kPending, 30s);
+  ASSERT_TRUE(queue_->record({&retry, 1}).ok());
+  EXPECT_EQ(queue_->next_due_in()->value(), 30s);
+  clock_->advance(29999ms);
+  EXPECT_TRUE(claim(10).empty());
+  EXPECT_EQ(queue_->next_due_in()->value(), 1ms);
+  clock_->advance(1ms);
+  ASSERT_EQ(ids(claim(10)), std::vector<std::string>{e.receipt.delivery_id});
+}
+
+TEST_F(SqliteQueueTest, ClaimSkipsTheListedEndpoints) {
+  enqueue("a1", kHostA);
+  enqueue("a2", kHostA);
+  enqueue("b1", kHostB);
+  EXPECT_EQ(ids(claim(10, 30s, {kHostA})), std::vector<std::string>{"dlv_b1"});
+  EXPECT_EQ(ids(claim(10, 30s, {kHostA, kHostB})), std::vector<std::string>{});
+  EXPECT_EQ(ids(claim(10, 30s, {"https://a.example:4"})),
+            (std::vector<std::string>{"dlv_a1", "dlv_a2"}))
+      << "a prefix of a listed endpoint is a different endpoint";
+}
+
+// The fence: once a lease has ended and the delivery was claimed again, every write under the
+// old token is refused and reported; the new holder's writes go through.
+TEST_F(SqliteQueueTest, WritesUnderAStaleTokenAreRefusedAndReported) {
+  enqueue("a");
+  const LeaseToken first = claim(1, 5s).at(0).lease;
+  clock_->advance(4999ms);
+  EXPECT_EQ(recover(), 0u) << "a live lease was recovered";
+  clock_->advance(1ms);
+  EXPECT_EQ(recover(), 1u);
+  const LeaseToken second = claim(1, 5s).at(0).lease;
+  EXPECT_EQ(second.seq, first.seq);
+  EXPECT_GT(second.generation, first.generation);
+
+  AttemptRecord late = failure(first, 1, DeliveryState::kPending, 10s);
+  Result<StaleTokens> refused = queue_->record({&late, 1});
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(*refused, StaleTokens{first});
+  EXPECT_TRUE(queue_->find_delivery("dlv_a")->attempts.empty()) << "a stale record was stored";
+  EXPECT_EQ(*queue_->release({&first, 1}, 0ms), StaleTokens{first});
+  EXPECT_EQ(*queue_->renew({&first, 1}, 5s), StaleTokens{first});
+  EXPECT_EQ(state("dlv_a"), DeliveryState::kInFlight) << "a stale release moved the delivery";
+
+  AttemptRecord current = failure(second, 1, DeliveryState::kDead);
+  EXPECT_TRUE(queue_->record({&current, 1})->empty());
+  EXPECT_EQ(state("dlv_a"), DeliveryState::kDead);
+  EXPECT_EQ(queue_->find_delivery("dlv_a")->attempts.size(), 1u);
+  // A token another queue handed out is never this queue's.
+  LeaseToken foreign = second;
+  foreign.owner ^= 1;
+  EXPECT_EQ(*queue_->renew({&foreign, 1}, 5s), StaleTokens{foreign});
+}
+
+TEST_F(SqliteQueueTest, RenewalKeepsAHeldLeaseFromRecovery) {
+  enqueue("a");
+  enqueue("b");
+  auto claimed = claim(2, 5s);
+  ASSERT_EQ(claimed.size(), 2u);
+  const LeaseToken tokens[] = {claimed[0].lease, claimed[1].lease};
+  clock_->advance(4s);
+  Result<StaleTokens> stale = queue_->renew(tokens, 5s);
+  ASSERT_TRUE(stale.ok()) << stale.status().to_string();
+  EXPECT_TRUE(stale->empty());
+  clock_->advance(4s);  // 8 s after the claim, 4 s after the renewal
+  EXPECT_EQ(recover(), 0u);
+  clock_->advance(1s);
+  EXPECT_EQ(recover(), 2u);
+  EXPECT_EQ(queue_->renew(tokens, 5s)->size(), 2u) << "an ended lease was renewed";
+}
+
+TEST_F(SqliteQueueTest, ReleaseReturnsAClaimWithoutAnAttempt) {
+  enqueue("a");
+  const LeaseToken token = claim(10).at(0).lease;
+  ASSERT_TRUE(queue_->release({&token, 1}, 1s)->empty());
+  Result<Delivery> d = queue_->find_delivery("dlv_a");
+  EXPECT_EQ(d->state, DeliveryState::kPending);
+  EXPECT_EQ(d->next_attempt_at, clock_->now() + 1s);
+  EXPECT_TRUE(d->attempts.empty());
+  EXPECT_TRUE(claim(10).empty());
+  clock_->advance(1s);
+  EXPECT_EQ(claim(10).size(), 1u);
 }
 
 TEST_F(SqliteQueueTest, RecordMovesStateAndKeepsEveryAttempt) {
-  Enqueued e = enqueue("a");
-  ASSERT_EQ(queue_->claim(kT0, 10, kT0 + 30s)->size(), 1u);
-  AttemptRecord r = failure(e.seq, 1, DeliveryState::kPending, kT0 + 30s);
-  ASSERT_TRUE(queue_->record({&r, 1}).ok());
+  enqueue("a");
+  LeaseToken token = claim(10).at(0).lease;
+  AttemptRecord r = failure(token, 1, DeliveryState::kPending, 30s);
+  ASSERT_TRUE(queue_->record({&r, 1})->empty());
   Result<Delivery> d = queue_->find_delivery("dlv_a");
   EXPECT_EQ(d->state, DeliveryState::kPending);
-  EXPECT_EQ(d->next_attempt_at, kT0 + 30s);
+  EXPECT_EQ(d->next_attempt_at, clock_->now() + 30s);
   ASSERT_EQ(d->attempts.size(), 1u);
   EXPECT_EQ(d->attempts[0].http_status, 500);
-  EXPECT_EQ(d->attempts[0].error, AttemptError::kStatus);
-  EXPECT_EQ(d->attempts[0].duration, 12ms);
   EXPECT_EQ(d->attempts[0].response_head, "oops");
 
-  // Not due yet; then due, claimed, and delivered.
-  EXPECT_TRUE(queue_->claim(kT0 + 29s, 10, kT0 + 60s)->empty());
-  auto claimed = queue_->claim(kT0 + 30s, 10, kT0 + 60s);
-  ASSERT_EQ(claimed->size(), 1u);
-  EXPECT_EQ(claimed->at(0).attempts_made, 1);
-  EXPECT_EQ(claimed->at(0).budget_used, 1);
-  AttemptRecord ok = failure(e.seq, 2, DeliveryState::kDelivered, kT0 + 31s);
-  ok.attempt.error = AttemptError::kNone;
+  clock_->advance(30s);
+  auto again = claim(10);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].attempts_made, 1);
+  EXPECT_EQ(again[0].budget_used, 1);
+  AttemptRecord ok = failure(again[0].lease, 2, DeliveryState::kDelivered);
   ok.attempt.http_status = 204;
-  ASSERT_TRUE(queue_->record({&ok, 1}).ok());
+  ok.attempt.error = AttemptError::kNone;
+  ASSERT_TRUE(queue_->record({&ok, 1})->empty());
   d = queue_->find_delivery("dlv_a");
   EXPECT_EQ(d->state, DeliveryState::kDelivered);
-  EXPECT_FALSE(d->next_attempt_at.has_value());
   ASSERT_EQ(d->attempts.size(), 2u);
-  EXPECT_EQ(d->attempts[1].error, AttemptError::kNone);
-
-  // A record for a delivery that is no longer in flight is dropped, attempt and all.
-  AttemptRecord stale = failure(e.seq, 3, DeliveryState::kDead, kT0 + 40s);
-  ASSERT_TRUE(queue_->record({&stale, 1}).ok());
-  EXPECT_EQ(queue_->find_delivery("dlv_a")->attempts.size(), 2u);
-  EXPECT_EQ(queue_->find_delivery("dlv_a")->state, DeliveryState::kDelivered);
+  EXPECT_EQ(d->attempts[1].number, 2);
+  EXPECT_FALSE(d->next_attempt_at.has_value());
 }
 
-TEST_F(SqliteQueueTest, ReleaseReturnsClaimsWithoutAnAttempt) {
-  Enqueued e = enqueue("a");
-  ASSERT_EQ(queue_->claim(kT0, 10, kT0 + 30s)->size(), 1u);
-  const std::int64_t seqs[] = {e.seq};
-  ASSERT_TRUE(queue_->release(seqs, kT0 + 1s).ok());
-  Result<Delivery> d = queue_->find_delivery("dlv_a");
-  EXPECT_EQ(d->state, DeliveryState::kPending);
-  EXPECT_EQ(d->next_attempt_at, kT0 + 1s);
-  EXPECT_TRUE(d->attempts.empty());
+// Due times and leases are measured on the monotonic clock: setting the wall clock an hour
+// forward or back neither brings a retry forward nor ends (or stretches) a lease.
+TEST_F(SqliteQueueTest, AWallClockStepMovesNoDueTimeAndNoLease) {
+  enqueue("retry");
+  auto claimed = claim(10);
+  AttemptRecord r = failure(claimed.at(0).lease, 1, DeliveryState::kPending, 30s);
+  ASSERT_TRUE(queue_->record({&r, 1})->empty());
+  enqueue("leased", kHostA, 10s);
+
+  clock_->step_wall(1h);
+  EXPECT_TRUE(claim(10).empty()) << "a retry came an hour early";
+  EXPECT_EQ(recover(), 0u) << "a live lease ended at a wall-clock step";
+  clock_->step_wall(-2h);
+  clock_->advance(10s);
+  EXPECT_EQ(recover(), 1u) << "a lease was stretched by a wall-clock step";
+  clock_->advance(20s);
+  EXPECT_EQ(claim(10).size(), 2u);
 }
 
 TEST_F(SqliteQueueTest, PruneDeletesOnlyOldDelivered) {
-  std::vector<Enqueued> rows;
-  for (const char* task : {"old", "new", "dead"}) rows.push_back(enqueue(task));
-  ASSERT_EQ(queue_->claim(kT0, 10, kT0 + 30s)->size(), 3u);
-  AttemptRecord records[] = {
-      failure(rows[0].seq, 1, DeliveryState::kDelivered, kT0 + 1s),
-      failure(rows[1].seq, 1, DeliveryState::kDelivered, kT0 + 100s),
-      failure(rows[2].seq, 1, DeliveryState::kDead, kT0 + 1s),
-  };
-  ASSERT_TRUE(queue_->record(records).ok());
-  EXPECT_EQ(*queue_->prune_delivered(kT0 + 50s, 100), 1u);
+  for (const char* task : {"old", "new", "dead"}) enqueue(task);
+  auto claimed = claim(10);
+  ASSERT_EQ(claimed.size(), 3u);
+  AttemptRecord old_one = failure(claimed[0].lease, 1, DeliveryState::kDelivered);
+  AttemptRecord dead = failure(claimed[2].lease, 1, DeliveryState::kDead);
+  ASSERT_TRUE(queue_->record({&old_one, 1})->empty());
+  ASSERT_TRUE(queue_->record({&dead, 1})->empty());
+  clock_->advance(100s);
+  AttemptRecord new_one = failure(claimed[1].lease, 1, DeliveryState::kDelivered);
+  ASSERT_TRUE(queue_->record({&new_one, 1})->empty());
+  clock_->advance(10s);
+  EXPECT_EQ(*queue_->prune_delivered(50s, 100), 1u);
   EXPECT_EQ(queue_->find_delivery("dlv_old").status().code(), StatusCode::kNotFound);
   EXPECT_TRUE(queue_->find_delivery("dlv_new").ok());
   EXPECT_TRUE(queue_->find_delivery("dlv_dead").ok()) << "dead deliveries stay queryable";
-  // The pruned delivery's attempts went with it: a new delivery reusing nothing sees none.
-  EXPECT_EQ(*queue_->prune_delivered(kT0 + 50s, 100), 0u);
+  EXPECT_EQ(*queue_->prune_delivered(50s, 100), 0u);
 }
 
 TEST_F(SqliteQueueTest, ListFiltersAndPagesWithACursor) {
   StoredApp other;
-  other.app = App{"app_2", "other", SignatureScheme::kHex, kT0};
+  other.app = App{"app_2", "other", SignatureScheme::kHex, clock_->now()};
   ASSERT_TRUE(queue_->insert_app(other).ok());
   for (int i = 0; i < 7; ++i) enqueue("t" + std::to_string(i));
-  NewDelivery d{
-      "dlv_o", "app_2",     "o", "https://example.com/", std::make_shared<const std::string>("{}"),
-      kT0,     std::nullopt};
+  NewDelivery d{"dlv_o",       "app_2",
+                "o",           "https://example.com/",
+                kHostA,        std::make_shared<const std::string>("{}"),
+                clock_->now(), std::nullopt};
   ASSERT_TRUE(queue_->enqueue(d).ok());
 
   std::vector<std::string> seen;
@@ -298,22 +386,24 @@ TEST_F(SqliteQueueTest, ListFiltersAndPagesWithACursor) {
 }
 
 TEST_F(SqliteQueueTest, RedeliverOnlyFinishedDeliveries) {
-  Enqueued e = enqueue("a");
-  EXPECT_EQ(queue_->redeliver("dlv_a", kT0).status().code(), StatusCode::kFailedPrecondition);
-  ASSERT_EQ(queue_->claim(kT0, 10, kT0 + 30s)->size(), 1u);
-  EXPECT_EQ(queue_->redeliver("dlv_a", kT0).status().code(), StatusCode::kFailedPrecondition);
-  AttemptRecord dead = failure(e.seq, 1, DeliveryState::kDead, kT0 + 1s);
-  ASSERT_TRUE(queue_->record({&dead, 1}).ok());
-  Result<Delivery> again = queue_->redeliver("dlv_a", kT0 + 5s);
+  enqueue("a");
+  EXPECT_EQ(queue_->redeliver("dlv_a").status().code(), StatusCode::kFailedPrecondition);
+  const LeaseToken token = claim(10).at(0).lease;
+  EXPECT_EQ(queue_->redeliver("dlv_a").status().code(), StatusCode::kFailedPrecondition);
+  AttemptRecord dead = failure(token, 1, DeliveryState::kDead);
+  ASSERT_TRUE(queue_->record({&dead, 1})->empty());
+  clock_->advance(5s);
+  Result<Delivery> again = queue_->redeliver("dlv_a");
   ASSERT_TRUE(again.ok()) << again.status().to_string();
   EXPECT_EQ(again->state, DeliveryState::kPending);
-  EXPECT_EQ(again->next_attempt_at, kT0 + 5s);
+  EXPECT_EQ(again->next_attempt_at, clock_->now());
   EXPECT_EQ(again->attempts.size(), 1u) << "history is kept";
-  auto claimed = queue_->claim(kT0 + 5s, 10, kT0 + 60s);
-  ASSERT_EQ(claimed->size(), 1u);
-  EXPECT_EQ(claimed->at(0).budget_used, 0);
-  EXPECT_EQ(claimed->at(0).attempts_made, 1);
-  EXPECT_EQ(queue_->redeliver("dlv_none", kT0).status().code(), StatusCode::kNotFound);
+  auto claimed = claim(10);
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_EQ(claimed[0].budget_used, 0);
+  EXPECT_EQ(claimed[0].attempts_made, 1);
+  EXPECT_GT(claimed[0].lease.generation, token.generation);
+  EXPECT_EQ(queue_->redeliver("dlv_none").status().code(), StatusCode::kNotFound);
 }
 
 TEST_F(SqliteQueueTest, SettingsAndCounts) {
@@ -322,25 +412,145 @@ TEST_F(SqliteQueueTest, SettingsAndCounts) {
   ASSERT_TRUE(queue_->put_setting("k", "v2").ok());
   EXPECT_EQ(queue_->get_setting("k")->value(), "v2");
   enqueue("a");
-  enqueue("b", kT0, kT0 + 10s);
+  enqueue("b", kHostA, 10s);
   auto unfinished = queue_->count_unfinished_by_app();
   ASSERT_TRUE(unfinished.ok());
   ASSERT_EQ(unfinished->size(), 1u);
   EXPECT_EQ(unfinished->at(0), (std::pair<std::string, std::size_t>{"app_1", 2}));
-  StateCounts counts = *queue_->count_by_state();
+  DeliveryCounts counts = *queue_->count_by_state();
   EXPECT_EQ(counts[0], 1u);
   EXPECT_EQ(counts[1], 1u);
 }
 
-TEST_F(SqliteQueueTest, ClaimUsesTheStateDueIndexWithoutSorting) {
-  auto c = sqlite::Connection::open(path(), false);
-  auto plan = (*c)->prepare(
-      "EXPLAIN QUERY PLAN SELECT seq FROM deliveries WHERE state = 0 AND due_at <= 5 "
-      "ORDER BY due_at LIMIT 10");
+std::string query_plan(sqlite::Connection& c, const std::string& sql) {
+  sqlite3_stmt* stmt = nullptr;
+  EXPECT_EQ(
+      sqlite3_prepare_v2(c.handle(), ("EXPLAIN QUERY PLAN " + sql).c_str(), -1, &stmt, nullptr),
+      SQLITE_OK)
+      << sqlite3_errmsg(c.handle());
   std::string details;
-  while ((*plan)->step() == SQLITE_ROW) details += (*plan)->text(3) + "\n";
-  EXPECT_NE(details.find("deliveries_by_state_due"), std::string::npos) << details;
-  EXPECT_EQ(details.find("TEMP B-TREE"), std::string::npos) << details;
+  while (sqlite3_step(stmt) == SQLITE_ROW) {
+    details += reinterpret_cast<const char*>(sqlite3_column_text(stmt, 3));
+    details += "\n";
+  }
+  sqlite3_finalize(stmt);
+  return details;
+}
+
+// The statements the queue runs (not copies of them): a claim walks the (state, due_at,
+// host_key) index in order, and a renewal looks each row up by its key.
+TEST_F(SqliteQueueTest, ClaimAndRenewUseTheirIndexesWithoutSortingOrScanning) {
+  auto c = sqlite::Connection::open(path().string(), false);
+  ASSERT_TRUE(c.ok());
+  const std::string claim_plan = query_plan(**c, sqlite::statements::kClaim);
+  EXPECT_NE(claim_plan.find("deliveries_by_state_due"), std::string::npos) << claim_plan;
+  EXPECT_EQ(claim_plan.find("TEMP B-TREE"), std::string::npos) << claim_plan;
+  const std::string renew_plan = query_plan(**c, sqlite::statements::kRenew);
+  EXPECT_NE(renew_plan.find("INTEGER PRIMARY KEY"), std::string::npos) << renew_plan;
+  EXPECT_EQ(renew_plan.find("SCAN deliveries"), std::string::npos) << renew_plan;
+}
+
+TEST_F(SqliteQueueTest, ASecondOpenerIsRefusedNamingTheHolder) {
+  Result<std::unique_ptr<SqliteQueue>> second =
+      SqliteQueue::open({.path = path(), .clock = clock_});
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(second.status().message().find("pid " + std::to_string(getpid())), std::string::npos)
+      << second.status().message();
+  queue_.reset();
+  EXPECT_TRUE(SqliteQueue::open({.path = path(), .clock = clock_}).ok())
+      << "the lock outlived the queue that held it";
+}
+
+// A process that dies holds no lock, so whatever it had in flight is pending again as soon as
+// the store is opened, under new tokens.
+TEST_F(SqliteQueueTest, InFlightDeliveriesArePendingAgainAtOpen) {
+  const Enqueued e = enqueue("a", kHostA, 1h);
+  queue_.reset();
+  queue_ = open();
+  EXPECT_EQ(queue_->recovered_at_open(), 1u);
+  EXPECT_EQ(state("dlv_a"), DeliveryState::kPending);
+  auto claimed = claim(10);
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_NE(claimed[0].lease, *e.lease);
+}
+
+TEST_F(SqliteQueueTest, DataFilesArePrivate) {
+  queue_.reset();
+  testing::TempDir fresh;
+  const auto db = fresh / "sub" / "callbackd.db";
+  auto queue = SqliteQueue::open({.path = db, .clock = clock_});
+  ASSERT_TRUE(queue.ok());
+  struct stat info {};
+  ASSERT_EQ(stat(db.c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0600u);
+  ASSERT_EQ(stat((fresh / "sub").c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0700u);
+  ASSERT_EQ(stat((db.string() + "-wal").c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0077, 0u) << "the WAL holds callback bodies too";
+}
+
+// A store written by the first release (schema version 1) opens and keeps every delivery.
+TEST_F(SqliteQueueTest, AVersionOneStoreIsUpgradedInPlace) {
+  queue_.reset();
+  testing::TempDir old_dir;
+  const auto db = old_dir / "v1.db";
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+  const char* v1 = R"sql(
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+    CREATE TABLE apps (id TEXT PRIMARY KEY, name TEXT NOT NULL, scheme INTEGER NOT NULL,
+      secret BLOB NOT NULL, previous_secret BLOB NOT NULL, previous_until INTEGER,
+      created_at INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE deliveries (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+      app_id TEXT NOT NULL, task_id TEXT NOT NULL, callback_url TEXT NOT NULL,
+      body BLOB NOT NULL, state INTEGER NOT NULL, due_at INTEGER NOT NULL,
+      attempts_made INTEGER NOT NULL, budget_used INTEGER NOT NULL,
+      created_at INTEGER NOT NULL, UNIQUE (app_id, task_id));
+    CREATE INDEX deliveries_by_state_due ON deliveries (state, due_at);
+    CREATE TABLE attempts (delivery_seq INTEGER NOT NULL, n INTEGER NOT NULL,
+      started_at INTEGER NOT NULL, duration_ms INTEGER NOT NULL, http_status INTEGER NOT NULL,
+      error TEXT NOT NULL, error_detail TEXT NOT NULL, response_head BLOB NOT NULL,
+      PRIMARY KEY (delivery_seq, n)) WITHOUT ROWID;
+    INSERT INTO apps VALUES ('app_1', 'acme', 0, x'00', x'', NULL, 1);
+    INSERT INTO deliveries VALUES (1, 'dlv_old', 'app_1', 't', 'https://old.example/h',
+      '{}', 0, 1, 0, 0, 1);
+    INSERT INTO deliveries VALUES (2, 'dlv_flight', 'app_1', 'u', 'https://old.example/h',
+      '{}', 1, 99999999999999, 1, 1, 1);
+    INSERT INTO attempts VALUES (2, 1, 1, 5, 500, 'status', '', x'');
+    PRAGMA user_version = 1;
+  )sql";
+  ASSERT_EQ(sqlite3_exec(raw, v1, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(raw);
+  sqlite3_close(raw);
+
+  auto queue = SqliteQueue::open({.path = db, .clock = clock_});
+  ASSERT_TRUE(queue.ok()) << queue.status().to_string();
+  EXPECT_EQ((*queue)->recovered_at_open(), 1u);
+  EXPECT_EQ((*queue)->find_delivery("dlv_flight")->attempts.size(), 1u);
+  auto claimed = (*queue)->claim({.limit = 10, .lease = 30s});
+  ASSERT_TRUE(claimed.ok()) << claimed.status().to_string();
+  ASSERT_EQ(claimed->size(), 2u);
+  EXPECT_EQ(claimed->at(0).host_key, "https://old.example/h") << "the URL stands in";
+  EXPECT_EQ(claimed->at(1).attempts_made, 1);
+
+  auto c = sqlite::Connection::open(db.string(), false);
+  auto version = (*c)->prepare("PRAGMA user_version");
+  ASSERT_EQ((*version)->step(), SQLITE_ROW);
+  EXPECT_EQ((*version)->int64(0), sqlite::kSchemaVersion);
+}
+
+TEST_F(SqliteQueueTest, AStoreFromANewerVersionIsRefused) {
+  queue_.reset();
+  {
+    auto c = sqlite::Connection::open(path().string(), false);
+    ASSERT_TRUE((*c)->exec("PRAGMA user_version = 99").ok());
+  }
+  Result<std::unique_ptr<SqliteQueue>> opened =
+      SqliteQueue::open({.path = path(), .clock = clock_});
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(opened.status().message().find("schema version 99 is newer"), std::string::npos)
+      << opened.status().message();
 }
 
 }  // namespace

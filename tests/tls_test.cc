@@ -8,6 +8,7 @@
 
 #include "receiver.h"
 #include "sample_tasks.h"
+#include "sqlite_engine.h"
 #include "temp_dir.h"
 #include "wait.h"
 
@@ -40,11 +41,11 @@ class TlsTest : public ::testing::Test {
     testing::Receiver receiver(
         {}, testing::TlsFiles{(dir_ / "server.pem").string(), (dir_ / "server.key").string()});
     EngineOptions options;
-    options.database_path = dir_ / ("callbackd-" + std::to_string(runs_++) + ".db");
     options.retry_schedule = {};
     options.allow_networks = {"127.0.0.0/8", "::1/128"};
     options.ca_bundle_path = ca_bundle;
-    auto engine = *Engine::open(options);
+    auto engine = *testing::open_sqlite_engine(
+        dir_ / ("callbackd-" + std::to_string(runs_++) + ".db"), options);
     auto app = engine->create_app("tls");
     engine->start();
     auto receipt = engine->enqueue(app->app.id, receiver.url(), testing::failed_task("t"));

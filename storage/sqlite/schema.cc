@@ -7,12 +7,12 @@ namespace callbackd::sqlite {
 namespace {
 
 constexpr const char* kSchema = R"sql(
-CREATE TABLE IF NOT EXISTS settings (
+CREATE TABLE settings (
   key TEXT PRIMARY KEY,
   value BLOB NOT NULL
 ) WITHOUT ROWID;
 
-CREATE TABLE IF NOT EXISTS apps (
+CREATE TABLE apps (
   id TEXT PRIMARY KEY,
   name TEXT NOT NULL,
   scheme INTEGER NOT NULL,
@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS apps (
   created_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 
-CREATE TABLE IF NOT EXISTS deliveries (
+CREATE TABLE deliveries (
   seq INTEGER PRIMARY KEY,
   id TEXT NOT NULL UNIQUE,
   app_id TEXT NOT NULL,
@@ -34,11 +34,14 @@ CREATE TABLE IF NOT EXISTS deliveries (
   attempts_made INTEGER NOT NULL,
   budget_used INTEGER NOT NULL,
   created_at INTEGER NOT NULL,
+  host_key TEXT NOT NULL,
+  lease_owner INTEGER NOT NULL DEFAULT 0,
+  lease_gen INTEGER NOT NULL DEFAULT 0,
   UNIQUE (app_id, task_id)
 );
-CREATE INDEX IF NOT EXISTS deliveries_by_state_due ON deliveries (state, due_at);
+CREATE INDEX deliveries_by_state_due ON deliveries (state, due_at, host_key);
 
-CREATE TABLE IF NOT EXISTS attempts (
+CREATE TABLE attempts (
   delivery_seq INTEGER NOT NULL,
   n INTEGER NOT NULL,
   started_at INTEGER NOT NULL,
@@ -51,6 +54,44 @@ CREATE TABLE IF NOT EXISTS attempts (
 ) WITHOUT ROWID;
 )sql";
 
+// Upgrades, indexed by the version they start from.
+constexpr const char* kUpgradeFrom1 = R"sql(
+ALTER TABLE deliveries ADD COLUMN host_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE deliveries ADD COLUMN lease_owner INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE deliveries ADD COLUMN lease_gen INTEGER NOT NULL DEFAULT 0;
+-- Rows from version 1 never had their endpoint parsed: their URL stands in for it, which only
+-- makes claims skip them less often.
+UPDATE deliveries SET host_key = callback_url;
+DROP INDEX deliveries_by_state_due;
+CREATE INDEX deliveries_by_state_due ON deliveries (state, due_at, host_key);
+)sql";
+
+Result<std::int64_t> user_version(Connection& connection) {
+  auto version = connection.prepare("PRAGMA user_version");
+  if (!version.ok()) return version.status();
+  if ((*version)->step() != SQLITE_ROW) return connection.error("read user_version");
+  return (*version)->int64(0);
+}
+
+Status upgrade(Connection& connection, std::int64_t found) {
+  if (found == 0) {
+    // A new file, or one that is not a callbackd store at all.
+    auto tables = connection.prepare("SELECT count(*) FROM sqlite_master");
+    if (!tables.ok()) return tables.status();
+    if ((*tables)->step() != SQLITE_ROW) return connection.error("read sqlite_master");
+    if ((*tables)->int64(0) != 0) {
+      return Status::FailedPrecondition(
+          "has tables but no callbackd schema version; not a "
+          "callbackd store");
+    }
+    return connection.exec(kSchema);
+  }
+  if (found == 1) {
+    if (Status s = connection.exec(kUpgradeFrom1); !s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status configure_connection(Connection& connection) {
@@ -61,22 +102,19 @@ Status configure_connection(Connection& connection) {
   return connection.exec("PRAGMA synchronous=FULL");
 }
 
-Status create_schema(Connection& connection) {
-  std::int64_t found = 0;
-  {
-    auto version = connection.prepare("PRAGMA user_version");
-    if (!version.ok()) return version.status();
-    if ((*version)->step() != SQLITE_ROW) return connection.error("read user_version");
-    found = (*version)->int64(0);
-  }
-  if (found > kSchemaVersion) {
-    return Status::FailedPrecondition("database schema version " + std::to_string(found) +
-                                      " is newer than this callbackd understands (" +
-                                      std::to_string(kSchemaVersion) + ")");
-  }
+Status create_or_upgrade_schema(Connection& connection) {
   if (Status s = connection.exec("BEGIN IMMEDIATE"); !s.ok()) return s;
-  Status s = connection.exec(kSchema);
-  if (s.ok()) s = connection.exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));
+  Result<std::int64_t> found = user_version(connection);
+  Status s = found.status();
+  if (s.ok() && *found > kSchemaVersion) {
+    s = Status::FailedPrecondition(
+        "schema version " + std::to_string(*found) + " is newer than this callbackd understands (" +
+        std::to_string(kSchemaVersion) + "); run the callbackd that wrote it, or a newer one");
+  }
+  if (s.ok() && *found < kSchemaVersion) {
+    s = upgrade(connection, *found);
+    if (s.ok()) s = connection.exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));
+  }
   if (s.ok()) return connection.exec("COMMIT");
   (void)connection.exec("ROLLBACK");
   return s;

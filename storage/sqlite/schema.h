@@ -1,4 +1,4 @@
-// The SQLite schema and the pragmas every connection runs with.
+// The SQLite schema, its upgrades, and the pragmas every connection runs with.
 #pragma once
 
 #include <callbackd/status.h>
@@ -7,16 +7,20 @@
 
 namespace callbackd::sqlite {
 
-inline constexpr int kSchemaVersion = 1;
+// Version 1: the first release. Version 2: deliveries carry their endpoint (host_key, which
+// claims can skip) and their lease token (lease_owner, lease_gen).
+inline constexpr int kSchemaVersion = 2;
 
 // WAL, synchronous=FULL (a commit returns once it is on disk), a busy timeout.
 Status configure_connection(Connection& connection);
 
-// Creates the tables and indexes on a new file; refuses a file written by a newer callbackd.
+// Creates the tables and indexes on a new file and upgrades an older one in place, in one
+// transaction; refuses a file written by a newer callbackd, naming both versions.
 //
 // deliveries.due_at means, per state: pending — when the next attempt is due; in_flight — when
 // the claim's lease ends; delivered and dead — when it finished. So one index on
-// (state, due_at) serves claiming, lease recovery and pruning.
-Status create_schema(Connection& connection);
+// (state, due_at, host_key) serves claiming (skipping busy endpoints inside the index), lease
+// recovery and pruning.
+Status create_or_upgrade_schema(Connection& connection);
 
 }  // namespace callbackd::sqlite

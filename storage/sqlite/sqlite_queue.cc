@@ -1,17 +1,26 @@
 #include "sqlite_queue.h"
 
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <filesystem>
 #include <future>
+#include <limits>
+#include <random>
 
 #include "schema.h"
+#include "statements.h"
 
 namespace callbackd {
 
 using sqlite::Connection;
 using sqlite::Statement;
+using namespace sqlite::statements;
 
 namespace {
 
@@ -22,61 +31,8 @@ constexpr std::chrono::microseconds kGatherTime{200};
 // Rows per enqueue transaction at most, so one commit never holds the writer for long.
 constexpr std::size_t kMaxBatch = 4096;
 
-// Each SQL text is a distinct literal: the connection caches its prepared form by address.
-constexpr const char* kInsertApp =
-    "INSERT INTO apps (id, name, scheme, secret, previous_secret, previous_until, created_at) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-constexpr const char* kFindApp =
-    "SELECT id, name, scheme, secret, previous_secret, previous_until, created_at "
-    "FROM apps WHERE id = ?1";
-constexpr const char* kUpdateAppSecrets =
-    "UPDATE apps SET secret = ?2, previous_secret = ?3, previous_until = ?4 WHERE id = ?1";
-constexpr const char* kAppExists = "SELECT 1 FROM apps WHERE id = ?1";
-constexpr const char* kInsertDelivery =
-    "INSERT INTO deliveries (id, app_id, task_id, callback_url, body, state, due_at, "
-    "attempts_made, budget_used, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, 0, ?8) "
-    "ON CONFLICT (app_id, task_id) DO NOTHING";
-constexpr const char* kFindByTask =
-    "SELECT seq, id, state FROM deliveries WHERE app_id = ?1 AND task_id = ?2";
-constexpr const char* kClaim =
-    "UPDATE deliveries SET state = 1, due_at = ?3 WHERE seq IN ("
-    "  SELECT seq FROM deliveries WHERE state = 0 AND due_at <= ?1 ORDER BY due_at LIMIT ?2) "
-    "RETURNING seq, id, app_id, task_id, callback_url, body, attempts_made, budget_used";
-constexpr const char* kFinishAttempt =
-    "UPDATE deliveries SET state = ?2, due_at = ?3, attempts_made = ?4, "
-    "budget_used = budget_used + 1 WHERE seq = ?1 AND state = 1";
-constexpr const char* kInsertAttempt =
-    "INSERT OR REPLACE INTO attempts (delivery_seq, n, started_at, duration_ms, http_status, "
-    "error, error_detail, response_head) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
-constexpr const char* kRelease =
-    "UPDATE deliveries SET state = 0, due_at = ?2 WHERE seq = ?1 AND state = 1";
-constexpr const char* kRecover =
-    "UPDATE deliveries SET state = 0, due_at = ?1 WHERE state = 1 AND due_at <= ?1";
-constexpr const char* kNextDue = "SELECT min(due_at) FROM deliveries WHERE state = 0";
-constexpr const char* kOldDelivered =
-    "SELECT seq FROM deliveries WHERE state = 2 AND due_at < ?1 ORDER BY due_at LIMIT ?2";
-constexpr const char* kDeleteAttempts = "DELETE FROM attempts WHERE delivery_seq = ?1";
-constexpr const char* kDeleteDelivery = "DELETE FROM deliveries WHERE seq = ?1";
-constexpr const char* kGetSetting = "SELECT value FROM settings WHERE key = ?1";
-constexpr const char* kPutSetting =
-    "INSERT INTO settings (key, value) VALUES (?1, ?2) "
-    "ON CONFLICT (key) DO UPDATE SET value = excluded.value";
-constexpr const char* kDeliveryById =
-    "SELECT seq, id, app_id, task_id, callback_url, state, due_at, created_at "
-    "FROM deliveries WHERE id = ?1";
-constexpr const char* kList =
-    "SELECT seq, id, app_id, task_id, callback_url, state, due_at, created_at FROM deliveries "
-    "WHERE seq > ?1 AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR app_id = ?3) "
-    "ORDER BY seq LIMIT ?4";
-constexpr const char* kAttempts =
-    "SELECT n, started_at, duration_ms, http_status, error, error_detail, response_head "
-    "FROM attempts WHERE delivery_seq = ?1 ORDER BY n";
-constexpr const char* kCountByState = "SELECT state, count(*) FROM deliveries GROUP BY state";
-constexpr const char* kUnfinishedByApp =
-    "SELECT app_id, count(*) FROM deliveries WHERE state IN (0, 1) GROUP BY app_id";
-constexpr const char* kRedeliver =
-    "UPDATE deliveries SET state = 0, due_at = ?2, budget_used = 0 "
-    "WHERE id = ?1 AND state IN (2, 3)";
+// Separates endpoints in the skip list a claim binds (URLs cannot contain control characters).
+constexpr char kSkipSeparator = '\x1f';
 
 // The rows of kDeliveryById and kList, without attempts.
 Delivery delivery_from_row(const Statement& row) {
@@ -96,6 +52,51 @@ std::optional<std::int64_t> parse_cursor(const std::string& cursor) {
   auto [end, ec] = std::from_chars(cursor.data(), cursor.data() + cursor.size(), seq);
   if (ec != std::errc() || end != cursor.data() + cursor.size() || seq < 0) return std::nullopt;
   return seq;
+}
+
+// "\x1fa\x1fb\x1f": every listed endpoint between separators, for kClaim's instr().
+std::string skip_list(const std::vector<std::string>& hosts) {
+  std::string list(1, kSkipSeparator);
+  for (const std::string& host : hosts) {
+    list += host;
+    list += kSkipSeparator;
+  }
+  return hosts.empty() ? std::string() : list;
+}
+
+// "[[seq,gen],…]" for kRenew's json_each().
+std::string tokens_json(std::span<const LeaseToken> tokens) {
+  std::string json = "[";
+  for (const LeaseToken& t : tokens) {
+    if (json.size() > 1) json += ',';
+    json += '[' + std::to_string(t.seq) + ',' + std::to_string(t.generation) + ']';
+  }
+  return json + ']';
+}
+
+// A random owner id for this queue instance's leases (positive, never 0 = "nobody").
+std::int64_t new_owner_id() {
+  std::random_device random;
+  const std::uint64_t high = random();
+  const std::uint64_t low = random();
+  return static_cast<std::int64_t>(((high << 32) | low) >> 1) | 1;
+}
+
+// The data directory (0700) and the database file (0600) are created private: the file holds
+// every callback body. SQLite gives its -wal and -shm files the database file's mode.
+Status create_private_files(const std::filesystem::path& path) {
+  const std::filesystem::path parent = path.parent_path();
+  if (!parent.empty() && !std::filesystem::exists(parent)) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) return Status::Unavailable("create \"" + parent.string() + "\": " + ec.message());
+    std::filesystem::permissions(parent, std::filesystem::perms::owner_all, ec);
+  }
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return Status::Unavailable("create \"" + path.string() + "\": " + std::strerror(errno));
+  ::close(fd);
+  return Status::Ok();
 }
 
 }  // namespace
@@ -136,28 +137,32 @@ SqliteQueue::ReadLease SqliteQueue::read_connection() {
   return ReadLease(*this, std::move(connection));
 }
 
-Result<std::unique_ptr<SqliteQueue>> SqliteQueue::open(const std::string& path,
-                                                       SqliteQueueOptions options) {
-  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(parent, ec);
-    if (ec) return Status::Unavailable("create \"" + parent.string() + "\": " + ec.message());
-  }
-  std::unique_ptr<SqliteQueue> queue(new SqliteQueue());
+SqliteQueue::SqliteQueue(SqliteQueueOptions options, std::unique_ptr<sqlite::FileLock> lock)
+    : path_(options.path), clock_(options.clock), owner_(new_owner_id()), lock_(std::move(lock)) {}
+
+Result<std::unique_ptr<SqliteQueue>> SqliteQueue::open(SqliteQueueOptions options) {
+  if (options.path.empty()) return Status::InvalidArgument("path: empty");
+  if (!options.clock) return Status::InvalidArgument("clock: must be set");
+  const std::string path = options.path.string();
+  const auto failed = [&](const Status& s) {
+    return Status(s.code(), "store \"" + path + "\": " + s.message());
+  };
+  if (Status s = create_private_files(options.path); !s.ok()) return s;
+  // Locked before anything is read: leases in the file belong to no live process after this.
+  auto lock = sqlite::FileLock::acquire(path + ".lock");
+  if (!lock.ok()) return failed(lock.status());
+
+  std::unique_ptr<SqliteQueue> queue(new SqliteQueue(options, std::move(*lock)));
   auto writer = Connection::open(path, /*create=*/true);
   if (!writer.ok()) return writer.status();
   queue->writer_ = std::move(*writer);
-  if (Status s = sqlite::configure_connection(*queue->writer_); !s.ok()) {
-    return Status(s.code(), "open \"" + path + "\": " + s.message());
-  }
-  if (Status s = sqlite::create_schema(*queue->writer_); !s.ok()) {
-    return Status(s.code(), "open \"" + path + "\": " + s.message());
-  }
+  if (Status s = sqlite::configure_connection(*queue->writer_); !s.ok()) return failed(s);
+  if (Status s = sqlite::create_or_upgrade_schema(*queue->writer_); !s.ok()) return failed(s);
+  if (Status s = queue->recover_all_leases(); !s.ok()) return failed(s);
   for (std::size_t i = 0; i < std::max<std::size_t>(1, options.read_connections); ++i) {
     auto reader = Connection::open(path, /*create=*/false);
     if (!reader.ok()) return reader.status();
-    if (Status s = sqlite::configure_connection(**reader); !s.ok()) return s;
+    if (Status s = sqlite::configure_connection(**reader); !s.ok()) return failed(s);
     queue->idle_readers_.push_back(std::move(*reader));
   }
   queue->commit_thread_ = std::thread([q = queue.get()] { q->commit_loop(); });
@@ -173,9 +178,8 @@ SqliteQueue::~SqliteQueue() {
   if (commit_thread_.joinable()) commit_thread_.join();
 }
 
-Result<std::unique_ptr<Queue>> open_sqlite_queue(const std::string& path,
-                                                 SqliteQueueOptions options) {
-  auto queue = SqliteQueue::open(path, options);
+Result<std::unique_ptr<Queue>> open_sqlite_queue(SqliteQueueOptions options) {
+  auto queue = SqliteQueue::open(std::move(options));
   if (!queue.ok()) return queue.status();
   return std::unique_ptr<Queue>(std::move(*queue));
 }
@@ -298,8 +302,15 @@ void SqliteQueue::enqueue_async(NewDelivery delivery, EnqueueDone done) {
   {
     std::lock_guard lock(enqueue_mutex_);
     enqueue_waiting_.push_back(PendingEnqueue{std::move(delivery), std::move(done)});
+    ++enqueues_accepted_;
   }
   enqueue_arrived_.notify_one();
+}
+
+void SqliteQueue::drain() {
+  std::unique_lock lock(enqueue_mutex_);
+  const std::uint64_t accepted = enqueues_accepted_;
+  enqueue_done_.wait(lock, [&] { return enqueues_finished_ >= accepted; });
 }
 
 void SqliteQueue::commit_loop() {
@@ -323,8 +334,10 @@ void SqliteQueue::commit_loop() {
     lock.unlock();
     run_enqueue_batch(batch);
     for (PendingEnqueue& p : batch) p.done(std::move(p.result));
-    batch.clear();
     lock.lock();
+    enqueues_finished_ += batch.size();
+    batch.clear();
+    enqueue_done_.notify_all();
   }
 }
 
@@ -375,17 +388,21 @@ Result<Enqueued> SqliteQueue::insert_one(const NewDelivery& d) {
 
   auto insert = c.prepare(kInsertDelivery);
   if (!insert.ok()) return insert.status();
-  const bool claimed = d.lease_until.has_value();
+  const bool claimed = d.lease.has_value();
+  const std::int64_t now = clock_.now_ms();
   (*insert)->bind(1, d.id).bind(2, d.app_id).bind(3, d.task_id).bind(4, d.callback_url);
   (*insert)->bind_blob(5, d.body ? std::string_view(*d.body) : std::string_view());
   (*insert)->bind(
       6, static_cast<std::int64_t>(claimed ? DeliveryState::kInFlight : DeliveryState::kPending));
-  (*insert)->bind(7, to_unix_ms(claimed ? *d.lease_until : d.now));
-  (*insert)->bind(8, to_unix_ms(d.now));
+  (*insert)->bind(7, claimed ? now + d.lease->count() : now);
+  (*insert)->bind(8, to_unix_ms(d.created_at)).bind(9, d.host_key);
+  (*insert)->bind(10, claimed ? owner_ : std::int64_t{0}).bind(11, std::int64_t{claimed ? 1 : 0});
   if (Status s = (*insert)->run("insert delivery"); !s.ok()) return s;
   if (c.changes() == 1) {
-    return Enqueued{{d.id, claimed ? DeliveryState::kInFlight : DeliveryState::kPending, true},
-                    c.last_insert_rowid()};
+    Enqueued stored{{d.id, claimed ? DeliveryState::kInFlight : DeliveryState::kPending, true},
+                    std::nullopt};
+    if (claimed) stored.lease = LeaseToken{c.last_insert_rowid(), owner_, 1};
+    return stored;
   }
   // The task was enqueued before: answer with that delivery, change nothing.
   auto existing = c.prepare(kFindByTask);
@@ -393,7 +410,7 @@ Result<Enqueued> SqliteQueue::insert_one(const NewDelivery& d) {
   (*existing)->bind(1, d.app_id).bind(2, d.task_id);
   if ((*existing)->step() != SQLITE_ROW) return c.error("find existing delivery");
   return Enqueued{{(*existing)->text(1), static_cast<DeliveryState>((*existing)->int64(2)), false},
-                  (*existing)->int64(0)};
+                  std::nullopt};
 }
 
 Result<std::optional<EnqueueReceipt>> SqliteQueue::find_by_task(std::string_view app_id,
@@ -411,27 +428,44 @@ Result<std::optional<EnqueueReceipt>> SqliteQueue::find_by_task(std::string_view
 
 // --------------------------------------------------------------------- dispatch
 
-Result<std::vector<ClaimedDelivery>> SqliteQueue::claim(TimePoint now, std::size_t limit,
-                                                        TimePoint lease_until) {
+Status SqliteQueue::recover_all_leases() {
+  // The lock is ours, so whoever held these leases is gone: no need to wait them out.
+  return write_transaction(Durability::kOnDisk, [&](Connection& c) -> Status {
+    auto recover = c.prepare(kRecover);
+    if (!recover.ok()) return recover.status();
+    (*recover)->bind(1, clock_.now_ms()).bind(2, std::numeric_limits<std::int64_t>::max());
+    if (Status s = (*recover)->run("recover leases"); !s.ok()) return s;
+    recovered_at_open_ = static_cast<std::size_t>(c.changes());
+    return Status::Ok();
+  });
+}
+
+Result<std::vector<ClaimedDelivery>> SqliteQueue::claim(const ClaimRequest& request) {
   std::vector<ClaimedDelivery> claimed;
+  if (request.limit == 0) return claimed;
+  const std::string skip = skip_list(request.skip_hosts);
   Status s = write_transaction(Durability::kCrashSafe, [&](Connection& c) -> Status {
     auto rows = c.prepare(kClaim);
     if (!rows.ok()) return rows.status();
+    const std::int64_t now = clock_.now_ms();
     (*rows)
-        ->bind(1, to_unix_ms(now))
-        .bind(2, static_cast<std::int64_t>(limit))
-        .bind(3, to_unix_ms(lease_until));
+        ->bind(1, now)
+        .bind(2, static_cast<std::int64_t>(request.limit))
+        .bind(3, now + request.lease.count())
+        .bind(4, owner_)
+        .bind(5, skip);
     int rc;
     while ((rc = (*rows)->step()) == SQLITE_ROW) {
       ClaimedDelivery d;
-      d.seq = (*rows)->int64(0);
-      d.id = (*rows)->text(1);
-      d.app_id = (*rows)->text(2);
-      d.task_id = (*rows)->text(3);
-      d.callback_url = (*rows)->text(4);
-      d.body = std::make_shared<const std::string>((*rows)->text(5));
-      d.attempts_made = static_cast<int>((*rows)->int64(6));
-      d.budget_used = static_cast<int>((*rows)->int64(7));
+      d.lease = LeaseToken{(*rows)->int64(0), owner_, (*rows)->int64(1)};
+      d.id = (*rows)->text(2);
+      d.app_id = (*rows)->text(3);
+      d.task_id = (*rows)->text(4);
+      d.callback_url = (*rows)->text(5);
+      d.host_key = (*rows)->text(6);
+      d.body = std::make_shared<const std::string>((*rows)->text(7));
+      d.attempts_made = static_cast<int>((*rows)->int64(8));
+      d.budget_used = static_cast<int>((*rows)->int64(9));
       claimed.push_back(std::move(d));
     }
     return rc == SQLITE_DONE ? Status::Ok() : c.error("claim");
@@ -440,47 +474,85 @@ Result<std::vector<ClaimedDelivery>> SqliteQueue::claim(TimePoint now, std::size
   return claimed;
 }
 
-Status SqliteQueue::record(std::span<const AttemptRecord> records) {
-  if (records.empty()) return Status::Ok();
-  return write_transaction(Durability::kCrashSafe, [&](Connection& c) -> Status {
+Result<StaleTokens> SqliteQueue::renew(std::span<const LeaseToken> tokens, Millis lease) {
+  if (tokens.empty()) return StaleTokens{};
+  std::unordered_set<std::int64_t> live;
+  Status s = write_transaction(Durability::kCrashSafe, [&](Connection& c) -> Status {
+    auto rows = c.prepare(kRenew);
+    if (!rows.ok()) return rows.status();
+    (*rows)->bind(1, clock_.now_ms() + lease.count()).bind(2, owner_).bind(3, tokens_json(tokens));
+    int rc;
+    while ((rc = (*rows)->step()) == SQLITE_ROW) live.insert((*rows)->int64(0));
+    return rc == SQLITE_DONE ? Status::Ok() : c.error("renew leases");
+  });
+  if (!s.ok()) return s;
+  StaleTokens stale;
+  for (const LeaseToken& t : tokens) {
+    // A token of another owner never matches here: stale by definition.
+    if (t.owner != owner_ || !live.contains(t.seq)) stale.push_back(t);
+  }
+  return stale;
+}
+
+Result<StaleTokens> SqliteQueue::record(std::span<const AttemptRecord> records) {
+  StaleTokens stale;
+  if (records.empty()) return stale;
+  Status s = write_transaction(Durability::kCrashSafe, [&](Connection& c) -> Status {
+    stale.clear();  // a retried transaction starts over
+    const std::int64_t now = clock_.now_ms();
     for (const AttemptRecord& r : records) {
       auto finish = c.prepare(kFinishAttempt);
       if (!finish.ok()) return finish.status();
-      (*finish)->bind(1, r.seq).bind(2, static_cast<std::int64_t>(r.next_state));
-      (*finish)->bind(3, to_unix_ms(r.next_due_at)).bind(4, r.attempt.number);
+      const std::int64_t due =
+          r.next_state == DeliveryState::kPending ? now + r.retry_after.count() : now;
+      (*finish)->bind(1, r.lease.seq).bind(2, static_cast<std::int64_t>(r.next_state));
+      (*finish)->bind(3, due).bind(4, r.attempt.number);
+      (*finish)->bind(5, r.lease.owner).bind(6, r.lease.generation);
       if (Status s = (*finish)->run("finish attempt"); !s.ok()) return s;
-      if (c.changes() == 0) continue;  // no longer ours: its lease was recovered
+      if (c.changes() == 0) {
+        stale.push_back(r.lease);  // the lease ended and someone claimed it again
+        continue;
+      }
       auto insert = c.prepare(kInsertAttempt);
       if (!insert.ok()) return insert.status();
       const Attempt& a = r.attempt;
-      (*insert)->bind(1, r.seq).bind(2, a.number).bind(3, to_unix_ms(a.started_at));
+      (*insert)->bind(1, r.lease.seq).bind(2, a.number).bind(3, to_unix_ms(a.started_at));
       (*insert)->bind(4, a.duration.count()).bind(5, a.http_status).bind(6, to_string(a.error));
       (*insert)->bind(7, a.error_detail).bind_blob(8, a.response_head);
       if (Status s = (*insert)->run("insert attempt"); !s.ok()) return s;
     }
     return Status::Ok();
   });
+  if (!s.ok()) return s;
+  return stale;
 }
 
-Status SqliteQueue::release(std::span<const std::int64_t> seqs, TimePoint due_at) {
-  if (seqs.empty()) return Status::Ok();
-  return write_transaction(Durability::kCrashSafe, [&](Connection& c) -> Status {
-    for (std::int64_t seq : seqs) {
+Result<StaleTokens> SqliteQueue::release(std::span<const LeaseToken> tokens, Millis delay) {
+  StaleTokens stale;
+  if (tokens.empty()) return stale;
+  Status s = write_transaction(Durability::kCrashSafe, [&](Connection& c) -> Status {
+    stale.clear();
+    const std::int64_t due = clock_.now_ms() + delay.count();
+    for (const LeaseToken& t : tokens) {
       auto release = c.prepare(kRelease);
       if (!release.ok()) return release.status();
-      (*release)->bind(1, seq).bind(2, to_unix_ms(due_at));
+      (*release)->bind(1, t.seq).bind(2, due).bind(3, t.owner).bind(4, t.generation);
       if (Status s = (*release)->run("release"); !s.ok()) return s;
+      if (c.changes() == 0) stale.push_back(t);
     }
     return Status::Ok();
   });
+  if (!s.ok()) return s;
+  return stale;
 }
 
-Result<std::size_t> SqliteQueue::recover_expired_leases(TimePoint now) {
+Result<std::size_t> SqliteQueue::recover_expired_leases() {
   std::size_t recovered = 0;
   Status s = write_transaction(Durability::kCrashSafe, [&](Connection& c) -> Status {
     auto recover = c.prepare(kRecover);
     if (!recover.ok()) return recover.status();
-    (*recover)->bind(1, to_unix_ms(now));
+    const std::int64_t now = clock_.now_ms();
+    (*recover)->bind(1, now).bind(2, now);
     if (Status s = (*recover)->run("recover leases"); !s.ok()) return s;
     recovered = static_cast<std::size_t>(c.changes());
     return Status::Ok();
@@ -489,23 +561,24 @@ Result<std::size_t> SqliteQueue::recover_expired_leases(TimePoint now) {
   return recovered;
 }
 
-Result<std::optional<TimePoint>> SqliteQueue::next_due_at() {
+Result<std::optional<Millis>> SqliteQueue::next_due_in() {
   ReadLease lease = read_connection();
   auto row = (*lease).prepare(kNextDue);
   if (!row.ok()) return row.status();
   if ((*row)->step() != SQLITE_ROW) return (*lease).error("next due");
-  if ((*row)->is_null(0)) return std::optional<TimePoint>();
-  return std::optional<TimePoint>(from_unix_ms((*row)->int64(0)));
+  if ((*row)->is_null(0)) return std::optional<Millis>();
+  const std::int64_t wait = (*row)->int64(0) - clock_.now_ms();
+  return std::optional<Millis>(Millis(std::max<std::int64_t>(0, wait)));
 }
 
-Result<std::size_t> SqliteQueue::prune_delivered(TimePoint cutoff, std::size_t limit) {
+Result<std::size_t> SqliteQueue::prune_delivered(Millis age, std::size_t limit) {
   std::size_t pruned = 0;
   Status s = write_transaction(Durability::kCrashSafe, [&](Connection& c) -> Status {
     std::vector<std::int64_t> seqs;
     {
       auto old = c.prepare(kOldDelivered);
       if (!old.ok()) return old.status();
-      (*old)->bind(1, to_unix_ms(cutoff)).bind(2, static_cast<std::int64_t>(limit));
+      (*old)->bind(1, clock_.now_ms() - age.count()).bind(2, static_cast<std::int64_t>(limit));
       int rc;
       while ((rc = (*old)->step()) == SQLITE_ROW) seqs.push_back((*old)->int64(0));
       if (rc != SQLITE_DONE) return c.error("find old deliveries");
@@ -621,11 +694,11 @@ Result<DeliveryPage> SqliteQueue::list(const DeliveryFilter& filter) {
   return page;
 }
 
-Result<StateCounts> SqliteQueue::count_by_state() {
+Result<DeliveryCounts> SqliteQueue::count_by_state() {
   ReadLease lease = read_connection();
   auto rows = (*lease).prepare(kCountByState);
   if (!rows.ok()) return rows.status();
-  StateCounts counts{};
+  DeliveryCounts counts{};
   int rc;
   while ((rc = (*rows)->step()) == SQLITE_ROW) {
     const auto state = static_cast<std::size_t>((*rows)->int64(0));
@@ -648,12 +721,12 @@ Result<std::vector<std::pair<std::string, std::size_t>>> SqliteQueue::count_unfi
   return counts;
 }
 
-Result<Delivery> SqliteQueue::redeliver(std::string_view delivery_id, TimePoint now) {
+Result<Delivery> SqliteQueue::redeliver(std::string_view delivery_id) {
   bool changed = false;
   Status s = write_transaction(Durability::kOnDisk, [&](Connection& c) -> Status {
     auto update = c.prepare(kRedeliver);
     if (!update.ok()) return update.status();
-    (*update)->bind(1, delivery_id).bind(2, to_unix_ms(now));
+    (*update)->bind(1, delivery_id).bind(2, clock_.now_ms());
     if (Status s = (*update)->run("redeliver"); !s.ok()) return s;
     changed = c.changes() > 0;
     return Status::Ok();

@@ -3,6 +3,9 @@
 // fsync (group commit); reads run on a small pool of read connections beside the writer.
 #pragma once
 
+#include <callbackd/queue.h>
+#include <callbackd/sqlite_store.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <memory>
@@ -12,47 +15,53 @@
 #include <unordered_set>
 #include <vector>
 
-#include "queue.h"
+#include "file_lock.h"
 #include "sqlite_handle.h"
+#include "store_clock.h"
 
 namespace callbackd {
 
 class SqliteQueue final : public Queue {
  public:
-  static Result<std::unique_ptr<SqliteQueue>> open(const std::string& path,
-                                                   SqliteQueueOptions options);
+  static Result<std::unique_ptr<SqliteQueue>> open(SqliteQueueOptions options);
+  ~SqliteQueue() override;  // commits what is queued, then stops the commit thread
+
+  std::string describe() const override { return "sqlite:" + path_.string(); }
 
   Status insert_app(const StoredApp& app) override;
   Result<StoredApp> find_app(std::string_view app_id) override;
   Status update_app_secrets(const StoredApp& app) override;
 
-  ~SqliteQueue() override;  // commits what is queued, then stops the commit thread
-
   Result<Enqueued> enqueue(const NewDelivery& delivery) override;
   void enqueue_async(NewDelivery delivery, EnqueueDone done) override;
+  void drain() override;
   Result<std::optional<EnqueueReceipt>> find_by_task(std::string_view app_id,
                                                      std::string_view task_id) override;
 
-  Result<std::vector<ClaimedDelivery>> claim(TimePoint now, std::size_t limit,
-                                             TimePoint lease_until) override;
-  Status record(std::span<const AttemptRecord> records) override;
-  Status release(std::span<const std::int64_t> seqs, TimePoint due_at) override;
-  Result<std::size_t> recover_expired_leases(TimePoint now) override;
-  Result<std::optional<TimePoint>> next_due_at() override;
-  Result<std::size_t> prune_delivered(TimePoint cutoff, std::size_t limit) override;
+  Result<std::vector<ClaimedDelivery>> claim(const ClaimRequest& request) override;
+  Result<StaleTokens> renew(std::span<const LeaseToken> tokens, Millis lease) override;
+  Result<StaleTokens> record(std::span<const AttemptRecord> records) override;
+  Result<StaleTokens> release(std::span<const LeaseToken> tokens, Millis delay) override;
+  Result<std::size_t> recover_expired_leases() override;
+  Result<std::optional<Millis>> next_due_in() override;
+  Result<std::size_t> prune_delivered(Millis age, std::size_t limit) override;
 
   Result<std::optional<std::string>> get_setting(std::string_view key) override;
   Status put_setting(std::string_view key, std::string_view value) override;
 
   Result<Delivery> find_delivery(std::string_view delivery_id) override;
   Result<DeliveryPage> list(const DeliveryFilter& filter) override;
-  Result<StateCounts> count_by_state() override;
+  Result<DeliveryCounts> count_by_state() override;
   Result<std::vector<std::pair<std::string, std::size_t>>> count_unfinished_by_app() override;
-  Result<Delivery> redeliver(std::string_view delivery_id, TimePoint now) override;
+  Result<Delivery> redeliver(std::string_view delivery_id) override;
 
   // Commits of enqueue batches so far, and rows they carried: rows/commits is the group size.
   std::uint64_t enqueue_commits() const { return enqueue_commits_.load(); }
   std::uint64_t enqueued_rows() const { return enqueued_rows_.load(); }
+  // The owner written into this queue's lease tokens.
+  std::int64_t owner() const { return owner_; }
+  // Deliveries found in flight at open (left by a process that died) and made pending.
+  std::size_t recovered_at_open() const { return recovered_at_open_; }
 
  private:
   struct PendingEnqueue;
@@ -64,18 +73,24 @@ class SqliteQueue final : public Queue {
   // repeats an attempt, never loses a callback — and the next FULL commit makes them durable.
   enum class Durability { kOnDisk, kCrashSafe };
 
-  SqliteQueue() = default;
+  SqliteQueue(SqliteQueueOptions options, std::unique_ptr<sqlite::FileLock> lock);
   // Runs `work` inside BEGIN IMMEDIATE … COMMIT on the writer, rolling back if it fails.
   template <class Work>
   Status write_transaction(Durability durability, Work&& work);
   Status set_durability(Durability durability);  // REQUIRES: write_mutex_ held
+  Status recover_all_leases();
   void commit_loop();
   void run_enqueue_batch(std::vector<PendingEnqueue>& batch);
   Result<Enqueued> insert_one(const NewDelivery& delivery);
   bool app_known(const std::string& app_id);
   ReadLease read_connection();
   Result<std::vector<Attempt>> attempts_of(sqlite::Connection& c, std::int64_t seq);
-  Result<Delivery> delivery_where(sqlite::Connection& c, const char* sql, std::string_view key);
+
+  const std::filesystem::path path_;
+  const sqlite::StoreClock clock_;
+  const std::int64_t owner_;
+  std::unique_ptr<sqlite::FileLock> lock_;
+  std::size_t recovered_at_open_ = 0;
 
   std::mutex write_mutex_;
   std::unique_ptr<sqlite::Connection> writer_;
@@ -85,7 +100,10 @@ class SqliteQueue final : public Queue {
   // transaction, while what arrives meanwhile gathers for the next one.
   std::mutex enqueue_mutex_;
   std::condition_variable enqueue_arrived_;
+  std::condition_variable enqueue_done_;  // drain() waits on it
   std::vector<PendingEnqueue> enqueue_waiting_;
+  std::uint64_t enqueues_accepted_ = 0;  // under enqueue_mutex_
+  std::uint64_t enqueues_finished_ = 0;  // under enqueue_mutex_
   std::size_t last_batch_size_ = 1;
   bool stopping_ = false;
   std::thread commit_thread_;

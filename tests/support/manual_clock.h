@@ -10,12 +10,22 @@ namespace callbackd::testing {
 class ManualClock final : public Clock {
  public:
   explicit ManualClock(TimePoint start = from_unix_ms(1'700'000'000'000))
-      : ms_(to_unix_ms(start)) {}
-  TimePoint now() const override { return from_unix_ms(ms_.load()); }
-  void advance(Millis by) { ms_ += by.count(); }
+      : wall_ms_(to_unix_ms(start)) {}
+  TimePoint now() const override { return from_unix_ms(wall_ms_.load()); }
+  SteadyTime steady_now() const override { return SteadyTime(Millis(steady_ms_.load())); }
+
+  // Time passes: both clocks move.
+  void advance(Millis by) {
+    wall_ms_ += by.count();
+    steady_ms_ += by.count();
+  }
+  // Someone sets the wall clock (NTP, `date -s`): only the wall time jumps.
+  void step_wall(Millis by) { wall_ms_ += by.count(); }
 
  private:
-  std::atomic<std::int64_t> ms_;
+  std::atomic<std::int64_t> wall_ms_;
+  // Starts well away from zero so "earlier than start" arithmetic stays positive.
+  std::atomic<std::int64_t> steady_ms_{1'000'000'000};
 };
 
 }  // namespace callbackd::testing

@@ -49,7 +49,7 @@ enum class AttemptError {
   kReset,    // connection reset or closed mid-exchange
   kDns,      // the host name did not resolve
   kTls,      // TLS handshake or certificate verification failed
-  kBlocked,  // the network guard refused the address; never retried
+  kBlocked,  // the network guard refused every address the name resolved to
   kNetwork,  // any other transport failure
 };
 

@@ -1,6 +1,8 @@
 // The embedding API: open a store, create apps, enqueue finished tasks, watch them delivered.
 //
-//   auto engine = callbackd::Engine::open({.database_path = "callbackd.db"});
+//   auto queue = callbackd::open_sqlite_queue({.path = "data/callbackd.db"});  // sqlite_store.h
+//   auto engine = callbackd::Engine::open({.queue = std::move(*queue),
+//                                          .master_key_file = "/etc/callbackd/master.key"});
 //   auto app = (*engine)->create_app("acme");
 //   (*engine)->start();
 //   auto receipt = (*engine)->enqueue(app->app.id, "https://acme.example/hook", task);
@@ -12,6 +14,7 @@
 #include <callbackd/clock.h>
 #include <callbackd/delivery.h>
 #include <callbackd/payload.h>
+#include <callbackd/queue.h>
 #include <callbackd/status.h>
 
 #include <chrono>
@@ -34,13 +37,17 @@ class EngineObserver {
   // A callback was stored (created) or found already stored (!created); latency is the
   // time enqueue took, commit included.
   virtual void on_enqueued(std::chrono::microseconds /*latency*/, bool /*created*/) {}
-  // An attempt finished; next_state is where it moved its delivery.
+  // An attempt finished; next_state is where it moves its delivery.
   virtual void on_attempt(const Attempt& /*attempt*/, DeliveryState /*next_state*/) {}
+  // A write about a claimed delivery ("record", "renew" or "release") was refused because its
+  // lease had ended and the delivery was claimed again.
+  virtual void on_stale_lease(std::string_view /*write*/) {}
 };
 
 struct EngineOptions {
-  // The SQLite file; created with its schema when missing.
-  std::filesystem::path database_path = "callbackd.db";
+  // Where deliveries live (required): e.g. open_sqlite_queue() from <callbackd/sqlite_store.h>.
+  // One engine per queue; the engine holds a reference for its lifetime.
+  std::shared_ptr<Queue> queue;
 
   // Delay after each failed attempt; its length is the number of retries.
   std::vector<Millis> retry_schedule{30s, 60s, 120s, 300s, 600s};
@@ -65,11 +72,12 @@ struct EngineOptions {
   std::string ca_bundle_path;
 
   // Signing secrets are stored encrypted (AES-256-GCM) under a 32-byte master key the
-  // database never holds: `master_key` when set (64 hex digits or base64 of 32 bytes);
-  // otherwise the key file (same format), which is created with a fresh random key for a new
-  // database. A database sealed under another key, or with no key to be found, does not open.
+  // store never holds: `master_key` when set (64 hex digits or base64 of 32 bytes); otherwise
+  // the key file (same format), which is created with a fresh random key for a new store. One
+  // of the two is required. A store sealed under another key, or with no key to be found, does
+  // not open.
   std::string master_key;
-  std::filesystem::path master_key_file;  // empty: <database_path>.key
+  std::filesystem::path master_key_file;
   // How long a rotated-out secret keeps signing beside the new one (Standard Webhooks scheme).
   Millis secret_overlap = 24h;
 
@@ -91,8 +99,7 @@ Status validate(const EngineOptions& options);
 
 class Engine {
  public:
-  // Opens (or creates) the store and returns expired leases to pending. Does not send
-  // anything until start().
+  // Opens the engine on options.queue. Does not send anything until start().
   static Result<std::unique_ptr<Engine>> open(EngineOptions options);
   ~Engine();  // stop()s if still running
   Engine(const Engine&) = delete;
@@ -127,8 +134,9 @@ class Engine {
 
   // Starts dispatching on a background thread. Idempotent.
   void start();
-  // Stops claiming, lets attempts in flight finish (each within attempt_timeout), records
-  // them, and returns claimed-but-unstarted deliveries to pending. Idempotent.
+  // Stops claiming at once, lets attempts in flight finish (each within attempt_timeout),
+  // records them, and returns claimed-but-unstarted deliveries to pending. Enqueue still works
+  // meanwhile and after (new deliveries wait, pending, for the next start). Idempotent.
   void stop();
 
  private:

@@ -1,0 +1,190 @@
+#include "store_link.h"
+
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+
+namespace callbackd {
+namespace asio = boost::asio;
+
+namespace {
+
+// Delivered rows past retention are deleted in batches this size, so one prune never holds
+// the storage thread (and the renewals queued behind it) for long.
+constexpr std::size_t kPruneBatch = 1000;
+
+}  // namespace
+
+StoreLink::StoreLink(asio::io_context& io, Queue& queue, std::shared_ptr<const Clock> clock,
+                     Listener& listener)
+    : io_(io), queue_(queue), clock_(std::move(clock)), listener_(listener) {
+  asio::post(storage_thread_, [] { pthread_setname_np(pthread_self(), "callbackd-store"); });
+}
+
+StoreLink::~StoreLink() { storage_thread_.join(); }
+
+template <class Work, class Then>
+void StoreLink::run(Work work, Then then) {
+  asio::post(storage_thread_, [this, work = std::move(work), then = std::move(then)]() mutable {
+    auto result = work();
+    asio::post(io_, [then = std::move(then), result = std::move(result)]() mutable {
+      then(std::move(result));
+    });
+  });
+}
+
+bool StoreLink::idle() const {
+  return !claiming_ && !recording_ && !releasing_ && !renewing_ && !maintaining_ &&
+         records_.empty() && releases_.empty() && renewals_.empty();
+}
+
+// ---------------------------------------------------------------- claims
+
+void StoreLink::claim(ClaimRequest request) {
+  claiming_ = true;
+  const SteadyTime sent_at = clock_->steady_now();
+  struct Claimed {
+    Result<std::vector<ClaimedDelivery>> rows;
+    std::optional<Millis> next_due;
+  };
+  run(
+      [this, request = std::move(request)] {
+        Claimed out{queue_.claim(request), std::nullopt};
+        // Fewer than asked: nothing else is due now; say when something will be.
+        if (out.rows.ok() && out.rows->size() < request.limit) {
+          if (auto due = queue_.next_due_in(); due.ok()) out.next_due = *due;
+        }
+        return out;
+      },
+      [this, sent_at](Claimed out) {
+        claiming_ = false;
+        listener_.on_claimed(std::move(out.rows), out.next_due, sent_at);
+      });
+}
+
+// ---------------------------------------------------------------- records
+
+void StoreLink::record(AttemptRecord record) {
+  records_.push_back(std::move(record));
+  flush_records();
+}
+
+void StoreLink::flush_records() {
+  if (recording_ || records_.empty()) return;
+  recording_ = true;
+  auto batch = std::make_shared<std::vector<AttemptRecord>>(std::exchange(records_, {}));
+  run([this, batch] { return queue_.record(*batch); },
+      [this, batch](Result<StaleTokens> result) {
+        recording_ = false;
+        if (!result.ok()) {
+          // Nothing of the batch was stored; its leases are still held and renewed, so it is
+          // written again later rather than lost or sent again.
+          spdlog::error("event=record_failed count={} error=\"{}\"", batch->size(),
+                        result.status().to_string());
+          records_.insert(records_.begin(), std::make_move_iterator(batch->begin()),
+                          std::make_move_iterator(batch->end()));
+          return;
+        }
+        listener_.on_recorded(*batch, *result);
+        flush_records();
+      });
+}
+
+// ---------------------------------------------------------------- releases
+
+void StoreLink::release(LeaseToken token, Millis delay) {
+  releases_[delay].push_back(token);
+  flush_releases();
+}
+
+void StoreLink::flush_releases() {
+  if (releasing_ || releases_.empty()) return;
+  releasing_ = true;
+  auto first = releases_.begin();
+  const Millis delay = first->first;
+  auto batch = std::make_shared<std::vector<LeaseToken>>(std::move(first->second));
+  releases_.erase(first);
+  run([this, batch, delay] { return queue_.release(*batch, delay); },
+      [this, batch, delay](Result<StaleTokens> result) {
+        releasing_ = false;
+        if (!result.ok()) {
+          spdlog::error("event=release_failed count={} error=\"{}\"", batch->size(),
+                        result.status().to_string());
+          auto& again = releases_[delay];
+          again.insert(again.end(), batch->begin(), batch->end());
+          return;
+        }
+        listener_.on_released(*result);
+        flush_releases();
+      });
+}
+
+// ---------------------------------------------------------------- renewals
+
+void StoreLink::renew(std::vector<LeaseToken> tokens, Millis lease) {
+  renewals_.insert(renewals_.end(), tokens.begin(), tokens.end());
+  renewal_lease_ = lease;
+  flush_renewals();
+}
+
+void StoreLink::flush_renewals() {
+  if (renewing_ || renewals_.empty()) return;
+  renewing_ = true;
+  auto batch = std::make_shared<std::vector<LeaseToken>>(std::exchange(renewals_, {}));
+  const Millis lease = renewal_lease_;
+  const SteadyTime sent_at = clock_->steady_now();
+  run([this, batch, lease] { return queue_.renew(*batch, lease); },
+      [this, batch, sent_at](Result<StaleTokens> result) {
+        renewing_ = false;
+        if (!result.ok()) {
+          // The dispatcher asks again at its next tick, while the leases still run.
+          spdlog::error("event=renew_failed count={} error=\"{}\"", batch->size(),
+                        result.status().to_string());
+          return;
+        }
+        std::vector<LeaseToken> renewed;
+        renewed.reserve(batch->size());
+        for (const LeaseToken& t : *batch) {
+          if (std::find(result->begin(), result->end(), t) == result->end()) renewed.push_back(t);
+        }
+        listener_.on_renewed(renewed, *result, sent_at);
+        flush_renewals();
+      });
+}
+
+// ---------------------------------------------------------------- maintenance
+
+void StoreLink::maintain(bool recover, bool prune, Millis retention) {
+  // Renewals not yet sent go first: recovery must never take a lease that is being renewed.
+  recover = recover && renewals_.empty();
+  if (maintaining_ || (!recover && !prune)) return;
+  maintaining_ = true;
+  run(
+      [this, recover, prune, retention] {
+        if (recover) {
+          if (auto n = queue_.recover_expired_leases(); !n.ok()) {
+            spdlog::error("event=lease_recovery_failed error=\"{}\"", n.status().to_string());
+          } else if (*n > 0) {
+            spdlog::warn("event=leases_recovered count={}", *n);
+          }
+        }
+        if (!prune) return false;
+        auto n = queue_.prune_delivered(retention, kPruneBatch);
+        if (!n.ok()) spdlog::error("event=prune_failed error=\"{}\"", n.status().to_string());
+        return n.ok() && *n == kPruneBatch;
+      },
+      [this](bool more_to_prune) {
+        maintaining_ = false;
+        listener_.on_maintained(more_to_prune);
+      });
+}
+
+void StoreLink::retry() {
+  flush_records();
+  flush_releases();
+  flush_renewals();
+}
+
+}  // namespace callbackd

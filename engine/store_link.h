@@ -1,0 +1,87 @@
+// The dispatcher's round trips to the queue. Every Queue call blocks, so they run one at a
+// time on a storage thread of their own and their results are posted back to the io thread;
+// the io thread never waits on disk. Writes of one kind that pile up while another call runs
+// go together in the next call (one transaction for a batch of records, one statement for a
+// batch of renewals).
+//
+// Everything but the constructor and destructor runs on the io thread, listener calls too.
+#pragma once
+
+#include <callbackd/queue.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace callbackd {
+
+class StoreLink {
+ public:
+  class Listener {
+   public:
+    virtual ~Listener() = default;
+    // `sent_at`: when the claim was sent, the earliest its leases can have started.
+    virtual void on_claimed(Result<std::vector<ClaimedDelivery>> claimed,
+                            std::optional<Millis> next_due, SteadyTime sent_at) = 0;
+    // Records not stored (failed write) are sent again with the next batch.
+    virtual void on_recorded(const std::vector<AttemptRecord>& stored,
+                             const StaleTokens& stale) = 0;
+    virtual void on_released(const StaleTokens& stale) = 0;
+    virtual void on_renewed(const std::vector<LeaseToken>& renewed, const StaleTokens& stale,
+                            SteadyTime sent_at) = 0;
+    // A prune deleted a full batch: there is more to prune.
+    virtual void on_maintained(bool more_to_prune) = 0;
+  };
+
+  StoreLink(boost::asio::io_context& io, Queue& queue, std::shared_ptr<const Clock> clock,
+            Listener& listener);
+  ~StoreLink();  // waits for the storage thread's current call
+
+  // One claim at a time; claiming() says whether one is out.
+  void claim(ClaimRequest request);
+  bool claiming() const { return claiming_; }
+  // Stored in order, batched.
+  void record(AttemptRecord record);
+  // Back to pending `delay` from now, batched per delay.
+  void release(LeaseToken token, Millis delay);
+  // Extends these leases by `lease`; one renewal at a time, the next one batches the rest.
+  void renew(std::vector<LeaseToken> tokens, Millis lease);
+  // Lease recovery and pruning of delivered rows older than `retention`.
+  void maintain(bool recover, bool prune, Millis retention);
+  // Sends what is waiting again (after a failed write).
+  void retry();
+
+  // Nothing waiting or running: safe to stop.
+  bool idle() const;
+
+ private:
+  template <class Work, class Then>
+  void run(Work work, Then then);
+  void flush_records();
+  void flush_releases();
+  void flush_renewals();
+
+  boost::asio::io_context& io_;
+  Queue& queue_;
+  const std::shared_ptr<const Clock> clock_;
+  Listener& listener_;
+
+  bool claiming_ = false;
+  std::vector<AttemptRecord> records_;
+  bool recording_ = false;
+  std::map<Millis, std::vector<LeaseToken>> releases_;  // by delay
+  bool releasing_ = false;
+  std::vector<LeaseToken> renewals_;
+  Millis renewal_lease_{0};
+  bool renewing_ = false;
+  bool maintaining_ = false;
+
+  // Last member: its thread is joined first on destruction.
+  boost::asio::thread_pool storage_thread_{1};
+};
+
+}  // namespace callbackd

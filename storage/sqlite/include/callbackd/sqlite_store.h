@@ -1,0 +1,33 @@
+// The embedded store: a callbackd Queue in one SQLite file.
+//
+//   auto queue = callbackd::open_sqlite_queue({.path = "data/callbackd.db"});
+//   auto engine = callbackd::Engine::open({.queue = std::move(*queue),
+//                                          .master_key_file = "/etc/callbackd/master.key"});
+#pragma once
+
+#include <callbackd/clock.h>
+#include <callbackd/queue.h>
+#include <callbackd/status.h>
+
+#include <filesystem>
+#include <memory>
+
+namespace callbackd {
+
+struct SqliteQueueOptions {
+  // The database file; it and its directory are created when missing. Beside it live the WAL
+  // files and "<file>.lock".
+  std::filesystem::path path = "callbackd.db";
+  // Due times and leases are measured on its monotonic time (see callbackd/clock.h).
+  std::shared_ptr<const Clock> clock = system_clock();
+  // Read connections kept for find_delivery/list/count (WAL lets them run beside the writer).
+  std::size_t read_connections = 4;
+};
+
+// Opens or creates the store (WAL, synchronous=FULL: a callback is acknowledged once its
+// commit is on disk) and upgrades an older schema in place. One process per store: the file is
+// locked while the queue is open, and a second opener gets kFailedPrecondition naming the
+// holder's pid. Deliveries left in flight by a previous process are pending again at once.
+Result<std::unique_ptr<Queue>> open_sqlite_queue(SqliteQueueOptions options);
+
+}  // namespace callbackd

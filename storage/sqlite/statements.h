@@ -1,0 +1,77 @@
+// The SQL the SQLite queue runs, in one place so tests can EXPLAIN the very statements used.
+// Each text is a distinct literal: a connection caches its prepared form by address.
+#pragma once
+
+namespace callbackd::sqlite::statements {
+
+inline constexpr const char* kInsertApp =
+    "INSERT INTO apps (id, name, scheme, secret, previous_secret, previous_until, created_at) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+inline constexpr const char* kFindApp =
+    "SELECT id, name, scheme, secret, previous_secret, previous_until, created_at "
+    "FROM apps WHERE id = ?1";
+inline constexpr const char* kUpdateAppSecrets =
+    "UPDATE apps SET secret = ?2, previous_secret = ?3, previous_until = ?4 WHERE id = ?1";
+inline constexpr const char* kAppExists = "SELECT 1 FROM apps WHERE id = ?1";
+inline constexpr const char* kInsertDelivery =
+    "INSERT INTO deliveries (id, app_id, task_id, callback_url, body, state, due_at, "
+    "attempts_made, budget_used, created_at, host_key, lease_owner, lease_gen) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, 0, ?8, ?9, ?10, ?11) "
+    "ON CONFLICT (app_id, task_id) DO NOTHING";
+inline constexpr const char* kFindByTask =
+    "SELECT seq, id, state FROM deliveries WHERE app_id = ?1 AND task_id = ?2";
+// The skip test reads host_key from the index, so skipped rows cost an index step, not a row.
+inline constexpr const char* kClaim =
+    "UPDATE deliveries SET state = 1, due_at = ?3, lease_owner = ?4, lease_gen = lease_gen + 1 "
+    "WHERE seq IN (SELECT seq FROM deliveries WHERE state = 0 AND due_at <= ?1 "
+    "  AND instr(?5, char(31) || host_key || char(31)) = 0 ORDER BY due_at LIMIT ?2) "
+    "RETURNING seq, lease_gen, id, app_id, task_id, callback_url, host_key, body, "
+    "attempts_made, budget_used";
+// One statement renews every live lease of a batch; the rows it returns are the live ones.
+// The unary + keeps the planner off the state index: each token is one primary-key look-up.
+inline constexpr const char* kRenew =
+    "UPDATE deliveries SET due_at = ?1 "
+    "FROM (SELECT value ->> 0 AS s, value ->> 1 AS g FROM json_each(?3)) AS token "
+    "WHERE deliveries.seq = token.s AND deliveries.lease_gen = token.g "
+    "  AND +deliveries.state = 1 AND deliveries.lease_owner = ?2 "
+    "RETURNING deliveries.seq";
+inline constexpr const char* kFinishAttempt =
+    "UPDATE deliveries SET state = ?2, due_at = ?3, attempts_made = ?4, "
+    "budget_used = budget_used + 1 "
+    "WHERE seq = ?1 AND state = 1 AND lease_owner = ?5 AND lease_gen = ?6";
+inline constexpr const char* kInsertAttempt =
+    "INSERT OR REPLACE INTO attempts (delivery_seq, n, started_at, duration_ms, http_status, "
+    "error, error_detail, response_head) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+inline constexpr const char* kRelease =
+    "UPDATE deliveries SET state = 0, due_at = ?2 "
+    "WHERE seq = ?1 AND state = 1 AND lease_owner = ?3 AND lease_gen = ?4";
+inline constexpr const char* kRecover =
+    "UPDATE deliveries SET state = 0, due_at = ?1 WHERE state = 1 AND due_at <= ?2";
+inline constexpr const char* kNextDue = "SELECT min(due_at) FROM deliveries WHERE state = 0";
+inline constexpr const char* kOldDelivered =
+    "SELECT seq FROM deliveries WHERE state = 2 AND due_at < ?1 ORDER BY due_at LIMIT ?2";
+inline constexpr const char* kDeleteAttempts = "DELETE FROM attempts WHERE delivery_seq = ?1";
+inline constexpr const char* kDeleteDelivery = "DELETE FROM deliveries WHERE seq = ?1";
+inline constexpr const char* kGetSetting = "SELECT value FROM settings WHERE key = ?1";
+inline constexpr const char* kPutSetting =
+    "INSERT INTO settings (key, value) VALUES (?1, ?2) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+inline constexpr const char* kDeliveryById =
+    "SELECT seq, id, app_id, task_id, callback_url, state, due_at, created_at "
+    "FROM deliveries WHERE id = ?1";
+inline constexpr const char* kList =
+    "SELECT seq, id, app_id, task_id, callback_url, state, due_at, created_at FROM deliveries "
+    "WHERE seq > ?1 AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR app_id = ?3) "
+    "ORDER BY seq LIMIT ?4";
+inline constexpr const char* kAttempts =
+    "SELECT n, started_at, duration_ms, http_status, error, error_detail, response_head "
+    "FROM attempts WHERE delivery_seq = ?1 ORDER BY n";
+inline constexpr const char* kCountByState =
+    "SELECT state, count(*) FROM deliveries GROUP BY state";
+inline constexpr const char* kUnfinishedByApp =
+    "SELECT app_id, count(*) FROM deliveries WHERE state IN (0, 1) GROUP BY app_id";
+inline constexpr const char* kRedeliver =
+    "UPDATE deliveries SET state = 0, due_at = ?2, budget_used = 0 "
+    "WHERE id = ?1 AND state IN (2, 3)";
+
+}  // namespace callbackd::sqlite::statements
