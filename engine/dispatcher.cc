@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
+#include <utility>
 
 namespace callbackd {
 namespace asio = boost::asio;
@@ -32,6 +33,7 @@ HostSchedulerOptions scheduler_options(const DispatcherOptions& options) {
   s.max_per_host = options.max_in_flight_per_host;
   // An attempt holding its slot for a tenth of the bound is slow (at most a second).
   s.slow_attempt = std::clamp(options.attempt_timeout / 10, Millis(50), Millis(1000));
+  s.attempt_timeout = options.attempt_timeout;
   return s;
 }
 
@@ -116,10 +118,30 @@ void Dispatcher::maybe_finish_stop() {
 // ---------------------------------------------------------------- hand-off from enqueue
 
 bool Dispatcher::try_reserve(std::string_view host_key) {
-  std::lock_guard lock(scheduler_mutex_);
-  if (!accepting_ || !scheduler_.try_reserve(host_key)) return false;
-  ++reservations_;
-  return true;
+  std::optional<HostScheduler::Evicted> evicted;
+  bool reserved = false;
+  {
+    std::lock_guard lock(scheduler_mutex_);
+    if (!accepting_) return false;
+    reserved = scheduler_.try_reserve(host_key, evicted);
+    if (evicted) scheduler_.note_spilled(evicted->host);
+    if (reserved) {
+      ++reservations_;
+    } else {
+      scheduler_.note_spilled(host_key);  // the caller stores it pending instead
+    }
+  }
+  if (evicted) {
+    // Out of its line already: it goes back to the store, due at once, and its host is
+    // marked spilled, so a claim by host brings it back once that host has proved quick.
+    asio::post(io_, [this, job = evicted->job] {
+      auto it = held_.find(job);
+      if (it == held_.end() || it->second.running) return;
+      store_.release(it->second.delivery.lease, Millis(0));
+      held_.erase(it);
+    });
+  }
+  return reserved;
 }
 
 void Dispatcher::cancel_reservation(const std::string& host_key) {
@@ -171,7 +193,7 @@ bool Dispatcher::hold(ClaimedDelivery delivery, SteadyTime leased_at, bool reser
   const std::int64_t seq = delivery.lease.seq;
   {
     std::lock_guard lock(scheduler_mutex_);
-    if (!scheduler_.add(delivery.host_key, seq, reserved)) return false;
+    if (!scheduler_.add(delivery.host_key, seq, reserved, clock_->steady_now())) return false;
   }
   held_.insert_or_assign(seq, Held{std::move(delivery), leased_at + times_.lease});
   return true;
@@ -201,7 +223,7 @@ void Dispatcher::pump() {
     std::optional<HostScheduler::Pick> pick;
     {
       std::lock_guard lock(scheduler_mutex_);
-      pick = scheduler_.next();
+      pick = scheduler_.next(now);
     }
     if (!pick) return;
     auto it = held_.find(pick->job);
@@ -301,6 +323,7 @@ void Dispatcher::on_attempt_done(std::int64_t seq, TimePoint started_at, HttpRes
 
 void Dispatcher::on_claimed(Result<std::vector<ClaimedDelivery>> claimed,
                             std::optional<Millis> next_due, SteadyTime sent_at) {
+  const auto for_host = std::exchange(claiming_for_host_, std::nullopt);
   if (!claimed.ok()) {
     spdlog::error("event=claim_failed error=\"{}\"", claimed.status().to_string());
   } else {
@@ -323,15 +346,27 @@ void Dispatcher::on_claimed(Result<std::vector<ClaimedDelivery>> claimed,
         continue;
       }
       const LeaseToken token = d.lease;
+      const std::string host_key = d.host_key;
       if (!hold(std::move(d), sent_at, /*reserved=*/false)) {
         // Its host (or the host's pool) filled up since the claim was sized.
         store_.release(token, deferral(options_));
         ++refused;
+        std::lock_guard lock(scheduler_mutex_);
+        scheduler_.note_spilled(host_key);
       }
     }
-    // A full batch that all fitted: more may be due right now. A batch with rows that did not
-    // fit waits for the next tick, so a crowd of busy hosts is not claimed round and round.
-    if (refused == 0 && asked > 0 && !next_due) claim_wanted_ = true;
+    if (for_host) {
+      // As many as it had room for: the store may hold more of them.
+      if (asked >= for_host->second) {
+        std::lock_guard lock(scheduler_mutex_);
+        scheduler_.note_spilled(for_host->first);
+      }
+    } else if (refused == 0 && asked > 0 && !next_due) {
+      // A full batch that all fitted: more may be due right now. A batch with rows that did
+      // not fit waits for the next tick, so a crowd of busy hosts is not claimed round and
+      // round.
+      claim_wanted_ = true;
+    }
     pump();
   }
   if (next_due && !stopping_) arm_timer(clock_->steady_now() + *next_due);
@@ -374,9 +409,11 @@ void Dispatcher::on_renewed(const std::vector<LeaseToken>& renewed, const StaleT
     it->second.renewing = false;
   }
   for (const LeaseToken& token : stale) {
-    stale_write("renew", token);
     auto it = held_.find(token.seq);
+    // No longer held under this token: its attempt was recorded (or it was released) while
+    // the renewal was on its way, which is no one else's write.
     if (it == held_.end() || !(it->second.delivery.lease == token)) continue;
+    stale_write("renew", token);
     it->second.renewing = false;
     // Someone else holds it now: a waiting one must not start. A running one finishes, and
     // its record will be refused as stale too.
@@ -395,16 +432,24 @@ void Dispatcher::on_maintained(bool more_to_prune) {
 // ---------------------------------------------------------------- claims and the tick
 
 void Dispatcher::maybe_claim() {
-  if (!running_ || stopping_ || store_.claiming() || !claim_wanted_) return;
+  if (!running_ || stopping_ || store_.claiming()) return;
   ClaimRequest request;
   {
     std::lock_guard lock(scheduler_mutex_);
-    request.limit = std::min(options_.claim_batch, scheduler_.waiting_room());
-    if (request.limit == 0) return;  // a finishing attempt calls back here
-    request.skip_hosts = scheduler_.full_hosts(kMaxSkippedHosts);
+    // A quick host's overflow first: it is claimed by host, not behind other hosts' rows.
+    if (auto spilled = scheduler_.take_spilled()) {
+      request.limit = std::min(options_.claim_batch, spilled->room);
+      request.only_host = spilled->host;
+      claiming_for_host_.emplace(std::move(spilled->host), request.limit);
+    } else {
+      if (!claim_wanted_) return;
+      request.limit = std::min(options_.claim_batch, scheduler_.waiting_room());
+      if (request.limit == 0) return;  // a finishing attempt calls back here
+      request.skip_hosts = scheduler_.full_hosts(kMaxSkippedHosts);
+      claim_wanted_ = false;
+    }
   }
   request.lease = times_.lease;
-  claim_wanted_ = false;
   store_.claim(std::move(request));
 }
 

@@ -133,6 +133,8 @@ class Dispatcher : private StoreLink::Listener {
   bool running_ = false;
   bool stopping_ = false;
   bool claim_wanted_ = true;
+  // The claim out is for this one host's deliveries, at most this many (see take_spilled).
+  std::optional<std::pair<std::string, std::size_t>> claiming_for_host_;
   bool prune_wanted_ = true;
   std::function<void()> stop_done_;
 

@@ -12,6 +12,8 @@ constexpr std::size_t kLinePerSlot = 4;
 constexpr std::size_t kMinLine = 4;
 // Waiting room of a pool at the least, so small caps still leave room for several hosts.
 constexpr std::size_t kMinPoolWaiting = 64;
+// How long after its fresh callback arrived a host may use the unproven pool's fresh lane.
+constexpr Millis kFreshFor{250};
 // Weight of the newest duration in a host's moving average.
 constexpr double kAverageWeight = 0.5;
 
@@ -24,6 +26,10 @@ HostScheduler::HostScheduler(HostSchedulerOptions options) : options_(options) {
   pools_[index(HostPool::kQuick)].max_running = max;
   pools_[index(HostPool::kUnproven)].max_running = std::max<std::size_t>(1, max / 2);
   pools_[index(HostPool::kSlow)].max_running = std::max<std::size_t>(1, max / 4);
+  fresh_lane_ = pools_[index(HostPool::kUnproven)].max_running / 8;
+  if (fresh_lane_ > 0) {
+    fresh_lane_spacing_ = options_.attempt_timeout / static_cast<std::int64_t>(fresh_lane_);
+  }
   // Held jobs in all stay under twice the global cap (at the default caps), most of them for
   // quick hosts, which turn them over fastest.
   pools_[index(HostPool::kQuick)].max_waiting = std::max(kMinPoolWaiting, max);
@@ -72,13 +78,20 @@ std::size_t HostScheduler::line_limit(const Host& host) const {
   return std::min(std::max(kMinLine, kLinePerSlot * host.limit), pool_of(host).max_waiting / 2);
 }
 
-bool HostScheduler::has_room(const Host& host) const {
+std::size_t HostScheduler::room(const Host& host) const {
   const Pool& pool = pool_of(host);
-  return host.line.size() + host.reserved < line_limit(host) && pool.waiting < pool.max_waiting;
+  const std::size_t held = host.line.size() + host.reserved;
+  const std::size_t line_room = line_limit(host) - std::min(line_limit(host), held);
+  return std::min(line_room, pool.max_waiting - std::min(pool.max_waiting, pool.waiting));
 }
 
-bool HostScheduler::try_reserve(std::string_view key) {
+bool HostScheduler::try_reserve(std::string_view key, std::optional<Evicted>& evicted) {
   Host& host = find_or_add(key);
+  const Pool& pool = pool_of(host);
+  const bool line_has_room = host.line.size() + host.reserved < line_limit(host);
+  if (host.pool == HostPool::kUnproven && line_has_room && pool.waiting >= pool.max_waiting) {
+    evicted = evict_for(slot_by_key_.find(host.key)->second);
+  }
   if (!has_room(host)) return false;
   ++host.reserved;
   ++pool_of(host).waiting;
@@ -95,8 +108,9 @@ void HostScheduler::cancel_reservation(std::string_view key) {
   --waiting_;
 }
 
-bool HostScheduler::add(std::string_view key, JobId job, bool reserved) {
+bool HostScheduler::add(std::string_view key, JobId job, bool reserved, SteadyTime now) {
   Host& host = find_or_add(key);
+  if (reserved) host.fresh_until = now + kFreshFor;
   if (reserved && host.reserved > 0) {
     --host.reserved;  // the reservation's place in the counts becomes the job's
   } else {
@@ -106,7 +120,9 @@ bool HostScheduler::add(std::string_view key, JobId job, bool reserved) {
   }
   host.line.push_back(job);
   host.idle_since.reset();
-  rotate_in(slot_by_key_.find(host.key)->second);
+  const std::size_t slot = slot_by_key_.find(host.key)->second;
+  rotate_in(slot, /*backlog=*/!reserved);
+  list_waiting(slot);
   return true;
 }
 
@@ -121,13 +137,102 @@ bool HostScheduler::remove(std::string_view key, JobId job) {
   return true;
 }
 
+void HostScheduler::list_waiting(std::size_t slot) {
+  Host& host = slots_[slot];
+  if (host.in_waiting_list || host.line.empty()) return;
+  host.in_waiting_list = true;
+  pool_of(host).waiting_hosts.push_back(Entry{slot, host.ticket});
+}
+
+std::optional<HostScheduler::Evicted> HostScheduler::evict_for(std::size_t taker) {
+  Pool& pool = pool_of(slots_[taker]);
+  // Each listed host is looked at once at most; the taker never gives to itself.
+  for (std::size_t looked = pool.waiting_hosts.size(); looked > 0; --looked) {
+    const Entry entry = pool.waiting_hosts.front();
+    pool.waiting_hosts.pop_front();
+    Host& host = slots_[entry.slot];
+    if (host.ticket != entry.ticket || !host.in_waiting_list) continue;  // stale
+    host.in_waiting_list = false;
+    if (host.line.empty()) continue;
+    if (entry.slot == taker) {
+      list_waiting(entry.slot);
+      continue;
+    }
+    Evicted evicted{host.key, host.line.back()};
+    host.line.pop_back();
+    --pool.waiting;
+    --waiting_;
+    list_waiting(entry.slot);  // back of the list: the next eviction takes from another host
+    return evicted;
+  }
+  return std::nullopt;
+}
+
+// ---------------------------------------------------------------- spilled hosts
+
+void HostScheduler::note_spilled(std::string_view key) {
+  auto it = slot_by_key_.find(key);
+  if (it == slot_by_key_.end()) return;
+  slots_[it->second].spilled = true;
+  list_spilled(it->second);
+}
+
+void HostScheduler::list_spilled(std::size_t slot) {
+  Host& host = slots_[slot];
+  if (!host.spilled || host.in_spilled_list || host.pool != HostPool::kQuick) return;
+  host.in_spilled_list = true;
+  spilled_quick_.push_back(Entry{slot, host.ticket});
+}
+
+std::optional<HostScheduler::SpilledHost> HostScheduler::take_spilled() {
+  // Hosts without room go to the back; each is looked at once per call at most.
+  for (std::size_t looked = spilled_quick_.size(); looked > 0; --looked) {
+    const Entry entry = spilled_quick_.front();
+    spilled_quick_.pop_front();
+    Host& host = slots_[entry.slot];
+    if (host.ticket != entry.ticket || !host.in_spilled_list) continue;  // stale
+    if (host.pool != HostPool::kQuick) {
+      host.in_spilled_list = false;  // listed again if it becomes quick
+      continue;
+    }
+    const std::size_t free = room(host);
+    if (free == 0) {
+      spilled_quick_.push_back(entry);
+      continue;
+    }
+    host.in_spilled_list = false;
+    host.spilled = false;
+    return SpilledHost{host.key, free};
+  }
+  return std::nullopt;
+}
+
 // ---------------------------------------------------------------- picking
 
-void HostScheduler::rotate_in(std::size_t slot) {
+void HostScheduler::rotate_in(std::size_t slot, bool backlog) {
   Host& host = slots_[slot];
   if (host.in_rotation || host.line.empty() || host.running >= host.limit) return;
   host.in_rotation = true;
-  pool_of(host).rotation.push_back(Entry{slot, host.ticket});
+  Pool& pool = pool_of(host);
+  if (backlog && host.pool == HostPool::kUnproven) {
+    pool.rotation.push_front(Entry{slot, host.ticket});
+  } else {
+    pool.rotation.push_back(Entry{slot, host.ticket});
+  }
+}
+
+HostScheduler::Pick HostScheduler::start(Pool& pool, std::size_t slot) {
+  Host& host = slots_[slot];
+  host.in_rotation = false;
+  Pick pick{host.key, host.line.front()};
+  host.line.pop_front();
+  --pool.waiting;
+  --waiting_;
+  ++host.running;
+  ++pool.running;
+  ++running_;
+  rotate_in(slot);  // back of the rotation: one start per host per turn
+  return pick;
 }
 
 std::optional<HostScheduler::Pick> HostScheduler::take_from(Pool& pool, bool newest) {
@@ -142,20 +247,28 @@ std::optional<HostScheduler::Pick> HostScheduler::take_from(Pool& pool, bool new
     if (host.ticket != entry.ticket || !host.in_rotation) continue;  // stale entry
     host.in_rotation = false;
     if (host.line.empty() || host.running >= host.limit) continue;
-    Pick pick{host.key, host.line.front()};
-    host.line.pop_front();
-    --pool.waiting;
-    --waiting_;
-    ++host.running;
-    ++pool.running;
-    ++running_;
-    rotate_in(entry.slot);  // back of the rotation: one start per host per turn
-    return pick;
+    return start(pool, entry.slot);
   }
   return std::nullopt;
 }
 
-std::optional<HostScheduler::Pick> HostScheduler::next() {
+std::optional<HostScheduler::Pick> HostScheduler::take_fresh(Pool& pool, SteadyTime now) {
+  while (!pool.rotation.empty()) {
+    const Entry entry = pool.rotation.back();
+    Host& host = slots_[entry.slot];
+    const bool current = host.ticket == entry.ticket && host.in_rotation;
+    if (current && !host.line.empty() && host.running < host.limit) {
+      if (now >= host.fresh_until) return std::nullopt;  // the newest is not fresh: none is
+      pool.rotation.pop_back();
+      return start(pool, entry.slot);
+    }
+    pool.rotation.pop_back();
+    if (current) host.in_rotation = false;
+  }
+  return std::nullopt;
+}
+
+std::optional<HostScheduler::Pick> HostScheduler::next(SteadyTime now) {
   if (running_ >= options_.max_in_flight) return std::nullopt;
   // Round-robin over the pools, skipping one that is empty or at its share.
   static constexpr HostPool kOrder[] = {HostPool::kQuick, HostPool::kUnproven, HostPool::kSlow};
@@ -164,12 +277,17 @@ std::optional<HostScheduler::Pick> HostScheduler::next() {
     next_pool_ = (next_pool_ + 1) % 3;
     Pool& pool = pools_[index(which)];
     if (pool.running >= pool.max_running || pool.rotation.empty()) continue;
-    bool newest = false;
-    if (which == HostPool::kUnproven) {
-      newest = unproven_newest_next_;
+    std::optional<Pick> pick;
+    if (which != HostPool::kUnproven) {
+      pick = take_from(pool, /*newest=*/false);
+    } else if (pool.running >= pool.max_running - fresh_lane_) {
+      if (now >= fresh_lane_opens_) pick = take_fresh(pool, now);
+      if (pick) fresh_lane_opens_ = now + fresh_lane_spacing_;
+    } else {
+      pick = take_from(pool, unproven_newest_next_);
       unproven_newest_next_ = !unproven_newest_next_;
     }
-    if (auto pick = take_from(pool, newest)) return pick;
+    if (pick) return pick;
   }
   return std::nullopt;
 }
@@ -186,10 +304,14 @@ void HostScheduler::move_to_pool(Host& host, std::size_t slot, HostPool to) {
   into.running += host.running;
   into.waiting += waiting;
   host.pool = to;
-  // Its entry in the old pool's rotation is stale now; join the new one.
+  // Its entries in the old pool's lists are stale now; join the new pool's.
   ++host.ticket;
   host.in_rotation = false;
+  host.in_waiting_list = false;
+  host.in_spilled_list = false;
   rotate_in(slot);
+  list_waiting(slot);
+  list_spilled(slot);
 }
 
 void HostScheduler::finished(std::string_view key, std::optional<AttemptOutcome> outcome,

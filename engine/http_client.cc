@@ -8,6 +8,7 @@
 
 #include <curl/curl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/asio/ip/address.hpp>
@@ -26,6 +27,11 @@ namespace {
 void ensure_curl_initialized() {
   static const CURLcode initialized = curl_global_init(CURL_GLOBAL_DEFAULT);
   if (initialized != CURLE_OK) throw std::bad_alloc();
+}
+
+ino_t inode_of(int fd) {
+  struct stat info {};
+  return ::fstat(fd, &info) == 0 ? info.st_ino : 0;
 }
 
 std::optional<asio::ip::address> to_address(const struct sockaddr* address) {
@@ -107,8 +113,14 @@ class HttpClient::Impl {
   // A descriptor curl asked us to wait on. Sockets we opened are closed by close_socket();
   // others (e.g. the resolver's wake-up pipe) are watched through a duplicate we close at
   // CURL_POLL_REMOVE, so curl's own close never races our waits.
+  //
+  // curl does not always close through close_socket(): a connect it gives up on (a timeout)
+  // is closed directly, and the kernel hands the number out again. So each watch remembers
+  // which file curl's descriptor was (its inode), and a watch found for a number that now
+  // names another file is stale: it is dropped without closing anything.
   struct Watch {
     asio::posix::stream_descriptor descriptor;
+    ino_t inode = 0;  // of curl's descriptor when the watch was made
     int wanted = CURL_POLL_NONE;
     bool reading = false;
     bool writing = false;
@@ -123,6 +135,8 @@ class HttpClient::Impl {
   static std::size_t on_body(char* data, std::size_t size, std::size_t count, void* transfer);
 
   void wait(curl_socket_t fd, const std::shared_ptr<Watch>& watch, bool for_write);
+  // The watch for `fd`, after dropping one that belongs to a file curl has since closed.
+  std::unordered_map<curl_socket_t, std::shared_ptr<Watch>>::iterator live_watch(curl_socket_t fd);
   void arm_timer(std::chrono::steady_clock::time_point at);
   void act(curl_socket_t fd, int events);
   void collect_finished();
@@ -286,10 +300,29 @@ curl_socket_t HttpClient::Impl::open_socket(void* transfer_ptr, curlsocktype pur
   ++t->addresses_allowed;
   const int fd = ::socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
   if (fd < 0) return CURL_SOCKET_BAD;
+  self->live_watch(fd);  // a watch left for this number belonged to a closed socket
   auto watch = std::make_shared<Watch>(self->io_, fd);
+  watch->inode = inode_of(fd);
   watch->owned_by_us = true;
   self->watches_[fd] = std::move(watch);
   return fd;
+}
+
+std::unordered_map<curl_socket_t, std::shared_ptr<HttpClient::Impl::Watch>>::iterator
+HttpClient::Impl::live_watch(curl_socket_t fd) {
+  auto it = watches_.find(fd);
+  if (it == watches_.end() || it->second->inode == inode_of(fd)) return it;
+  Watch& stale = *it->second;
+  boost::system::error_code ignored;
+  stale.wanted = CURL_POLL_NONE;
+  if (stale.owned_by_us) {
+    // curl closed it already: forget the number without closing whatever holds it now.
+    (void)stale.descriptor.release();
+  } else {
+    stale.descriptor.close(ignored);  // our duplicate
+  }
+  watches_.erase(it);
+  return watches_.end();
 }
 
 int HttpClient::Impl::close_socket(void* client, curl_socket_t fd) {
@@ -307,7 +340,7 @@ int HttpClient::Impl::close_socket(void* client, curl_socket_t fd) {
 
 int HttpClient::Impl::on_socket(CURL*, curl_socket_t fd, int what, void* client, void*) {
   auto* self = static_cast<Impl*>(client);
-  auto it = self->watches_.find(fd);
+  auto it = self->live_watch(fd);
   if (what == CURL_POLL_REMOVE) {
     if (it == self->watches_.end()) return 0;
     boost::system::error_code ignored;
@@ -322,7 +355,9 @@ int HttpClient::Impl::on_socket(CURL*, curl_socket_t fd, int what, void* client,
   if (it == self->watches_.end()) {
     const int copy = ::dup(fd);
     if (copy < 0) return -1;
-    it = self->watches_.emplace(fd, std::make_shared<Watch>(self->io_, copy)).first;
+    auto watch = std::make_shared<Watch>(self->io_, copy);
+    watch->inode = inode_of(fd);
+    it = self->watches_.emplace(fd, std::move(watch)).first;
   }
   std::shared_ptr<Watch> watch = it->second;
   watch->wanted = what;

@@ -52,8 +52,9 @@ void StoreLink::claim(ClaimRequest request) {
   run(
       [this, request = std::move(request)] {
         Claimed out{queue_.claim(request), std::nullopt};
-        // Fewer than asked: nothing else is due now; say when something will be.
-        if (out.rows.ok() && out.rows->size() < request.limit) {
+        // Fewer than asked: nothing else is due now; say when something will be. (A claim for
+        // one host says nothing about the others.)
+        if (!request.only_host && out.rows.ok() && out.rows->size() < request.limit) {
           if (auto due = queue_.next_due_in(); due.ok()) out.next_due = *due;
         }
         return out;

@@ -197,6 +197,84 @@ TEST_F(EngineTest, ManualClockRetryIsNeverEarly) {
   EXPECT_EQ(receiver.count(), 6u);
 }
 
+struct StaleLeaseCounter final : EngineObserver {
+  void on_stale_lease(std::string_view) override { ++count; }
+  std::atomic<int> count{0};
+};
+
+// Deliveries wait in a host's line while the clock runs far past any lease: the dispatcher
+// keeps renewing what it holds, so nothing is recovered under it and sent a second time.
+TEST_F(EngineTest, HeldLeasesOutliveAClockRunningPastThem) {
+  Receiver receiver([](const ReceivedRequest&) { return Reply{.status = 204, .delay = 100ms}; });
+  auto clock = std::make_shared<ManualClock>();
+  auto stale = std::make_shared<StaleLeaseCounter>();
+  EngineOptions options = fast_options();
+  options.clock = clock;
+  options.max_in_flight_per_host = 1;
+  options.observer = stale;
+  auto engine = open(options);
+  auto app = engine->create_app("acme");
+  engine->start();
+  std::set<std::string> ids;
+  for (int i = 0; i < 8; ++i) {
+    ids.insert(engine->enqueue(app->app.id, receiver.url(), completed("held-" + std::to_string(i)))
+                   ->delivery_id);
+  }
+  // Each step is longer than a whole lease (a few seconds at a 2 s attempt bound), and a
+  // couple of the dispatcher's ticks pass between steps, as they would in real time.
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (receiver.count() < ids.size() && std::chrono::steady_clock::now() < deadline) {
+    clock->advance(30s);
+    std::this_thread::sleep_for(25ms);
+  }
+  ASSERT_EQ(receiver.count(), ids.size());
+  for (const std::string& id : ids) {
+    EXPECT_TRUE(wait_for_state(*engine, id, DeliveryState::kDelivered)) << id;
+  }
+  std::this_thread::sleep_for(100ms);  // a second send would come within a tick or two
+  std::set<std::string> sent;
+  for (const auto& r : receiver.requests()) {
+    EXPECT_TRUE(sent.insert(r.headers.at("x-callback-id")).second)
+        << r.headers.at("x-callback-id") << " was sent twice";
+    EXPECT_EQ(r.headers.at("x-callback-attempt"), "1");
+  }
+  EXPECT_EQ(sent, ids);
+  EXPECT_EQ(stale->count.load(), 0);
+}
+
+// Setting the wall clock an hour forward or back between attempts changes the recorded start
+// times and nothing else: each retry still waits out its delay.
+TEST_F(EngineTest, AWallClockStepChangesOnlyTimestamps) {
+  Receiver receiver([](const ReceivedRequest&) { return Reply{.status = 500}; });
+  auto clock = std::make_shared<ManualClock>();
+  EngineOptions options = fast_options();
+  options.retry_schedule = {30s, 60s};
+  options.clock = clock;
+  auto engine = open(options);
+  auto app = engine->create_app("acme");
+  engine->start();
+  auto receipt = engine->enqueue(app->app.id, receiver.url(), completed("step"));
+  const auto recorded = [&](std::size_t n) {
+    return wait_until([&] { return engine->delivery(receipt->delivery_id)->attempts.size() == n; },
+                      10s);
+  };
+  ASSERT_TRUE(recorded(1));
+
+  clock->step_wall(1h);
+  std::this_thread::sleep_for(60ms);  // several poll intervals
+  EXPECT_EQ(receiver.count(), 1u) << "a wall-clock step brought the retry forward";
+  clock->advance(30s);
+  ASSERT_TRUE(recorded(2));
+
+  clock->step_wall(-2h);
+  clock->advance(60s);
+  ASSERT_TRUE(recorded(3)) << "a wall-clock step back held the retry up";
+  const Delivery d = *engine->delivery(receipt->delivery_id);
+  EXPECT_EQ(d.state, DeliveryState::kDead);
+  EXPECT_GE(d.attempts[1].started_at - d.attempts[0].started_at, 1h + 30s);
+  EXPECT_LE(d.attempts[2].started_at - d.attempts[1].started_at, -2h + 60s + 1s);
+}
+
 TEST_F(EngineTest, NonSuccessStatusesFailAndRedirectsAreNotFollowed) {
   std::atomic<int> status{500};
   Receiver receiver([&](const ReceivedRequest& r) {

@@ -4,9 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
+#include <filesystem>
+#include <functional>
+#include <map>
 #include <optional>
 
 #include "receiver.h"
+#include "unreachable_hosts.h"
+#include "wait.h"
 
 namespace callbackd {
 namespace {
@@ -133,6 +138,54 @@ TEST_F(HttpClientTest, ANameWithOneRefusedAddressFailsForItsOwnReason) {
   const std::uint16_t closed = testing::unused_loopback_port();
   HttpResponse refused = post(*client_for(closed), url(closed));
   EXPECT_EQ(refused.error, AttemptError::kRefused) << refused.error_detail;
+}
+
+std::size_t open_descriptors() {
+  return static_cast<std::size_t>(std::distance(
+      std::filesystem::directory_iterator("/proc/self/fd"), std::filesystem::directory_iterator()));
+}
+
+// curl closes a connect it gives up on without telling us, and the kernel hands the same
+// descriptor number to the next socket: that socket must work (it used to be closed under curl,
+// failing "after 0 ms"), and nothing may leak.
+TEST_F(HttpClientTest, ConnectsCutAtTheirTimeoutLeaveTheNextConnectionAlone) {
+  testing::UnreachableHosts down;
+  Receiver healthy;
+  {
+    HttpClient warm_up(io_, options_);  // the loop's own descriptors exist from here on
+    ASSERT_EQ(post(warm_up, healthy.url()).error, AttemptError::kNone);
+  }
+  // Counted with the receiver's side of the warm-up connection perhaps still open.
+  const std::size_t descriptors_before = open_descriptors();
+  std::map<AttemptError, int> outcomes;
+  int healthy_ok = 0, healthy_sent = 0;
+  {
+    HttpClient client(io_, options_);
+    int started = 0, finished = 0;
+    std::function<void()> start_one = [&] {
+      const std::size_t host = static_cast<std::size_t>(started++);
+      client.post(
+          HttpRequest{down.url(host), {}, std::make_shared<const std::string>("{}"), 200ms},
+          [&](HttpResponse r) {
+            ++outcomes[r.error];
+            if (++finished % 10 == 0) {
+              ++healthy_sent;
+              client.post(
+                  HttpRequest{healthy.url(), {}, std::make_shared<const std::string>("{}"), 2s},
+                  [&](HttpResponse h) { healthy_ok += h.error == AttemptError::kNone; });
+            }
+            if (started < 300) start_one();
+          });
+    };
+    for (int i = 0; i < 32; ++i) start_one();
+    io_.restart();
+    io_.run_for(30s);
+  }
+  EXPECT_EQ(outcomes[AttemptError::kTimeout], 300) << "some connects failed at once";
+  EXPECT_EQ(healthy_ok, healthy_sent);
+  // The receiver closes its side of the kept-alive connections once it sees them closed.
+  EXPECT_TRUE(testing::wait_until([&] { return open_descriptors() <= descriptors_before; }, 5s))
+      << open_descriptors() << " descriptors open, " << descriptors_before << " before";
 }
 
 TEST_F(HttpClientTest, AGuardThatThrowsRefusesTheAddress) {

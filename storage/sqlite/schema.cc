@@ -40,6 +40,7 @@ CREATE TABLE deliveries (
   UNIQUE (app_id, task_id)
 );
 CREATE INDEX deliveries_by_state_due ON deliveries (state, due_at, host_key);
+CREATE INDEX deliveries_by_host ON deliveries (host_key, state, due_at);
 
 CREATE TABLE attempts (
   delivery_seq INTEGER NOT NULL,
@@ -64,6 +65,7 @@ ALTER TABLE deliveries ADD COLUMN lease_gen INTEGER NOT NULL DEFAULT 0;
 UPDATE deliveries SET host_key = callback_url;
 DROP INDEX deliveries_by_state_due;
 CREATE INDEX deliveries_by_state_due ON deliveries (state, due_at, host_key);
+CREATE INDEX deliveries_by_host ON deliveries (host_key, state, due_at);
 )sql";
 
 Result<std::int64_t> user_version(Connection& connection) {

@@ -434,6 +434,7 @@ Status SqliteQueue::recover_all_leases() {
     auto recover = c.prepare(kRecover);
     if (!recover.ok()) return recover.status();
     (*recover)->bind(1, clock_.now_ms()).bind(2, std::numeric_limits<std::int64_t>::max());
+    (*recover)->bind(3, owner_);
     if (Status s = (*recover)->run("recover leases"); !s.ok()) return s;
     recovered_at_open_ = static_cast<std::size_t>(c.changes());
     return Status::Ok();
@@ -445,7 +446,7 @@ Result<std::vector<ClaimedDelivery>> SqliteQueue::claim(const ClaimRequest& requ
   if (request.limit == 0) return claimed;
   const std::string skip = skip_list(request.skip_hosts);
   Status s = write_transaction(Durability::kCrashSafe, [&](Connection& c) -> Status {
-    auto rows = c.prepare(kClaim);
+    auto rows = c.prepare(request.only_host ? kClaimForHost : kClaim);
     if (!rows.ok()) return rows.status();
     const std::int64_t now = clock_.now_ms();
     (*rows)
@@ -453,7 +454,7 @@ Result<std::vector<ClaimedDelivery>> SqliteQueue::claim(const ClaimRequest& requ
         .bind(2, static_cast<std::int64_t>(request.limit))
         .bind(3, now + request.lease.count())
         .bind(4, owner_)
-        .bind(5, skip);
+        .bind(5, request.only_host ? *request.only_host : skip);
     int rc;
     while ((rc = (*rows)->step()) == SQLITE_ROW) {
       ClaimedDelivery d;
@@ -552,7 +553,7 @@ Result<std::size_t> SqliteQueue::recover_expired_leases() {
     auto recover = c.prepare(kRecover);
     if (!recover.ok()) return recover.status();
     const std::int64_t now = clock_.now_ms();
-    (*recover)->bind(1, now).bind(2, now);
+    (*recover)->bind(1, now).bind(2, now).bind(3, owner_);
     if (Status s = (*recover)->run("recover leases"); !s.ok()) return s;
     recovered = static_cast<std::size_t>(c.changes());
     return Status::Ok();

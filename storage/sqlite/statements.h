@@ -27,6 +27,13 @@ inline constexpr const char* kClaim =
     "  AND instr(?5, char(31) || host_key || char(31)) = 0 ORDER BY due_at LIMIT ?2) "
     "RETURNING seq, lease_gen, id, app_id, task_id, callback_url, host_key, body, "
     "attempts_made, budget_used";
+// One endpoint's due deliveries, oldest first, straight off the (host_key, state, due_at) index.
+inline constexpr const char* kClaimForHost =
+    "UPDATE deliveries SET state = 1, due_at = ?3, lease_owner = ?4, lease_gen = lease_gen + 1 "
+    "WHERE seq IN (SELECT seq FROM deliveries WHERE host_key = ?5 AND state = 0 AND due_at <= ?1 "
+    "  ORDER BY due_at LIMIT ?2) "
+    "RETURNING seq, lease_gen, id, app_id, task_id, callback_url, host_key, body, "
+    "attempts_made, budget_used";
 // One statement renews every live lease of a batch; the rows it returns are the live ones.
 // The unary + keeps the planner off the state index: each token is one primary-key look-up.
 inline constexpr const char* kRenew =
@@ -45,8 +52,10 @@ inline constexpr const char* kInsertAttempt =
 inline constexpr const char* kRelease =
     "UPDATE deliveries SET state = 0, due_at = ?2 "
     "WHERE seq = ?1 AND state = 1 AND lease_owner = ?3 AND lease_gen = ?4";
+// Leases of other owners only: a queue instance renews what it holds and never takes its own.
 inline constexpr const char* kRecover =
-    "UPDATE deliveries SET state = 0, due_at = ?1 WHERE state = 1 AND due_at <= ?2";
+    "UPDATE deliveries SET state = 0, due_at = ?1 "
+    "WHERE state = 1 AND due_at <= ?2 AND lease_owner != ?3";
 inline constexpr const char* kNextDue = "SELECT min(due_at) FROM deliveries WHERE state = 0";
 inline constexpr const char* kOldDelivered =
     "SELECT seq FROM deliveries WHERE state = 2 AND due_at < ?1 ORDER BY due_at LIMIT ?2";

@@ -26,6 +26,7 @@ class DaemonProcess {
   // nullopt if the process exited or the timeout passed first.
   std::optional<int> wait_listening(std::chrono::milliseconds timeout = std::chrono::seconds(15));
   std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  pid_t pid() const { return pid_; }
 
   void signal(int signal_number);
   // Waits for the exit; returns the exit code, 128+signal when killed, or nullopt on timeout.

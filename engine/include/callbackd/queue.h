@@ -88,6 +88,9 @@ struct ClaimRequest {
   // Endpoints (host_key) whose deliveries are left where they are: their dispatcher has no
   // room for more.
   std::vector<std::string> skip_hosts;
+  // When set, only this endpoint's due deliveries, oldest first (skip_hosts does not apply):
+  // a host that keeps up takes its own backlog without waiting behind other hosts' rows.
+  std::optional<std::string> only_host;
 };
 
 // One finished attempt and the state it moves its delivery to; stored together.
@@ -146,7 +149,9 @@ class Queue {
   virtual Result<StaleTokens> record(std::span<const AttemptRecord> records) = 0;
   // Returns leased deliveries to pending, due `delay` from now, recording no attempt.
   virtual Result<StaleTokens> release(std::span<const LeaseToken> tokens, Millis delay) = 0;
-  // Moves deliveries whose lease has ended back to pending, due now; answers how many.
+  // Moves deliveries whose lease has ended back to pending, due now, and answers how many.
+  // Only leases of other queue instances (processes that died or stalled): an instance renews
+  // what it holds and never takes back its own.
   virtual Result<std::size_t> recover_expired_leases() = 0;
   // How long until the earliest pending delivery is due (zero when one is due now); nullopt
   // when nothing is pending.
