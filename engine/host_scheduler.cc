@@ -330,10 +330,9 @@ void HostScheduler::finished(std::string_view key, std::optional<AttemptOutcome>
     host.typical_ms =
         host.has_outcome ? (1 - kAverageWeight) * host.typical_ms + kAverageWeight * ms : ms;
     host.has_outcome = true;
-    const bool slow = outcome->duration >= options_.slow_attempt;
     if (!outcome->answered) {
       host.limit = std::max<std::size_t>(1, host.limit / 2);
-    } else if (!slow) {
+    } else {
       host.limit = std::min(std::max<std::size_t>(1, options_.max_per_host), host.limit + 1);
     }
     const bool typically_slow =

@@ -3,8 +3,10 @@
 // healthy host's fresh callbacks never wait behind a sick host's backlog.
 //
 // - Each host has a line of waiting jobs and a concurrency limit that adapts to what the host
-//   sustains: it starts small, grows by one with every quick answer up to the per-host cap, and
-//   halves with every failed attempt (timeout, refused, reset, DNS, TLS...).
+//   sustains: it starts small, grows by one with every answer (any status, however slow) up to
+//   the per-host cap, and halves with every failed attempt (timeout, refused, reset, DNS,
+//   TLS...). A host that answers slowly but surely gets the concurrency its traffic needs; the
+//   slow pool's share keeps it from crowding out others.
 // - Hosts sit in one of three pools by how long their attempts hold a slot: *unproven* (no
 //   attempt finished yet), *quick* and *slow* (a moving average of attempt durations against a
 //   threshold). Unproven hosts together hold at most half the global cap, slow hosts a quarter;

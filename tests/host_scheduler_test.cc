@@ -78,13 +78,20 @@ TEST_F(HostSchedulerTest, FailuresHalveALimitDownToOne) {
   EXPECT_EQ(s.view("b")->limit, 2u);
 }
 
-TEST_F(HostSchedulerTest, ASlowAnswerDoesNotGrowTheLimit) {
-  HostScheduler s = make();
+// A host that answers slowly but surely grows its limit too, inside the slow pool's quarter.
+TEST_F(HostSchedulerTest, SlowAnswersGrowALimitInsideTheSlowPoolsShare) {
+  HostScheduler s = make(/*max_in_flight=*/64, /*per_host=*/32);
   add_jobs(s, "a", 4);
   start_all(s);
   for (int i = 0; i < 4; ++i) s.finished("a", answered(5s), kT0);
-  EXPECT_EQ(s.view("a")->limit, 4u);
+  EXPECT_EQ(s.view("a")->limit, 8u);
   EXPECT_EQ(s.view("a")->pool, HostPool::kSlow);
+  for (int round = 0; round < 10; ++round) {
+    add_jobs(s, "a", 64, 100 + round * 64);
+    for (const auto& pick : start_all(s)) s.finished(pick.host, answered(5s), kT0);
+  }
+  add_jobs(s, "a", 64, 5000);
+  EXPECT_EQ(start_all(s).size(), 16u) << "a quarter of 64";
 }
 
 // Ten silent hosts cannot take the global cap: unproven hosts hold at most half of it, slow
