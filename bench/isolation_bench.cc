@@ -46,7 +46,7 @@ class Daemon {
   Daemon(const Settings& settings, std::vector<std::string> extra) {
     std::vector<std::string> args = {"serve", "--listen=127.0.0.1:0",
                                      "--data-dir=" + (dir_ / "data").string(),
-                                     "--allow-networks=127.0.0.0/8", "--log-level=warn"};
+                                     "--allow-networks=127.0.0.0/8"};
     args.insert(args.end(), extra.begin(), extra.end());
     process_ = std::make_unique<DaemonProcess>(settings.daemon, args, dir_ / "daemon.log");
     if (!process_->wait_listening()) {
@@ -71,7 +71,8 @@ class Daemon {
     Receiver healthy({}, true);
     LatencyProbe probe{.base_url = process_->base_url(),
                        .app_id = app_id_,
-                       .duration = std::chrono::seconds(seconds)};
+                       .duration = std::chrono::seconds(seconds),
+                       .drain = 60s};  // an old build can be that late
     return run_latency_probe(probe, healthy);
   }
 
