@@ -72,6 +72,25 @@ const std::vector<KeyDef>& key_defs() {
          c.data_dir = v.back();
          return Status::Ok();
        }},
+      {"store", "sqlite",
+       "where deliveries live: sqlite (a file in data_dir) or a PostgreSQL connection string "
+       "(postgres://user@host/db), shared by several processes",
+       false,
+       [](Config& c, const Values& v) {
+         const std::string& store = v.back();
+         // The value may hold a password, so errors never quote it.
+         if (store == "sqlite") {
+           c.store.clear();
+         } else if (store.starts_with("postgres://") || store.starts_with("postgresql://") ||
+                    store.find('=') != std::string::npos) {
+           c.store = store;
+         } else {
+           return Status::InvalidArgument(
+               "expected sqlite or a PostgreSQL connection string (postgres://user@host/db or "
+               "\"host=… dbname=…\")");
+         }
+         return Status::Ok();
+       }},
       {"api_token", "none", "bearer token every /v1 call must carry; without it only loopback",
        false,
        [](Config& c, const Values& v) {

@@ -22,6 +22,9 @@ using namespace std::chrono_literals;
 struct Config {
   std::string listen = "127.0.0.1:7780";
   std::filesystem::path data_dir = "./data";
+  // Empty: SQLite in data_dir. Otherwise a PostgreSQL connection string, shared by several
+  // processes. May hold a password: never log or echo it.
+  std::string store;
   std::string api_token;  // empty: none; then only loopback is served
   std::vector<Millis> retry_schedule{30s, 60s, 120s, 300s, 600s};
   Millis attempt_timeout = 10s;

@@ -1,5 +1,6 @@
 #include "daemon.h"
 
+#include <callbackd/postgres_store.h>
 #include <callbackd/sqlite_store.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -22,7 +23,9 @@ namespace callbackd {
 namespace asio = boost::asio;
 
 Result<std::shared_ptr<Queue>> open_store(const Config& config) {
-  Result<std::unique_ptr<Queue>> queue = open_sqlite_queue({.path = config.database_path()});
+  Result<std::unique_ptr<Queue>> queue = config.store.empty()
+                                             ? open_sqlite_queue({.path = config.database_path()})
+                                             : open_postgres_queue({.conninfo = config.store});
   if (!queue.ok()) return queue.status();
   return std::shared_ptr<Queue>(std::move(*queue));
 }

@@ -1,0 +1,97 @@
+#include "pg_schema.h"
+
+#include <string>
+
+namespace callbackd::postgres {
+
+namespace {
+
+// Any number that other applications on the database are unlikely to lock: "callbackd".
+constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(7780)";
+
+// Version 1. Times are milliseconds since the epoch; due_at on the database's own clock.
+constexpr const char* kSchema = R"sql(
+CREATE TABLE apps (
+  id text PRIMARY KEY,
+  name text NOT NULL,
+  scheme integer NOT NULL,
+  secret bytea NOT NULL,
+  previous_secret bytea NOT NULL,
+  previous_until bigint,
+  created_at bigint NOT NULL
+);
+CREATE TABLE settings (
+  key text PRIMARY KEY,
+  value bytea NOT NULL
+);
+CREATE TABLE deliveries (
+  seq bigserial PRIMARY KEY,
+  id text NOT NULL UNIQUE,
+  app_id text NOT NULL REFERENCES apps (id),
+  task_id text NOT NULL,
+  callback_url text NOT NULL,
+  body bytea NOT NULL,
+  state smallint NOT NULL,
+  due_at bigint NOT NULL,
+  attempts_made integer NOT NULL DEFAULT 0,
+  budget_used integer NOT NULL DEFAULT 0,
+  created_at bigint NOT NULL,
+  host_key text NOT NULL,
+  lease_owner bigint NOT NULL DEFAULT 0,
+  lease_gen bigint NOT NULL DEFAULT 0,
+  UNIQUE (app_id, task_id)
+);
+CREATE INDEX deliveries_by_state_due ON deliveries (state, due_at);
+CREATE INDEX deliveries_by_host ON deliveries (host_key, state, due_at);
+CREATE TABLE attempts (
+  delivery_seq bigint NOT NULL REFERENCES deliveries (seq) ON DELETE CASCADE,
+  n integer NOT NULL,
+  started_at bigint NOT NULL,
+  duration_ms bigint NOT NULL,
+  http_status integer NOT NULL,
+  error text NOT NULL,
+  error_detail text NOT NULL,
+  response_head bytea NOT NULL,
+  PRIMARY KEY (delivery_seq, n)
+);
+)sql";
+
+Status upgrade(Connection& c, std::int64_t found) {
+  if (found == 0) {
+    if (Status s = c.exec("create schema", kSchema); !s.ok()) return s;
+    return c.exec("record schema version", "INSERT INTO callbackd_schema (version) VALUES (" +
+                                               std::to_string(kSchemaVersion) + ")");
+  }
+  // Later versions: one step per version, then UPDATE callbackd_schema.
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status create_or_upgrade_schema(Connection& c) {
+  if (Status s = c.exec("begin", "BEGIN"); !s.ok()) return s;
+  auto work = [&]() -> Status {
+    if (Status s = c.exec("lock for upgrade", kMigrationLock); !s.ok()) return s;
+    if (Status s = c.exec("create version table",
+                          "CREATE TABLE IF NOT EXISTS callbackd_schema (version integer NOT NULL)");
+        !s.ok()) {
+      return s;
+    }
+    auto version = c.run("read schema version", "SELECT max(version) FROM callbackd_schema");
+    if (!version.ok()) return version.status();
+    const std::int64_t found = version->is_null(0, 0) ? 0 : version->int64(0, 0);
+    if (found > kSchemaVersion) {
+      return Status::FailedPrecondition("database schema version " + std::to_string(found) +
+                                        " is newer than this callbackd knows (" +
+                                        std::to_string(kSchemaVersion) +
+                                        "); run the callbackd that wrote it, or a newer one");
+    }
+    return found < kSchemaVersion ? upgrade(c, found) : Status::Ok();
+  };
+  Status s = work();
+  if (s.ok()) return c.exec("commit", "COMMIT");
+  (void)c.exec("rollback", "ROLLBACK");
+  return s;
+}
+
+}  // namespace callbackd::postgres

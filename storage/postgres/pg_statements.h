@@ -1,0 +1,121 @@
+// The SQL the PostgreSQL queue runs. Due times and leases are on the database's clock: NOW_MS
+// is the transaction's now() in milliseconds since the epoch, the same for every process.
+#pragma once
+
+#include <string>
+
+namespace callbackd::postgres::statements {
+
+#define CALLBACKD_NOW_MS "(extract(epoch from now()) * 1000)::bigint"
+
+inline const std::string kInsertApp =
+    "INSERT INTO apps (id, name, scheme, secret, previous_secret, previous_until, created_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING";
+inline const std::string kFindApp =
+    "SELECT id, name, scheme, secret, previous_secret, previous_until, created_at "
+    "FROM apps WHERE id = $1";
+inline const std::string kUpdateAppSecrets =
+    "UPDATE apps SET secret = $2, previous_secret = $3, previous_until = $4 WHERE id = $1";
+inline const std::string kKnownApps = "SELECT id FROM apps WHERE id = ANY($1::text[])";
+
+// A batch of new deliveries as one JSON array of objects; rows whose (app_id, task_id) exists
+// are skipped and looked up afterwards.
+inline const std::string kInsertDeliveries =
+    "INSERT INTO deliveries (id, app_id, task_id, callback_url, body, state, due_at, "
+    "  created_at, host_key, lease_owner, lease_gen) "
+    "SELECT r.id, r.app_id, r.task_id, r.callback_url, decode(r.body, 'hex'), "
+    "  CASE WHEN r.lease IS NULL THEN 0 ELSE 1 END, " CALLBACKD_NOW_MS
+    " + coalesce(r.lease, 0), "
+    "  r.created_at, r.host_key, CASE WHEN r.lease IS NULL THEN 0 ELSE $2::bigint END, "
+    "  CASE WHEN r.lease IS NULL THEN 0 ELSE 1 END "
+    "FROM json_to_recordset($1::json) AS r(i integer, id text, app_id text, task_id text, "
+    "  callback_url text, body text, created_at bigint, host_key text, lease bigint) "
+    "ORDER BY r.i "
+    "ON CONFLICT (app_id, task_id) DO NOTHING RETURNING id, seq";
+inline const std::string kFindByTasks =
+    "SELECT d.app_id, d.task_id, d.id, d.state FROM deliveries d "
+    "JOIN unnest($1::text[], $2::text[]) AS t(app_id, task_id) "
+    "  ON d.app_id = t.app_id AND d.task_id = t.task_id";
+inline const std::string kFindByTask =
+    "SELECT id, state FROM deliveries WHERE app_id = $1 AND task_id = $2";
+
+// Claims: the due rows, oldest first, locked without waiting for other processes' claims.
+#define CALLBACKD_CLAIM(WHERE)                                                                \
+  "WITH picked AS (SELECT seq, due_at AS was_due FROM deliveries "                            \
+  "  WHERE " WHERE " AND state = 0 AND due_at <= " CALLBACKD_NOW_MS                           \
+  "  ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED), "                                      \
+  "claimed AS (UPDATE deliveries d SET state = 1, due_at = " CALLBACKD_NOW_MS                 \
+  " + $2, "                                                                                   \
+  "  lease_owner = $3, lease_gen = d.lease_gen + 1 FROM picked WHERE d.seq = picked.seq "     \
+  "  RETURNING d.seq, d.lease_gen, d.id, d.app_id, d.task_id, d.callback_url, d.host_key, "   \
+  "  d.body, d.attempts_made, d.budget_used, picked.was_due) "                                \
+  "SELECT seq, lease_gen, id, app_id, task_id, callback_url, host_key, body, attempts_made, " \
+  "  budget_used FROM claimed ORDER BY was_due, seq"
+inline const std::string kClaim = CALLBACKD_CLAIM("host_key <> ALL($4::text[])");
+inline const std::string kClaimForHost = CALLBACKD_CLAIM("host_key = $4");
+#undef CALLBACKD_CLAIM
+
+// Fenced writes: each names its token (seq, owner, generation).
+inline const std::string kRenew =
+    "UPDATE deliveries d SET due_at = " CALLBACKD_NOW_MS
+    " + $1 "
+    "FROM unnest($2::bigint[], $3::bigint[]) AS t(seq, gen) "
+    "WHERE d.seq = t.seq AND d.lease_gen = t.gen AND d.state = 1 AND d.lease_owner = $4 "
+    "RETURNING d.seq";
+inline const std::string kFinishAttempt =
+    "UPDATE deliveries SET state = $2, due_at = " CALLBACKD_NOW_MS
+    " + $3, attempts_made = $4, "
+    "budget_used = budget_used + 1 "
+    "WHERE seq = $1 AND state = 1 AND lease_owner = $5 AND lease_gen = $6";
+inline const std::string kInsertAttempt =
+    "INSERT INTO attempts (delivery_seq, n, started_at, duration_ms, http_status, error, "
+    "  error_detail, response_head) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+    "ON CONFLICT (delivery_seq, n) DO UPDATE SET started_at = excluded.started_at, "
+    "  duration_ms = excluded.duration_ms, http_status = excluded.http_status, "
+    "  error = excluded.error, error_detail = excluded.error_detail, "
+    "  response_head = excluded.response_head";
+inline const std::string kRelease =
+    "UPDATE deliveries d SET state = 0, due_at = " CALLBACKD_NOW_MS
+    " + $1 "
+    "FROM unnest($2::bigint[], $3::bigint[], $4::bigint[]) AS t(seq, owner, gen) "
+    "WHERE d.seq = t.seq AND d.state = 1 AND d.lease_owner = t.owner AND d.lease_gen = t.gen "
+    "RETURNING d.seq";
+// Ended leases of other processes only: a process renews what it holds.
+inline const std::string kRecover =
+    "UPDATE deliveries SET state = 0, due_at = " CALLBACKD_NOW_MS
+    " WHERE state = 1 AND due_at <= " CALLBACKD_NOW_MS " AND lease_owner <> $1";
+inline const std::string kNextDue =
+    "SELECT greatest(0, min(due_at) - " CALLBACKD_NOW_MS ") FROM deliveries WHERE state = 0";
+inline const std::string kPruneDelivered =
+    "DELETE FROM deliveries WHERE seq IN (SELECT seq FROM deliveries "
+    "  WHERE state = 2 AND due_at < " CALLBACKD_NOW_MS " - $1 ORDER BY due_at LIMIT $2)";
+
+inline const std::string kGetSetting = "SELECT value FROM settings WHERE key = $1";
+inline const std::string kPutSetting =
+    "INSERT INTO settings (key, value) VALUES ($1, $2) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+
+// due_at is on the database's clock; reads turn it into wall time on the same clock.
+#define CALLBACKD_DELIVERY_COLUMNS \
+  "seq, id, app_id, task_id, callback_url, state, due_at, created_at"
+inline const std::string kDeliveryById =
+    "SELECT " CALLBACKD_DELIVERY_COLUMNS " FROM deliveries WHERE id = $1";
+inline const std::string kList = "SELECT " CALLBACKD_DELIVERY_COLUMNS
+                                 " FROM deliveries "
+                                 "WHERE seq > $1 AND ($2::smallint IS NULL OR state = $2) "
+                                 "  AND ($3::text IS NULL OR app_id = $3) "
+                                 "ORDER BY seq LIMIT $4";
+#undef CALLBACKD_DELIVERY_COLUMNS
+inline const std::string kAttempts =
+    "SELECT n, started_at, duration_ms, http_status, error, error_detail, response_head "
+    "FROM attempts WHERE delivery_seq = $1 ORDER BY n";
+inline const std::string kCountByState = "SELECT state, count(*) FROM deliveries GROUP BY state";
+inline const std::string kUnfinishedByApp =
+    "SELECT app_id, count(*) FROM deliveries WHERE state IN (0, 1) GROUP BY app_id";
+inline const std::string kRedeliver = "UPDATE deliveries SET state = 0, due_at = " CALLBACKD_NOW_MS
+                                      ", budget_used = 0 "
+                                      "WHERE id = $1 AND state IN (2, 3)";
+
+#undef CALLBACKD_NOW_MS
+
+}  // namespace callbackd::postgres::statements

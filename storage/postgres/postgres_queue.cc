@@ -1,0 +1,542 @@
+#include "postgres_queue.h"
+
+#include <charconv>
+#include <future>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "pg_schema.h"
+#include "pg_statements.h"
+
+namespace callbackd {
+
+using postgres::array_param;
+using postgres::bytea_param;
+using postgres::Connection;
+using postgres::Params;
+using postgres::Rows;
+using namespace postgres::statements;
+
+namespace {
+
+// Rows per enqueue transaction at most, so one commit never holds a connection for long.
+constexpr std::size_t kMaxBatch = 2048;
+
+std::string number(std::int64_t n) { return std::to_string(n); }
+
+std::optional<std::string> optional_ms(const std::optional<TimePoint>& t) {
+  if (!t) return std::nullopt;
+  return number(to_unix_ms(*t));
+}
+
+// A random owner id for this queue instance's leases (positive, never 0 = "nobody").
+std::int64_t new_owner_id() {
+  std::random_device random;
+  const std::uint64_t high = random();
+  const std::uint64_t low = random();
+  return static_cast<std::int64_t>(((high << 32) | low) >> 1) | 1;
+}
+
+std::optional<std::int64_t> parse_cursor(const std::string& cursor) {
+  std::int64_t seq = 0;
+  auto [end, ec] = std::from_chars(cursor.data(), cursor.data() + cursor.size(), seq);
+  if (ec != std::errc() || end != cursor.data() + cursor.size() || seq < 0) return std::nullopt;
+  return seq;
+}
+
+// The columns of kDeliveryById and kList, without attempts.
+Delivery delivery_from_row(const Rows& rows, int row) {
+  Delivery d;
+  d.id = rows.text(row, 1);
+  d.app_id = rows.text(row, 2);
+  d.task_id = rows.text(row, 3);
+  d.callback_url = rows.text(row, 4);
+  d.state = static_cast<DeliveryState>(rows.int64(row, 5));
+  if (d.state == DeliveryState::kPending) d.next_attempt_at = from_unix_ms(rows.int64(row, 6));
+  d.created_at = from_unix_ms(rows.int64(row, 7));
+  return d;
+}
+
+std::string hex(std::string_view bytes) { return bytea_param(bytes).substr(2); }
+
+}  // namespace
+
+bool is_postgres_conninfo(const std::string& store) {
+  return store.starts_with("postgres://") || store.starts_with("postgresql://") ||
+         store.find("dbname=") != std::string::npos || store.find("host=") != std::string::npos;
+}
+
+Result<std::unique_ptr<Queue>> open_postgres_queue(PostgresQueueOptions options) {
+  auto queue = PostgresQueue::open(std::move(options));
+  if (!queue.ok()) return queue.status();
+  return std::unique_ptr<Queue>(std::move(*queue));
+}
+
+// --------------------------------------------------------------------- lifecycle
+
+Result<std::unique_ptr<PostgresQueue>> PostgresQueue::open(PostgresQueueOptions options) {
+  if (options.conninfo.empty()) return Status::InvalidArgument("store: empty connection string");
+  std::unique_ptr<PostgresQueue> queue(new PostgresQueue());
+  auto enqueue_connection = Connection::open(options.conninfo);
+  if (!enqueue_connection.ok()) return enqueue_connection.status();
+  queue->enqueue_connection_ = std::move(*enqueue_connection);
+  if (Status s = postgres::create_or_upgrade_schema(*queue->enqueue_connection_); !s.ok()) {
+    return s;
+  }
+  auto pool = postgres::Pool::open(options.conninfo, options.connections);
+  if (!pool.ok()) return pool.status();
+  queue->pool_ = std::move(*pool);
+  queue->description_ = "postgres:" + queue->enqueue_connection_->describe();
+  queue->owner_ = new_owner_id();
+  queue->commits_ = std::make_unique<GroupCommit<PendingEnqueue>>(
+      "callbackd-commit", kMaxBatch,
+      [q = queue.get()](std::vector<PendingEnqueue>& batch) { q->run_enqueue_batch(batch); });
+  return queue;
+}
+
+PostgresQueue::~PostgresQueue() { commits_.reset(); }
+
+template <class Work>
+Status PostgresQueue::transaction(Work&& work) {
+  auto c = pool_->borrow();
+  if (Status s = c->exec("begin", "BEGIN"); !s.ok()) return s;
+  Status s = work(*c);
+  if (s.ok()) s = c->exec("commit", "COMMIT");
+  if (!s.ok() && c->in_transaction()) (void)c->exec("rollback", "ROLLBACK");
+  return s;
+}
+
+// --------------------------------------------------------------------- apps and settings
+
+Status PostgresQueue::insert_app(const StoredApp& app) {
+  auto c = pool_->borrow();
+  auto inserted =
+      c->run("insert app", kInsertApp,
+             {app.app.id, app.app.name, number(static_cast<int>(app.app.scheme)),
+              bytea_param(app.sealed_secret), bytea_param(app.sealed_previous_secret),
+              optional_ms(app.previous_secret_until), number(to_unix_ms(app.app.created_at))});
+  if (!inserted.ok()) return inserted.status();
+  if (inserted->affected() == 0) {
+    return Status::InvalidArgument("app_id: \"" + app.app.id + "\" already exists");
+  }
+  return Status::Ok();
+}
+
+Result<StoredApp> PostgresQueue::find_app(std::string_view app_id) {
+  auto c = pool_->borrow();
+  auto rows = c->run("find app", kFindApp, {std::string(app_id)});
+  if (!rows.ok()) return rows.status();
+  if (rows->size() == 0) {
+    return Status::NotFound("app \"" + std::string(app_id) + "\" does not exist");
+  }
+  StoredApp app;
+  app.app.id = rows->text(0, 0);
+  app.app.name = rows->text(0, 1);
+  app.app.scheme = static_cast<SignatureScheme>(rows->int64(0, 2));
+  app.sealed_secret = rows->bytes(0, 3);
+  app.sealed_previous_secret = rows->bytes(0, 4);
+  if (!rows->is_null(0, 5)) app.previous_secret_until = from_unix_ms(rows->int64(0, 5));
+  app.app.created_at = from_unix_ms(rows->int64(0, 6));
+  return app;
+}
+
+Status PostgresQueue::update_app_secrets(const StoredApp& app) {
+  auto c = pool_->borrow();
+  auto updated =
+      c->run("update app secrets", kUpdateAppSecrets,
+             {app.app.id, bytea_param(app.sealed_secret), bytea_param(app.sealed_previous_secret),
+              optional_ms(app.previous_secret_until)});
+  if (!updated.ok()) return updated.status();
+  if (updated->affected() == 0) {
+    return Status::NotFound("app \"" + app.app.id + "\" does not exist");
+  }
+  return Status::Ok();
+}
+
+Result<std::optional<std::string>> PostgresQueue::get_setting(std::string_view key) {
+  auto c = pool_->borrow();
+  auto rows = c->run("get setting", kGetSetting, {std::string(key)});
+  if (!rows.ok()) return rows.status();
+  if (rows->size() == 0) return std::optional<std::string>();
+  return std::optional<std::string>(rows->bytes(0, 0));
+}
+
+Status PostgresQueue::put_setting(std::string_view key, std::string_view value) {
+  auto c = pool_->borrow();
+  auto put = c->run("put setting", kPutSetting, {std::string(key), bytea_param(value)});
+  return put.ok() ? Status::Ok() : put.status();
+}
+
+// --------------------------------------------------------------------- enqueue (group commit)
+
+Result<Enqueued> PostgresQueue::enqueue(const NewDelivery& delivery) {
+  std::promise<Result<Enqueued>> committed;
+  auto result = committed.get_future();
+  enqueue_async(delivery, [&committed](Result<Enqueued> r) { committed.set_value(std::move(r)); });
+  return result.get();
+}
+
+void PostgresQueue::enqueue_async(NewDelivery delivery, EnqueueDone done) {
+  commits_->submit(PendingEnqueue{std::move(delivery), std::move(done)});
+}
+
+void PostgresQueue::drain() { commits_->drain(); }
+
+void PostgresQueue::run_enqueue_batch(std::vector<PendingEnqueue>& batch) {
+  Connection& c = *enqueue_connection_;
+  Result<std::vector<Result<Enqueued>>> results = Status::Internal("enqueue not run");
+  Status s = c.exec("begin", "BEGIN");
+  if (s.ok()) {
+    results = insert_batch(c, batch);
+    if (results.ok())
+      s = c.exec("commit", "COMMIT");
+    else
+      s = results.status();
+  }
+  if (!s.ok()) {
+    if (c.in_transaction()) (void)c.exec("rollback", "ROLLBACK");
+    // Nothing in this batch is stored, so nobody in it may be told otherwise.
+    for (PendingEnqueue& p : batch) p.done(s);
+    return;
+  }
+  for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move((*results)[i]));
+}
+
+// One transaction's work: which apps exist, one INSERT for every row, and a look-up of the
+// rows whose task was enqueued before. Results are in the batch's order; a row of an unknown
+// app, or with text that is not UTF-8, carries its own error and is not stored.
+Result<std::vector<Result<Enqueued>>> PostgresQueue::insert_batch(
+    Connection& c, const std::vector<PendingEnqueue>& batch) {
+  std::vector<std::string> app_ids;
+  for (const PendingEnqueue& p : batch) app_ids.push_back(p.delivery.app_id);
+  auto known_rows = c.run("find apps", kKnownApps, {array_param(app_ids)});
+  if (!known_rows.ok()) return known_rows.status();
+  std::unordered_set<std::string> known;
+  for (int r = 0; r < known_rows->size(); ++r) known.insert(known_rows->text(r, 0));
+
+  std::vector<std::optional<Status>> refused(batch.size());
+  std::string rows = "[";
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const NewDelivery& d = batch[i].delivery;
+    if (!known.contains(d.app_id)) {
+      refused[i] = Status::NotFound("app \"" + d.app_id + "\" does not exist");
+      continue;
+    }
+    nlohmann::json row = {{"i", i},
+                          {"id", d.id},
+                          {"app_id", d.app_id},
+                          {"task_id", d.task_id},
+                          {"callback_url", d.callback_url},
+                          {"body", hex(d.body ? std::string_view(*d.body) : std::string_view())},
+                          {"created_at", to_unix_ms(d.created_at)},
+                          {"host_key", d.host_key}};
+    if (d.lease) row["lease"] = d.lease->count();
+    try {
+      std::string text = row.dump();
+      if (rows.size() > 1) rows += ',';
+      rows += text;
+    } catch (const nlohmann::json::exception&) {
+      refused[i] = Status::InvalidArgument("task_id or callback_url: not valid UTF-8");
+    }
+  }
+  rows += ']';
+  std::unordered_map<std::string, std::int64_t> inserted;  // delivery id -> seq
+  if (rows.size() > 2) {
+    auto returned = c.run("insert deliveries", kInsertDeliveries, {rows, number(owner_)});
+    if (!returned.ok()) return returned.status();
+    for (int r = 0; r < returned->size(); ++r) {
+      inserted.emplace(returned->text(r, 0), returned->int64(r, 1));
+    }
+  }
+
+  // Tasks that were there already (before, or earlier in this very batch).
+  std::vector<std::string> lookup_apps, lookup_tasks;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const PendingEnqueue& p = batch[i];
+    if (!refused[i] && !inserted.contains(p.delivery.id)) {
+      lookup_apps.push_back(p.delivery.app_id);
+      lookup_tasks.push_back(p.delivery.task_id);
+    }
+  }
+  std::map<std::pair<std::string, std::string>, EnqueueReceipt> existing;
+  if (!lookup_apps.empty()) {
+    auto found = c.run("find existing deliveries", kFindByTasks,
+                       {array_param(lookup_apps), array_param(lookup_tasks)});
+    if (!found.ok()) return found.status();
+    for (int r = 0; r < found->size(); ++r) {
+      existing[{found->text(r, 0), found->text(r, 1)}] =
+          EnqueueReceipt{found->text(r, 2), static_cast<DeliveryState>(found->int64(r, 3)), false};
+    }
+  }
+
+  std::vector<Result<Enqueued>> results;
+  results.reserve(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const NewDelivery& d = batch[i].delivery;
+    if (refused[i]) {
+      results.push_back(*refused[i]);
+      continue;
+    }
+    if (auto it = inserted.find(d.id); it != inserted.end()) {
+      const bool claimed = d.lease.has_value();
+      Enqueued stored{{d.id, claimed ? DeliveryState::kInFlight : DeliveryState::kPending, true},
+                      std::nullopt};
+      if (claimed) stored.lease = LeaseToken{it->second, owner_, 1};
+      results.push_back(std::move(stored));
+      continue;
+    }
+    auto it = existing.find({d.app_id, d.task_id});
+    if (it == existing.end()) {
+      return Status::Internal("enqueue: task \"" + d.task_id + "\" neither stored nor found");
+    }
+    Enqueued found{it->second, std::nullopt};
+    results.emplace_back(std::move(found));
+  }
+  return results;
+}
+
+Result<std::optional<EnqueueReceipt>> PostgresQueue::find_by_task(std::string_view app_id,
+                                                                  std::string_view task_id) {
+  auto c = pool_->borrow();
+  auto rows =
+      c->run("find delivery by task", kFindByTask, {std::string(app_id), std::string(task_id)});
+  if (!rows.ok()) return rows.status();
+  if (rows->size() == 0) return std::optional<EnqueueReceipt>();
+  return std::optional<EnqueueReceipt>(
+      EnqueueReceipt{rows->text(0, 0), static_cast<DeliveryState>(rows->int64(0, 1)), false});
+}
+
+// --------------------------------------------------------------------- dispatch
+
+Result<std::vector<ClaimedDelivery>> PostgresQueue::claim(const ClaimRequest& request) {
+  std::vector<ClaimedDelivery> claimed;
+  if (request.limit == 0) return claimed;
+  auto c = pool_->borrow();
+  const std::string limit = number(static_cast<std::int64_t>(request.limit));
+  const std::string lease = number(request.lease.count());
+  auto rows =
+      request.only_host
+          ? c->run("claim", kClaimForHost, {limit, lease, number(owner_), *request.only_host})
+          : c->run("claim", kClaim,
+                   {limit, lease, number(owner_), array_param(request.skip_hosts)});
+  if (!rows.ok()) return rows.status();
+  for (int r = 0; r < rows->size(); ++r) {
+    ClaimedDelivery d;
+    d.lease = LeaseToken{rows->int64(r, 0), owner_, rows->int64(r, 1)};
+    d.id = rows->text(r, 2);
+    d.app_id = rows->text(r, 3);
+    d.task_id = rows->text(r, 4);
+    d.callback_url = rows->text(r, 5);
+    d.host_key = rows->text(r, 6);
+    d.body = std::make_shared<const std::string>(rows->bytes(r, 7));
+    d.attempts_made = static_cast<int>(rows->int64(r, 8));
+    d.budget_used = static_cast<int>(rows->int64(r, 9));
+    claimed.push_back(std::move(d));
+  }
+  return claimed;
+}
+
+Result<StaleTokens> PostgresQueue::renew(std::span<const LeaseToken> tokens, Millis lease) {
+  if (tokens.empty()) return StaleTokens{};
+  std::vector<std::int64_t> seqs, generations;
+  for (const LeaseToken& t : tokens) {
+    seqs.push_back(t.seq);
+    generations.push_back(t.generation);
+  }
+  auto c = pool_->borrow();
+  auto rows =
+      c->run("renew leases", kRenew,
+             {number(lease.count()), array_param(seqs), array_param(generations), number(owner_)});
+  if (!rows.ok()) return rows.status();
+  std::unordered_set<std::int64_t> live;
+  for (int r = 0; r < rows->size(); ++r) live.insert(rows->int64(r, 0));
+  StaleTokens stale;
+  for (const LeaseToken& t : tokens) {
+    // A token of another owner never matches here: stale by definition.
+    if (t.owner != owner_ || !live.contains(t.seq)) stale.push_back(t);
+  }
+  return stale;
+}
+
+Result<StaleTokens> PostgresQueue::record(std::span<const AttemptRecord> records) {
+  StaleTokens stale;
+  if (records.empty()) return stale;
+  Status s = transaction([&](Connection& c) -> Status {
+    stale.clear();
+    for (const AttemptRecord& r : records) {
+      const std::int64_t after =
+          r.next_state == DeliveryState::kPending ? r.retry_after.count() : 0;
+      auto finished =
+          c.run("finish attempt", kFinishAttempt,
+                {number(r.lease.seq), number(static_cast<int>(r.next_state)), number(after),
+                 number(r.attempt.number), number(r.lease.owner), number(r.lease.generation)});
+      if (!finished.ok()) return finished.status();
+      if (finished->affected() == 0) {
+        stale.push_back(r.lease);  // the lease ended and someone claimed it again
+        continue;
+      }
+      const Attempt& a = r.attempt;
+      auto inserted =
+          c.run("insert attempt", kInsertAttempt,
+                {number(r.lease.seq), number(a.number), number(to_unix_ms(a.started_at)),
+                 number(a.duration.count()), number(a.http_status), std::string(to_string(a.error)),
+                 a.error_detail, bytea_param(a.response_head)});
+      if (!inserted.ok()) return inserted.status();
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return stale;
+}
+
+Result<StaleTokens> PostgresQueue::release(std::span<const LeaseToken> tokens, Millis delay) {
+  if (tokens.empty()) return StaleTokens{};
+  std::vector<std::int64_t> seqs, owners, generations;
+  for (const LeaseToken& t : tokens) {
+    seqs.push_back(t.seq);
+    owners.push_back(t.owner);
+    generations.push_back(t.generation);
+  }
+  auto c = pool_->borrow();
+  auto rows = c->run(
+      "release", kRelease,
+      {number(delay.count()), array_param(seqs), array_param(owners), array_param(generations)});
+  if (!rows.ok()) return rows.status();
+  std::unordered_set<std::int64_t> released;
+  for (int r = 0; r < rows->size(); ++r) released.insert(rows->int64(r, 0));
+  StaleTokens stale;
+  for (const LeaseToken& t : tokens) {
+    if (!released.contains(t.seq)) stale.push_back(t);
+  }
+  return stale;
+}
+
+Result<std::size_t> PostgresQueue::recover_expired_leases() {
+  auto c = pool_->borrow();
+  auto rows = c->run("recover leases", kRecover, {number(owner_)});
+  if (!rows.ok()) return rows.status();
+  return static_cast<std::size_t>(rows->affected());
+}
+
+Result<std::optional<Millis>> PostgresQueue::next_due_in() {
+  auto c = pool_->borrow();
+  auto rows = c->run("next due", kNextDue);
+  if (!rows.ok()) return rows.status();
+  if (rows->size() == 0 || rows->is_null(0, 0)) return std::optional<Millis>();
+  return std::optional<Millis>(Millis(rows->int64(0, 0)));
+}
+
+Result<std::size_t> PostgresQueue::prune_delivered(Millis age, std::size_t limit) {
+  auto c = pool_->borrow();
+  auto rows = c->run("prune", kPruneDelivered,
+                     {number(age.count()), number(static_cast<std::int64_t>(limit))});
+  if (!rows.ok()) return rows.status();
+  return static_cast<std::size_t>(rows->affected());
+}
+
+// --------------------------------------------------------------------- reads
+
+Result<std::vector<Attempt>> PostgresQueue::attempts_of(Connection& c, std::int64_t seq) {
+  auto rows = c.run("read attempts", kAttempts, {number(seq)});
+  if (!rows.ok()) return rows.status();
+  std::vector<Attempt> attempts;
+  for (int r = 0; r < rows->size(); ++r) {
+    Attempt a;
+    a.number = static_cast<int>(rows->int64(r, 0));
+    a.started_at = from_unix_ms(rows->int64(r, 1));
+    a.duration = Millis(rows->int64(r, 2));
+    a.http_status = static_cast<int>(rows->int64(r, 3));
+    a.error = parse_attempt_error(rows->text(r, 4)).value_or(AttemptError::kNetwork);
+    a.error_detail = rows->text(r, 5);
+    a.response_head = rows->bytes(r, 6);
+    attempts.push_back(std::move(a));
+  }
+  return attempts;
+}
+
+Result<Delivery> PostgresQueue::find_delivery(std::string_view delivery_id) {
+  auto c = pool_->borrow();
+  auto rows = c->run("find delivery", kDeliveryById, {std::string(delivery_id)});
+  if (!rows.ok()) return rows.status();
+  if (rows->size() == 0) {
+    return Status::NotFound("delivery \"" + std::string(delivery_id) + "\" does not exist");
+  }
+  Delivery delivery = delivery_from_row(*rows, 0);
+  auto attempts = attempts_of(*c, rows->int64(0, 0));
+  if (!attempts.ok()) return attempts.status();
+  delivery.attempts = std::move(*attempts);
+  return delivery;
+}
+
+Result<DeliveryPage> PostgresQueue::list(const DeliveryFilter& filter) {
+  std::int64_t after = 0;
+  if (!filter.cursor.empty()) {
+    auto parsed = parse_cursor(filter.cursor);
+    if (!parsed) {
+      return Status::InvalidArgument("cursor: malformed; pass next_cursor back as given");
+    }
+    after = *parsed;
+  }
+  const std::size_t limit = filter.limit == 0 ? 50 : std::min<std::size_t>(filter.limit, 1000);
+  auto c = pool_->borrow();
+  auto rows = c->run(
+      "list deliveries", kList,
+      {number(after),
+       filter.state ? std::optional(number(static_cast<int>(*filter.state))) : std::nullopt,
+       filter.app_id, number(static_cast<std::int64_t>(limit + 1))});  // one more: a next page?
+  if (!rows.ok()) return rows.status();
+  DeliveryPage page;
+  const int shown = std::min(rows->size(), static_cast<int>(limit));
+  for (int r = 0; r < shown; ++r) {
+    Delivery d = delivery_from_row(*rows, r);
+    auto attempts = attempts_of(*c, rows->int64(r, 0));
+    if (!attempts.ok()) return attempts.status();
+    d.attempts = std::move(*attempts);
+    page.items.push_back(std::move(d));
+  }
+  if (rows->size() > shown) page.next_cursor = number(rows->int64(shown - 1, 0));
+  return page;
+}
+
+Result<DeliveryCounts> PostgresQueue::count_by_state() {
+  auto c = pool_->borrow();
+  auto rows = c->run("count deliveries", kCountByState);
+  if (!rows.ok()) return rows.status();
+  DeliveryCounts counts{};
+  for (int r = 0; r < rows->size(); ++r) {
+    const auto state = static_cast<std::size_t>(rows->int64(r, 0));
+    if (state < counts.size()) counts[state] = static_cast<std::size_t>(rows->int64(r, 1));
+  }
+  return counts;
+}
+
+Result<std::vector<std::pair<std::string, std::size_t>>> PostgresQueue::count_unfinished_by_app() {
+  auto c = pool_->borrow();
+  auto rows = c->run("count unfinished deliveries", kUnfinishedByApp);
+  if (!rows.ok()) return rows.status();
+  std::vector<std::pair<std::string, std::size_t>> counts;
+  for (int r = 0; r < rows->size(); ++r) {
+    counts.emplace_back(rows->text(r, 0), static_cast<std::size_t>(rows->int64(r, 1)));
+  }
+  return counts;
+}
+
+Result<Delivery> PostgresQueue::redeliver(std::string_view delivery_id) {
+  bool changed = false;
+  {
+    auto c = pool_->borrow();
+    auto rows = c->run("redeliver", kRedeliver, {std::string(delivery_id)});
+    if (!rows.ok()) return rows.status();
+    changed = rows->affected() > 0;
+  }
+  Result<Delivery> delivery = find_delivery(delivery_id);
+  if (!delivery.ok() || changed) return delivery;
+  return Status::FailedPrecondition("delivery \"" + std::string(delivery_id) + "\" is " +
+                                    std::string(to_string(delivery->state)) +
+                                    "; only delivered or dead deliveries can be redelivered");
+}
+
+}  // namespace callbackd

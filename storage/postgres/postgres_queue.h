@@ -1,0 +1,72 @@
+// The Queue on PostgreSQL (see callbackd/postgres_store.h for what it promises).
+#pragma once
+
+#include <callbackd/postgres_store.h>
+
+#include <atomic>
+#include <memory>
+
+#include "../group_commit.h"
+#include "pg_pool.h"
+
+namespace callbackd {
+
+class PostgresQueue final : public Queue {
+ public:
+  static Result<std::unique_ptr<PostgresQueue>> open(PostgresQueueOptions options);
+  ~PostgresQueue() override;
+
+  std::string describe() const override { return description_; }
+
+  Status insert_app(const StoredApp& app) override;
+  Result<StoredApp> find_app(std::string_view app_id) override;
+  Status update_app_secrets(const StoredApp& app) override;
+
+  Result<Enqueued> enqueue(const NewDelivery& delivery) override;
+  void enqueue_async(NewDelivery delivery, EnqueueDone done) override;
+  void drain() override;
+  Result<std::optional<EnqueueReceipt>> find_by_task(std::string_view app_id,
+                                                     std::string_view task_id) override;
+
+  Result<std::vector<ClaimedDelivery>> claim(const ClaimRequest& request) override;
+  Result<StaleTokens> renew(std::span<const LeaseToken> tokens, Millis lease) override;
+  Result<StaleTokens> record(std::span<const AttemptRecord> records) override;
+  Result<StaleTokens> release(std::span<const LeaseToken> tokens, Millis delay) override;
+  Result<std::size_t> recover_expired_leases() override;
+  Result<std::optional<Millis>> next_due_in() override;
+  Result<std::size_t> prune_delivered(Millis age, std::size_t limit) override;
+
+  Result<std::optional<std::string>> get_setting(std::string_view key) override;
+  Status put_setting(std::string_view key, std::string_view value) override;
+
+  Result<Delivery> find_delivery(std::string_view delivery_id) override;
+  Result<DeliveryPage> list(const DeliveryFilter& filter) override;
+  Result<DeliveryCounts> count_by_state() override;
+  Result<std::vector<std::pair<std::string, std::size_t>>> count_unfinished_by_app() override;
+  Result<Delivery> redeliver(std::string_view delivery_id) override;
+
+  std::int64_t owner() const { return owner_; }
+
+ private:
+  struct PendingEnqueue {
+    NewDelivery delivery;
+    EnqueueDone done;
+  };
+
+  PostgresQueue() = default;
+  // Runs `work` in one transaction on a pooled connection; rolls back on failure.
+  template <class Work>
+  Status transaction(Work&& work);
+  void run_enqueue_batch(std::vector<PendingEnqueue>& batch);
+  Result<std::vector<Result<Enqueued>>> insert_batch(postgres::Connection& c,
+                                                     const std::vector<PendingEnqueue>& batch);
+  Result<std::vector<Attempt>> attempts_of(postgres::Connection& c, std::int64_t seq);
+
+  std::string description_;
+  std::int64_t owner_ = 0;
+  std::unique_ptr<postgres::Pool> pool_;
+  std::unique_ptr<postgres::Connection> enqueue_connection_;  // the group-commit thread's
+  std::unique_ptr<GroupCommit<PendingEnqueue>> commits_;      // last: stopped first
+};
+
+}  // namespace callbackd

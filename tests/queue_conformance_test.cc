@@ -1,0 +1,315 @@
+// The Queue contract (engine/include/callbackd/queue.h), the same tests on every backend:
+// SQLite in a temporary file and PostgreSQL in a fresh database of a real cluster. Time is the
+// backend's own (SQLite: this process's clock; PostgreSQL: the server's now()), so waits here
+// are short real ones.
+#include <callbackd/postgres_store.h>
+#include <callbackd/sqlite_store.h>
+#include <gtest/gtest.h>
+
+#include <set>
+#include <thread>
+
+#include "postgres_cluster.h"
+#include "temp_dir.h"
+#include "wait.h"
+
+namespace callbackd {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr const char* kHostA = "https://a.example:443";
+constexpr const char* kHostB = "https://b.example:443";
+
+class QueueConformanceTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    queue_ = open();
+    ASSERT_NE(queue_, nullptr);
+    StoredApp app;
+    app.app.id = "app_1";
+    app.app.name = "acme";
+    app.app.created_at = system_clock()->now();
+    app.sealed_secret = std::string("sealed\0secret", 13);
+    ASSERT_TRUE(queue_->insert_app(app).ok());
+  }
+
+  std::unique_ptr<Queue> open() {
+    Result<std::unique_ptr<Queue>> queue = Status::Internal("no backend");
+    if (GetParam() == "sqlite") {
+      queue = open_sqlite_queue({.path = dir_ / "q.db"});
+    } else {
+      if (conninfo_.empty()) conninfo_ = testing::fresh_postgres_database();
+      queue = open_postgres_queue({.conninfo = conninfo_});
+    }
+    EXPECT_TRUE(queue.ok()) << queue.status().to_string();
+    return queue.ok() ? std::move(*queue) : nullptr;
+  }
+
+  NewDelivery delivery(const std::string& task, const std::string& host = kHostA,
+                       std::optional<Millis> lease = std::nullopt) {
+    return NewDelivery{"dlv_" + task,
+                       "app_1",
+                       task,
+                       host + "/" + task,
+                       host,
+                       std::make_shared<const std::string>("{\"task_id\":\"" + task + "\"}"),
+                       system_clock()->now(),
+                       lease};
+  }
+  Enqueued enqueue(const std::string& task, const std::string& host = kHostA,
+                   std::optional<Millis> lease = std::nullopt) {
+    Result<Enqueued> r = queue_->enqueue(delivery(task, host, lease));
+    EXPECT_TRUE(r.ok()) << r.status().to_string();
+    return r.ok() ? *r : Enqueued{};
+  }
+  std::vector<ClaimedDelivery> claim(std::size_t limit, Millis lease = 30s,
+                                     std::vector<std::string> skip = {}) {
+    auto claimed = queue_->claim({.limit = limit, .lease = lease, .skip_hosts = std::move(skip)});
+    EXPECT_TRUE(claimed.ok()) << claimed.status().to_string();
+    return claimed.ok() ? *claimed : std::vector<ClaimedDelivery>{};
+  }
+  static std::vector<std::string> ids(const std::vector<ClaimedDelivery>& claimed) {
+    std::vector<std::string> out;
+    for (const auto& d : claimed) out.push_back(d.id);
+    return out;
+  }
+  AttemptRecord record_of(LeaseToken token, int number, DeliveryState next,
+                          Millis retry_after = 0ms) {
+    Attempt a;
+    a.number = number;
+    a.started_at = system_clock()->now();
+    a.duration = 12ms;
+    a.http_status = next == DeliveryState::kDelivered ? 204 : 503;
+    a.error = next == DeliveryState::kDelivered ? AttemptError::kNone : AttemptError::kStatus;
+    a.response_head = std::string("busy\0!", 6);
+    return AttemptRecord{token, a, next, retry_after};
+  }
+  DeliveryState state(const std::string& id) {
+    auto d = queue_->find_delivery(id);
+    EXPECT_TRUE(d.ok()) << d.status().to_string();
+    return d.ok() ? d->state : DeliveryState::kPending;
+  }
+
+  testing::TempDir dir_;
+  std::string conninfo_;
+  std::unique_ptr<Queue> queue_;
+};
+
+TEST_P(QueueConformanceTest, AppsAreStoredWithTheirSealedSecretsAsGiven) {
+  auto app = queue_->find_app("app_1");
+  ASSERT_TRUE(app.ok()) << app.status().to_string();
+  EXPECT_EQ(app->app.name, "acme");
+  EXPECT_EQ(app->sealed_secret, std::string("sealed\0secret", 13));
+  EXPECT_FALSE(app->previous_secret_until.has_value());
+
+  StoredApp again = *app;
+  EXPECT_EQ(queue_->insert_app(again).code(), StatusCode::kInvalidArgument);
+  again.sealed_previous_secret = again.sealed_secret;
+  again.sealed_secret = "new";
+  again.previous_secret_until = system_clock()->now() + 1h;
+  ASSERT_TRUE(queue_->update_app_secrets(again).ok());
+  auto rotated = queue_->find_app("app_1");
+  ASSERT_TRUE(rotated.ok());
+  EXPECT_EQ(rotated->sealed_secret, "new");
+  EXPECT_EQ(rotated->sealed_previous_secret, std::string("sealed\0secret", 13));
+  EXPECT_EQ(rotated->previous_secret_until, again.previous_secret_until);
+
+  EXPECT_EQ(queue_->find_app("app_nope").status().code(), StatusCode::kNotFound);
+  again.app.id = "app_nope";
+  EXPECT_EQ(queue_->update_app_secrets(again).code(), StatusCode::kNotFound);
+}
+
+TEST_P(QueueConformanceTest, SettingsRoundTripAnyBytes) {
+  EXPECT_FALSE(queue_->get_setting("k")->has_value());
+  ASSERT_TRUE(queue_->put_setting("k", std::string("a\0b", 3)).ok());
+  ASSERT_TRUE(queue_->put_setting("k", std::string("c\0d", 3)).ok());
+  EXPECT_EQ(queue_->get_setting("k")->value(), std::string("c\0d", 3));
+}
+
+TEST_P(QueueConformanceTest, AnEnqueuedTaskIsStoredOnceAndAnUnknownAppIsRefused) {
+  const Enqueued first = enqueue("t1");
+  EXPECT_TRUE(first.receipt.created);
+  EXPECT_EQ(first.receipt.state, DeliveryState::kPending);
+  NewDelivery again = delivery("t1");
+  again.id = "dlv_other";
+  auto second = queue_->enqueue(again);
+  ASSERT_TRUE(second.ok());
+  EXPECT_FALSE(second->receipt.created);
+  EXPECT_EQ(second->receipt.delivery_id, "dlv_t1");
+  EXPECT_EQ(queue_->find_by_task("app_1", "t1")->value().delivery_id, "dlv_t1");
+  EXPECT_FALSE(queue_->find_by_task("app_1", "t2")->has_value());
+
+  NewDelivery stranger = delivery("t3");
+  stranger.app_id = "app_nope";
+  EXPECT_EQ(queue_->enqueue(stranger).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(queue_->count_by_state()->at(0), 1u) << "nothing of the refused one stored";
+}
+
+// Many callers at once share commits; the same task twice in one batch is stored once.
+TEST_P(QueueConformanceTest, ConcurrentEnqueuesAreAllAnsweredAndStoredOnce) {
+  std::mutex mutex;
+  std::vector<Result<Enqueued>> answers;
+  for (int i = 0; i < 200; ++i) {
+    NewDelivery d = delivery("c" + std::to_string(i % 150));
+    d.id = "dlv_c" + std::to_string(i);
+    queue_->enqueue_async(std::move(d), [&](Result<Enqueued> r) {
+      std::lock_guard lock(mutex);
+      answers.push_back(std::move(r));
+    });
+  }
+  queue_->drain();
+  ASSERT_EQ(answers.size(), 200u);
+  std::size_t created = 0;
+  std::set<std::string> delivery_ids;
+  for (const auto& a : answers) {
+    ASSERT_TRUE(a.ok()) << a.status().to_string();
+    if (a->receipt.created) ++created;
+    delivery_ids.insert(a->receipt.delivery_id);
+  }
+  EXPECT_EQ(created, 150u);
+  EXPECT_EQ(delivery_ids.size(), 150u);
+  EXPECT_EQ(queue_->count_by_state()->at(0), 150u);
+}
+
+TEST_P(QueueConformanceTest, ClaimsTakeDueRowsOldestFirstSkippingListedHosts) {
+  enqueue("a1", kHostA);
+  enqueue("b1", kHostB);
+  enqueue("a2", kHostA);
+  EXPECT_EQ(ids(claim(10, 30s, {kHostA})), std::vector<std::string>{"dlv_b1"});
+  auto only_a = queue_->claim({.limit = 1, .lease = 30s, .only_host = kHostA});
+  ASSERT_TRUE(only_a.ok());
+  EXPECT_EQ(ids(*only_a), std::vector<std::string>{"dlv_a1"});
+  const auto rest = claim(10);
+  ASSERT_EQ(ids(rest), std::vector<std::string>{"dlv_a2"});
+  EXPECT_EQ(rest[0].host_key, kHostA);
+  EXPECT_EQ(*rest[0].body, "{\"task_id\":\"a2\"}");
+  EXPECT_EQ(rest[0].attempts_made, 0);
+  EXPECT_TRUE(claim(10).empty()) << "everything is leased";
+  EXPECT_EQ(state("dlv_a2"), DeliveryState::kInFlight);
+}
+
+// A retry is due after its delay on the store's clock, not before.
+TEST_P(QueueConformanceTest, AFailedAttemptIsStoredAndItsRetryFallsDueLater) {
+  enqueue("r");
+  const LeaseToken token = claim(1).at(0).lease;
+  auto stale = queue_->record(std::vector{record_of(token, 1, DeliveryState::kPending, 300ms)});
+  ASSERT_TRUE(stale.ok()) << stale.status().to_string();
+  EXPECT_TRUE(stale->empty());
+  EXPECT_TRUE(claim(1).empty()) << "not due yet";
+  auto due_in = queue_->next_due_in();
+  ASSERT_TRUE(due_in.ok() && due_in->has_value());
+  EXPECT_LE(**due_in, 300ms);
+  ASSERT_TRUE(testing::wait_until([&] { return !claim(1).empty(); }, 5s));
+
+  auto d = queue_->find_delivery("dlv_r");
+  ASSERT_TRUE(d.ok());
+  ASSERT_EQ(d->attempts.size(), 1u);
+  EXPECT_EQ(d->attempts[0].number, 1);
+  EXPECT_EQ(d->attempts[0].http_status, 503);
+  EXPECT_EQ(d->attempts[0].error, AttemptError::kStatus);
+  EXPECT_EQ(d->attempts[0].response_head, std::string("busy\0!", 6));
+  EXPECT_EQ(d->state, DeliveryState::kInFlight);
+}
+
+// The fence: once a lease was given back and the delivery claimed again, every write under
+// the old token is refused and reported; the new holder's go through.
+TEST_P(QueueConformanceTest, WritesUnderAStaleTokenAreRefusedAndReported) {
+  enqueue("f");
+  const LeaseToken first = claim(1).at(0).lease;
+  ASSERT_TRUE(queue_->release(std::span(&first, 1), 0ms)->empty());
+  const LeaseToken second = claim(1).at(0).lease;
+  EXPECT_EQ(second.seq, first.seq);
+  EXPECT_GT(second.generation, first.generation);
+
+  EXPECT_EQ(*queue_->renew(std::span(&first, 1), 30s), StaleTokens{first});
+  EXPECT_EQ(*queue_->record(std::vector{record_of(first, 1, DeliveryState::kDelivered)}),
+            StaleTokens{first});
+  EXPECT_EQ(*queue_->release(std::span(&first, 1), 0ms), StaleTokens{first});
+  EXPECT_EQ(state("dlv_f"), DeliveryState::kInFlight) << "the stale writes changed nothing";
+  EXPECT_TRUE(queue_->find_delivery("dlv_f")->attempts.empty());
+
+  EXPECT_TRUE(queue_->renew(std::span(&second, 1), 30s)->empty());
+  EXPECT_TRUE(
+      queue_->record(std::vector{record_of(second, 1, DeliveryState::kDelivered)})->empty());
+  EXPECT_EQ(state("dlv_f"), DeliveryState::kDelivered);
+}
+
+// A queue instance never takes back its own leases, however old: it renews what it holds.
+TEST_P(QueueConformanceTest, RecoveryLeavesThisInstancesOwnLeases) {
+  const Enqueued handed = enqueue("own", kHostA, 50ms);
+  ASSERT_TRUE(handed.lease.has_value());
+  EXPECT_EQ(handed.receipt.state, DeliveryState::kInFlight);
+  std::this_thread::sleep_for(100ms);  // the lease has ended: nothing to wait for but time
+  EXPECT_EQ(*queue_->recover_expired_leases(), 0u);
+  EXPECT_EQ(state("dlv_own"), DeliveryState::kInFlight);
+  EXPECT_TRUE(
+      queue_->record(std::vector{record_of(*handed.lease, 1, DeliveryState::kDead)})->empty());
+  EXPECT_EQ(state("dlv_own"), DeliveryState::kDead);
+}
+
+TEST_P(QueueConformanceTest, RedeliveryRestartsTheBudgetOfAFinishedDeliveryOnly) {
+  enqueue("x");
+  const LeaseToken token = claim(1).at(0).lease;
+  ASSERT_TRUE(queue_->record(std::vector{record_of(token, 1, DeliveryState::kDead)}).ok());
+  auto again = queue_->redeliver("dlv_x");
+  ASSERT_TRUE(again.ok()) << again.status().to_string();
+  EXPECT_EQ(again->state, DeliveryState::kPending);
+  EXPECT_EQ(queue_->redeliver("dlv_x").status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(queue_->redeliver("dlv_nope").status().code(), StatusCode::kNotFound);
+  const auto claimed = claim(1);
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_EQ(claimed[0].attempts_made, 1) << "the next attempt is number 2";
+  EXPECT_EQ(claimed[0].budget_used, 0);
+}
+
+TEST_P(QueueConformanceTest, ListsPageInOrderAndCountsByStateAndApp) {
+  for (int i = 0; i < 5; ++i) enqueue("l" + std::to_string(i));
+  const LeaseToken token = claim(1).at(0).lease;
+  ASSERT_TRUE(queue_->record(std::vector{record_of(token, 1, DeliveryState::kDelivered)}).ok());
+
+  auto page = queue_->list({.limit = 3});
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->items.size(), 3u);
+  EXPECT_EQ(page->items[0].id, "dlv_l0");
+  EXPECT_EQ(page->items[0].attempts.size(), 1u);
+  auto next = queue_->list({.limit = 3, .cursor = page->next_cursor});
+  ASSERT_TRUE(next.ok());
+  ASSERT_EQ(next->items.size(), 2u);
+  EXPECT_EQ(next->items[1].id, "dlv_l4");
+  EXPECT_TRUE(next->next_cursor.empty());
+  EXPECT_EQ(queue_->list({.state = DeliveryState::kDelivered})->items.size(), 1u);
+  EXPECT_EQ(queue_->list({.cursor = "x"}).status().code(), StatusCode::kInvalidArgument);
+
+  const DeliveryCounts counts = *queue_->count_by_state();
+  EXPECT_EQ(counts[static_cast<int>(DeliveryState::kPending)], 4u);
+  EXPECT_EQ(counts[static_cast<int>(DeliveryState::kDelivered)], 1u);
+  const auto unfinished = *queue_->count_unfinished_by_app();
+  ASSERT_EQ(unfinished.size(), 1u);
+  EXPECT_EQ(unfinished[0], (std::pair<std::string, std::size_t>{"app_1", 4}));
+}
+
+TEST_P(QueueConformanceTest, DeliveredRowsArePrunedWithTheirAttempts) {
+  enqueue("p");
+  const LeaseToken token = claim(1).at(0).lease;
+  ASSERT_TRUE(queue_->record(std::vector{record_of(token, 1, DeliveryState::kDelivered)}).ok());
+  EXPECT_EQ(*queue_->prune_delivered(1h, 10), 0u) << "too recent";
+  std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(*queue_->prune_delivered(1ms, 10), 1u);
+  EXPECT_EQ(queue_->find_delivery("dlv_p").status().code(), StatusCode::kNotFound);
+}
+
+TEST_P(QueueConformanceTest, DataOutlivesTheQueueInstance) {
+  enqueue("kept");
+  queue_.reset();
+  queue_ = open();
+  ASSERT_NE(queue_, nullptr);
+  EXPECT_EQ(queue_->find_by_task("app_1", "kept")->value().delivery_id, "dlv_kept");
+  EXPECT_NE(queue_->describe().find(GetParam()), std::string::npos) << queue_->describe();
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, QueueConformanceTest, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace callbackd
