@@ -108,9 +108,12 @@ class Engine::Impl {
         keys_(*queue_, box_),
         quota_(options_.max_pending_per_app, unfinished),
         dispatcher_(io_, *queue_, keys_, RetryPolicy(options_.retry_schedule),
-                    dispatcher_options(options_, guard_, quota_), options_.clock) {}
+                    dispatcher_options(options_, guard_, quota_), options_.clock) {
+    queue_->on_due_elsewhere([this] { dispatcher_.notify_pending(); });
+  }
 
   ~Impl() {
+    queue_->on_due_elsewhere(nullptr);
     stop();
     // Enqueues still being committed call back into the dispatcher and the quota: let them
     // finish while both are still here.

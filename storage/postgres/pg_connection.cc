@@ -119,6 +119,16 @@ Result<Rows> Connection::checked(std::string_view what, PGresult* result) {
   return Status::Internal(text + " (SQLSTATE " + sqlstate + ")");
 }
 
+int Connection::take_notifications(std::string_view ignored) {
+  if (PQconsumeInput(conn_) == 0) return -1;
+  int count = 0;
+  while (PGnotify* notification = PQnotifies(conn_)) {
+    if (ignored != notification->extra) ++count;
+    PQfreemem(notification);
+  }
+  return count;
+}
+
 std::string bytea_param(std::string_view bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out = "\\x";

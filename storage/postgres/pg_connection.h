@@ -56,6 +56,12 @@ class Connection {
   // "host:port/db as user": for logs; no secret.
   std::string describe() const;
 
+  // For a LISTENing connection: its socket to wait on, and how many notifications arrived
+  // whose payload is not `ignored` (reads what is there without blocking; -1 when the link
+  // broke).
+  int socket() const { return PQsocket(conn_); }
+  int take_notifications(std::string_view ignored);
+
  private:
   explicit Connection(PGconn* conn) : conn_(conn) {}
   Status reconnect_if_broken();

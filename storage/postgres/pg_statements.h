@@ -90,6 +90,9 @@ inline const std::string kPruneDelivered =
     "DELETE FROM deliveries WHERE seq IN (SELECT seq FROM deliveries "
     "  WHERE state = 2 AND due_at < " CALLBACKD_NOW_MS " - $1 ORDER BY due_at LIMIT $2)";
 
+// Wakes the other processes (their Listener); the payload names the sender, which ignores it.
+inline const std::string kNotifyDue = "SELECT pg_notify('callbackd_due', $1)";
+
 inline const std::string kGetSetting = "SELECT value FROM settings WHERE key = $1";
 inline const std::string kPutSetting =
     "INSERT INTO settings (key, value) VALUES ($1, $2) "

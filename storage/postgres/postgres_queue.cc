@@ -91,6 +91,8 @@ Result<std::unique_ptr<PostgresQueue>> PostgresQueue::open(PostgresQueueOptions 
   queue->pool_ = std::move(*pool);
   queue->description_ = "postgres:" + queue->enqueue_connection_->describe();
   queue->owner_ = new_owner_id();
+  queue->listener_ = std::make_unique<postgres::Listener>(options.conninfo, "callbackd_due",
+                                                          number(queue->owner_));
   queue->commits_ = std::make_unique<GroupCommit<PendingEnqueue>>(
       "callbackd-commit", kMaxBatch,
       [q = queue.get()](std::vector<PendingEnqueue>& batch) { q->run_enqueue_batch(batch); });
@@ -98,6 +100,15 @@ Result<std::unique_ptr<PostgresQueue>> PostgresQueue::open(PostgresQueueOptions 
 }
 
 PostgresQueue::~PostgresQueue() { commits_.reset(); }
+
+void PostgresQueue::on_due_elsewhere(std::function<void()> wake) {
+  listener_->set_callback(std::move(wake));
+}
+
+Status PostgresQueue::notify_due(Connection& c) {
+  auto sent = c.run("notify", kNotifyDue, {number(owner_)});
+  return sent.ok() ? Status::Ok() : sent.status();
+}
 
 template <class Work>
 Status PostgresQueue::transaction(Work&& work) {
@@ -191,10 +202,15 @@ void PostgresQueue::run_enqueue_batch(std::vector<PendingEnqueue>& batch) {
   Status s = c.exec("begin", "BEGIN");
   if (s.ok()) {
     results = insert_batch(c, batch);
-    if (results.ok())
-      s = c.exec("commit", "COMMIT");
-    else
-      s = results.status();
+    if (!results.ok()) s = results.status();
+    // Rows stored pending (not handed to this process's dispatcher) are for anyone.
+    bool any_pending = false;
+    for (std::size_t i = 0; s.ok() && i < batch.size(); ++i) {
+      const auto& r = (*results)[i];
+      any_pending |= r.ok() && r->receipt.created && !r->lease;
+    }
+    if (s.ok() && any_pending) s = notify_due(c);
+    if (s.ok()) s = c.exec("commit", "COMMIT");
   }
   if (!s.ok()) {
     if (c.in_transaction()) (void)c.exec("rollback", "ROLLBACK");
@@ -407,6 +423,7 @@ Result<StaleTokens> PostgresQueue::release(std::span<const LeaseToken> tokens, M
   if (!rows.ok()) return rows.status();
   std::unordered_set<std::int64_t> released;
   for (int r = 0; r < rows->size(); ++r) released.insert(rows->int64(r, 0));
+  if (delay == Millis(0) && !released.empty()) (void)notify_due(*c);  // the poll covers a miss
   StaleTokens stale;
   for (const LeaseToken& t : tokens) {
     if (!released.contains(t.seq)) stale.push_back(t);
@@ -418,6 +435,7 @@ Result<std::size_t> PostgresQueue::recover_expired_leases() {
   auto c = pool_->borrow();
   auto rows = c->run("recover leases", kRecover, {number(owner_)});
   if (!rows.ok()) return rows.status();
+  if (rows->affected() > 0) (void)notify_due(*c);
   return static_cast<std::size_t>(rows->affected());
 }
 
@@ -531,6 +549,7 @@ Result<Delivery> PostgresQueue::redeliver(std::string_view delivery_id) {
     auto rows = c->run("redeliver", kRedeliver, {std::string(delivery_id)});
     if (!rows.ok()) return rows.status();
     changed = rows->affected() > 0;
+    if (changed) (void)notify_due(*c);
   }
   Result<Delivery> delivery = find_delivery(delivery_id);
   if (!delivery.ok() || changed) return delivery;

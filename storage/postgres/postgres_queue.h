@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "../group_commit.h"
+#include "pg_listener.h"
 #include "pg_pool.h"
 
 namespace callbackd {
@@ -44,6 +45,7 @@ class PostgresQueue final : public Queue {
   Result<DeliveryCounts> count_by_state() override;
   Result<std::vector<std::pair<std::string, std::size_t>>> count_unfinished_by_app() override;
   Result<Delivery> redeliver(std::string_view delivery_id) override;
+  void on_due_elsewhere(std::function<void()> wake) override;
 
   std::int64_t owner() const { return owner_; }
 
@@ -61,12 +63,15 @@ class PostgresQueue final : public Queue {
   Result<std::vector<Result<Enqueued>>> insert_batch(postgres::Connection& c,
                                                      const std::vector<PendingEnqueue>& batch);
   Result<std::vector<Attempt>> attempts_of(postgres::Connection& c, std::int64_t seq);
+  // Tells the other processes that work is due now (delivered when `c`'s transaction commits).
+  Status notify_due(postgres::Connection& c);
 
   std::string description_;
   std::int64_t owner_ = 0;
   std::unique_ptr<postgres::Pool> pool_;
   std::unique_ptr<postgres::Connection> enqueue_connection_;  // the group-commit thread's
-  std::unique_ptr<GroupCommit<PendingEnqueue>> commits_;      // last: stopped first
+  std::unique_ptr<postgres::Listener> listener_;
+  std::unique_ptr<GroupCommit<PendingEnqueue>> commits_;  // last: stopped first
 };
 
 }  // namespace callbackd

@@ -174,6 +174,13 @@ class Queue {
   // Delivered or dead -> pending, due now, with a fresh retry budget (budget_used = 0).
   // kFailedPrecondition for a pending or in-flight delivery, kNotFound for an unknown id.
   virtual Result<Delivery> redeliver(std::string_view delivery_id) = 0;
+
+  // --- several processes
+  // Lets a shared store wake this process when another one stored work that is due now (for
+  // PostgreSQL, a NOTIFY), so it claims at once instead of at its next poll. `wake` runs on a
+  // store thread and must be quick; nullptr stops the calls (none runs after that returns).
+  // A store only one process uses may ignore it.
+  virtual void on_due_elsewhere(std::function<void()> wake) { (void)wake; }
 };
 
 }  // namespace callbackd

@@ -1,0 +1,141 @@
+// What only a shared store does: two queue instances (as two processes would) on one
+// PostgreSQL database. The contract both backends keep is in queue_conformance_test.cc.
+#include <callbackd/postgres_store.h>
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <set>
+#include <thread>
+
+#include "postgres_cluster.h"
+#include "wait.h"
+
+namespace callbackd {
+namespace {
+
+using namespace std::chrono_literals;
+
+class PostgresQueueTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    a_ = open();
+    b_ = open();
+    ASSERT_TRUE(a_ && b_);
+    StoredApp app;
+    app.app.id = "app_1";
+    app.app.name = "acme";
+    app.sealed_secret = "sealed";
+    ASSERT_TRUE(a_->insert_app(app).ok());
+  }
+  std::unique_ptr<Queue> open() {
+    auto queue = open_postgres_queue({.conninfo = conninfo_});
+    EXPECT_TRUE(queue.ok()) << queue.status().to_string();
+    return queue.ok() ? std::move(*queue) : nullptr;
+  }
+  Result<Enqueued> enqueue(Queue& q, const std::string& task,
+                           std::optional<Millis> lease = std::nullopt) {
+    return q.enqueue(NewDelivery{"dlv_" + task, "app_1", task, "https://a.example/" + task,
+                                 "https://a.example:443", std::make_shared<const std::string>("{}"),
+                                 system_clock()->now(), lease});
+  }
+
+  std::string conninfo_ = testing::fresh_postgres_database();
+  std::unique_ptr<Queue> a_, b_;
+};
+
+// Claims from two processes at once never hand one delivery to both.
+TEST_F(PostgresQueueTest, ConcurrentClaimsNeverShareADelivery) {
+  std::vector<std::thread> enqueuers;
+  for (int i = 0; i < 600; ++i) {
+    a_->enqueue_async(
+        NewDelivery{"dlv_" + std::to_string(i), "app_1", std::to_string(i), "https://a.example/",
+                    "https://a.example:443", std::make_shared<const std::string>("{}"),
+                    system_clock()->now(), std::nullopt},
+        [](Result<Enqueued> r) { EXPECT_TRUE(r.ok()); });
+  }
+  a_->drain();
+  std::vector<std::string> by_a, by_b;
+  auto claimer = [](Queue& q, std::vector<std::string>& out) {
+    for (;;) {
+      auto claimed = q.claim({.limit = 7, .lease = 30s});
+      ASSERT_TRUE(claimed.ok()) << claimed.status().to_string();
+      if (claimed->empty()) return;
+      for (const auto& d : *claimed) out.push_back(d.id);
+    }
+  };
+  std::thread ta(claimer, std::ref(*a_), std::ref(by_a));
+  std::thread tb(claimer, std::ref(*b_), std::ref(by_b));
+  ta.join();
+  tb.join();
+  std::set<std::string> all(by_a.begin(), by_a.end());
+  all.insert(by_b.begin(), by_b.end());
+  EXPECT_EQ(all.size(), 600u);
+  EXPECT_EQ(by_a.size() + by_b.size(), 600u) << "a delivery was claimed twice";
+  EXPECT_FALSE(by_a.empty() || by_b.empty()) << "both processes took a share";
+}
+
+// A lease held by one process is recovered by another only once it has ended, and the first
+// process's writes under it are then refused.
+TEST_F(PostgresQueueTest, AnotherProcessRecoversALeaseOnlyOnceItEnds) {
+  auto held = enqueue(*b_, "t", 400ms);
+  ASSERT_TRUE(held.ok() && held->lease);
+  EXPECT_EQ(*a_->recover_expired_leases(), 0u) << "the lease is live";
+  ASSERT_TRUE(testing::wait_until([&] { return *a_->recover_expired_leases() == 1u; }, 5s));
+  auto claimed = a_->claim({.limit = 1, .lease = 30s});
+  ASSERT_TRUE(claimed.ok());
+  ASSERT_EQ(claimed->size(), 1u);
+  EXPECT_EQ(*b_->renew(std::span(&*held->lease, 1), 30s), StaleTokens{*held->lease});
+}
+
+// Work stored pending by one process wakes the others at once (LISTEN/NOTIFY); a process is
+// not woken by its own.
+TEST_F(PostgresQueueTest, PendingWorkStoredElsewhereWakesTheOtherProcesses) {
+  std::mutex mutex;
+  std::condition_variable woken;
+  int a_wakes = 0, b_wakes = 0;
+  a_->on_due_elsewhere([&] {
+    std::lock_guard lock(mutex);
+    ++a_wakes;
+    woken.notify_all();
+  });
+  b_->on_due_elsewhere([&] {
+    std::lock_guard lock(mutex);
+    ++b_wakes;
+    woken.notify_all();
+  });
+  // The listeners connect in the background: keep storing until the first wake arrives.
+  std::unique_lock lock(mutex);
+  for (int i = 0; i < 50 && b_wakes == 0; ++i) {
+    lock.unlock();
+    ASSERT_TRUE(enqueue(*a_, "w" + std::to_string(i)).ok());
+    lock.lock();
+    woken.wait_for(lock, 100ms, [&] { return b_wakes > 0; });
+  }
+  EXPECT_GT(b_wakes, 0);
+  EXPECT_EQ(a_wakes, 0);
+  lock.unlock();
+  a_->on_due_elsewhere(nullptr);
+  b_->on_due_elsewhere(nullptr);
+}
+
+// The database's schema version is checked: a newer one stops the queue from opening.
+TEST_F(PostgresQueueTest, ANewerSchemaIsRefusedWithAClearMessage) {
+  testing::run_postgres_sql(conninfo_, "UPDATE callbackd_schema SET version = 99");
+  auto queue = open_postgres_queue({.conninfo = conninfo_});
+  ASSERT_FALSE(queue.ok());
+  EXPECT_EQ(queue.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(queue.status().message().find("schema version 99"), std::string::npos)
+      << queue.status().message();
+}
+
+TEST_F(PostgresQueueTest, AnUnreachableDatabaseIsUnavailableAndNamesNoPassword) {
+  auto queue = open_postgres_queue(
+      {.conninfo = "postgres://callbackd:s3cret-pw@127.0.0.1:1/callbackd?connect_timeout=2"});
+  ASSERT_FALSE(queue.ok());
+  EXPECT_EQ(queue.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(queue.status().message().find("s3cret-pw"), std::string::npos)
+      << queue.status().message();
+}
+
+}  // namespace
+}  // namespace callbackd
