@@ -26,6 +26,12 @@ using testing::DaemonProcess;
 using testing::RawConnection;
 using testing::wait_until;
 
+#ifdef __SANITIZE_ADDRESS__  // the asan preset builds with ASan and UBSan
+constexpr bool kUnderSanitizers = true;
+#else
+constexpr bool kUnderSanitizers = false;
+#endif
+
 // A /proc/<pid>/status field in KiB ("VmHWM", "VmRSS").
 long proc_status_kib(pid_t pid, const std::string& field) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
@@ -98,10 +104,11 @@ TEST_F(DaemonLimitsTest, DeeplyNestedOrHugeJsonGetsA400NamingTheLimit) {
     });
   }
   for (std::thread& client : clients) client.join();
-#ifndef __SANITIZE_ADDRESS__  // ASan keeps freed memory in quarantine
-  const long peak_kib = proc_status_kib(daemon_->pid(), "VmHWM");
-  EXPECT_LT(peak_kib, 128 * 1024) << "peak RSS " << peak_kib / 1024 << " MiB";
-#endif
+  // ASan keeps freed memory in quarantine: the bound is only meaningful without it.
+  if (!kUnderSanitizers) {
+    const long peak_kib = proc_status_kib(daemon_->pid(), "VmHWM");
+    EXPECT_LT(peak_kib, 128 * 1024) << "peak RSS " << peak_kib / 1024 << " MiB";
+  }
   EXPECT_EQ(call("GET", "/healthz").status, 200);
 }
 
@@ -189,6 +196,11 @@ long cpu_ticks(pid_t pid) {
 }
 
 TEST_F(DaemonLimitsTest, OutOfDescriptorsAcceptBacksOffLogsLittleAndRecovers) {
+  if (kUnderSanitizers) {
+    // UBSan's vptr check probes memory through a pipe(); with no descriptor left it reports a
+    // false "invalid vptr" and aborts the daemon.
+    GTEST_SKIP() << "needs a build without sanitizers";
+  }
   start();
   // Leave the daemon a few descriptors beyond what it holds now.
   std::size_t open_now = 0;
