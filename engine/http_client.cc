@@ -7,6 +7,7 @@
 #include "http_client.h"
 
 #include <curl/curl.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -85,6 +86,27 @@ AttemptError classify(CURLcode code, long http_status, bool every_address_blocke
   }
 }
 
+// curl calls our callbacks from C: an exception must never unwind through its frames (that is
+// undefined behaviour, and whatever curl was doing is left half done). Every callback runs its
+// body through this, which turns an exception into the failure value curl expects for that
+// callback (failing that one transfer) and one log line.
+template <class Body, class Failure>
+auto without_exceptions(const char* callback, Failure failure, Body&& body) noexcept
+    -> decltype(body()) {
+  const char* what = "unknown exception";
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  try {
+    spdlog::error("event=curl_callback_failed callback={} error=\"{}\"", callback, what);
+  } catch (...) {
+  }
+  return failure;
+}
+
 }  // namespace
 
 class HttpClient::Impl {
@@ -133,6 +155,15 @@ class HttpClient::Impl {
   static int on_socket(CURL* easy, curl_socket_t fd, int what, void* client, void* socketp);
   static int on_timer(CURLM* multi, long timeout_ms, void* client);
   static std::size_t on_body(char* data, std::size_t size, std::size_t count, void* transfer);
+  // What the callbacks above do; they may throw, the callbacks never do.
+  // `unowned` is set to a socket made but not owned by a watch yet, for cleanup on a throw.
+  static curl_socket_t open_watched_socket(void* transfer, curlsocktype purpose,
+                                           curl_sockaddr* address, int& unowned);
+  static int close_watched_socket(Impl* self, curl_socket_t fd);
+  static int watch_socket(CURL* easy, curl_socket_t fd, int what, void* client, void* socketp);
+  static int set_timer(CURLM* multi, long timeout_ms, void* client);
+  static std::size_t keep_body_head(char* data, std::size_t size, std::size_t count,
+                                    void* transfer);
 
   void wait(curl_socket_t fd, const std::shared_ptr<Watch>& watch, bool for_write);
   // The watch for `fd`, after dropping one that belongs to a file curl has since closed.
@@ -281,6 +312,19 @@ void HttpClient::Impl::post(HttpRequest request, std::function<void(HttpResponse
 
 curl_socket_t HttpClient::Impl::open_socket(void* transfer_ptr, curlsocktype purpose,
                                             curl_sockaddr* address) {
+  int unowned = -1;  // a socket made but not yet owned by its watch
+  return without_exceptions("opensocket", CURL_SOCKET_BAD, [&]() -> curl_socket_t {
+    try {
+      return open_watched_socket(transfer_ptr, purpose, address, unowned);
+    } catch (...) {
+      if (unowned >= 0) ::close(unowned);  // never handed to curl: ours to close
+      throw;
+    }
+  });
+}
+
+curl_socket_t HttpClient::Impl::open_watched_socket(void* transfer_ptr, curlsocktype purpose,
+                                                    curl_sockaddr* address, int& unowned) {
   auto* t = static_cast<Transfer*>(transfer_ptr);
   Impl* self = t->client;
   if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKET_BAD;
@@ -300,8 +344,10 @@ curl_socket_t HttpClient::Impl::open_socket(void* transfer_ptr, curlsocktype pur
   ++t->addresses_allowed;
   const int fd = ::socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
   if (fd < 0) return CURL_SOCKET_BAD;
+  unowned = fd;
   self->live_watch(fd);  // a watch left for this number belonged to a closed socket
   auto watch = std::make_shared<Watch>(self->io_, fd);
+  unowned = -1;  // the watch closes it from here on, also if what follows throws
   watch->inode = inode_of(fd);
   watch->owned_by_us = true;
   self->watches_[fd] = std::move(watch);
@@ -326,7 +372,13 @@ HttpClient::Impl::live_watch(curl_socket_t fd) {
 }
 
 int HttpClient::Impl::close_socket(void* client, curl_socket_t fd) {
-  auto* self = static_cast<Impl*>(client);
+  // Closing twice could close a number reused meanwhile: on failure curl hears of an error and
+  // the descriptor stays with its watch, closed with the client.
+  return without_exceptions("closesocket", 1,
+                            [&] { return close_watched_socket(static_cast<Impl*>(client), fd); });
+}
+
+int HttpClient::Impl::close_watched_socket(Impl* self, curl_socket_t fd) {
   auto it = self->watches_.find(fd);
   if (it == self->watches_.end() || !it->second->owned_by_us) return ::close(fd);
   // Cancel waits first: their handlers see operation_aborted and a gone watch.
@@ -338,7 +390,14 @@ int HttpClient::Impl::close_socket(void* client, curl_socket_t fd) {
   return 0;
 }
 
-int HttpClient::Impl::on_socket(CURL*, curl_socket_t fd, int what, void* client, void*) {
+int HttpClient::Impl::on_socket(CURL* easy, curl_socket_t fd, int what, void* client,
+                                void* socketp) {
+  // -1 makes curl fail the transfers on this socket.
+  return without_exceptions("socket", -1,
+                            [&] { return watch_socket(easy, fd, what, client, socketp); });
+}
+
+int HttpClient::Impl::watch_socket(CURL*, curl_socket_t fd, int what, void* client, void*) {
   auto* self = static_cast<Impl*>(client);
   auto it = self->live_watch(fd);
   if (what == CURL_POLL_REMOVE) {
@@ -355,7 +414,13 @@ int HttpClient::Impl::on_socket(CURL*, curl_socket_t fd, int what, void* client,
   if (it == self->watches_.end()) {
     const int copy = ::dup(fd);
     if (copy < 0) return -1;
-    auto watch = std::make_shared<Watch>(self->io_, copy);
+    std::shared_ptr<Watch> watch;
+    try {
+      watch = std::make_shared<Watch>(self->io_, copy);
+    } catch (...) {
+      ::close(copy);
+      throw;
+    }
     watch->inode = inode_of(fd);
     it = self->watches_.emplace(fd, std::move(watch)).first;
   }
@@ -389,7 +454,12 @@ void HttpClient::Impl::wait(curl_socket_t fd, const std::shared_ptr<Watch>& watc
   });
 }
 
-int HttpClient::Impl::on_timer(CURLM*, long timeout_ms, void* client) {
+int HttpClient::Impl::on_timer(CURLM* multi, long timeout_ms, void* client) {
+  // -1 makes curl fail the transfers waiting on this timer.
+  return without_exceptions("timer", -1, [&] { return set_timer(multi, timeout_ms, client); });
+}
+
+int HttpClient::Impl::set_timer(CURLM*, long timeout_ms, void* client) {
   auto* self = static_cast<Impl*>(client);
   // curl moves its deadline on nearly every action. Re-arming the Asio timer costs a
   // timerfd_settime each time, which dominated the profile; so the timer is only moved
@@ -438,6 +508,13 @@ void HttpClient::Impl::act(curl_socket_t fd, int events) {
 
 std::size_t HttpClient::Impl::on_body(char* data, std::size_t size, std::size_t count,
                                       void* transfer) {
+  // 0 (fewer bytes than given) makes curl fail this transfer with CURLE_WRITE_ERROR.
+  return without_exceptions("write", std::size_t{0},
+                            [&] { return keep_body_head(data, size, count, transfer); });
+}
+
+std::size_t HttpClient::Impl::keep_body_head(char* data, std::size_t size, std::size_t count,
+                                             void* transfer) {
   auto* t = static_cast<Transfer*>(transfer);
   const std::size_t bytes = size * count;
   const std::size_t cap = t->client->options_.max_response_bytes;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ingest.h"
+#include "json_shape.h"
 #include "json_views.h"
 
 namespace callbackd {
@@ -98,6 +99,27 @@ void Api::handle(const ApiRequest& request, Respond respond) {
   if (std::optional<ApiResponse> response = route(request, counted)) counted(std::move(*response));
 }
 
+namespace {
+
+// Every /v1 route needs the token; a path outside /v1 is a 404 whoever asks.
+bool needs_token(std::string_view path) { return path.rfind("/v1/", 0) == 0; }
+
+ApiResponse unauthorized() {
+  ApiResponse r =
+      error_response(401, "unauthorized", "missing or wrong Authorization: Bearer <api_token>");
+  r.headers.emplace_back("WWW-Authenticate", "Bearer");
+  return r;
+}
+
+}  // namespace
+
+std::optional<ApiResponse> Api::check_head(const ApiRequest& head) {
+  const std::string_view path = std::string_view(head.target).substr(0, head.target.find('?'));
+  if (!needs_token(path) || authorized(head)) return std::nullopt;
+  metrics_.on_http_response(401);
+  return unauthorized();
+}
+
 bool Api::authorized(const ApiRequest& request) const {
   if (config_.api_token.empty()) return true;
   const std::string expected = "Bearer " + config_.api_token;
@@ -128,12 +150,13 @@ std::optional<ApiResponse> Api::route(const ApiRequest& request, const Respond& 
     return r;
   };
 
+  // HEAD answers as GET does; the server leaves the body out.
   if (path == "/healthz") {
-    if (auto r = allow({"GET"})) return *r;
+    if (auto r = allow({"GET", "HEAD"})) return *r;
     return json_response(200, {{"status", "ok"}});
   }
   if (path == "/readyz") {
-    if (auto r = allow({"GET"})) return *r;
+    if (auto r = allow({"GET", "HEAD"})) return *r;
     if (!ready_()) return error_response(503, "not_ready", "starting or shutting down");
     return json_response(200, {{"status", "ready"}});
   }
@@ -145,12 +168,7 @@ std::optional<ApiResponse> Api::route(const ApiRequest& request, const Respond& 
   if (s.size() < 2 || s[0] != "v1") {
     return error_response(404, "not_found", "no route for " + path);
   }
-  if (!authorized(request)) {
-    ApiResponse r =
-        error_response(401, "unauthorized", "missing or wrong Authorization: Bearer <api_token>");
-    r.headers.emplace_back("WWW-Authenticate", "Bearer");
-    return r;
-  }
+  if (!authorized(request)) return unauthorized();
 
   if (s[1] == "apps") {
     if (s.size() == 2) {
@@ -181,6 +199,11 @@ std::optional<ApiResponse> Api::route(const ApiRequest& request, const Respond& 
 }
 
 ApiResponse Api::create_app(const ApiRequest& request) {
+  if (std::optional<JsonProblem> problem = check_json_shape(request.body)) {
+    const bool names_a_field = problem->kind == JsonProblemKind::kDuplicateKey;
+    return error_response(400, names_a_field ? "invalid_field" : "malformed_json",
+                          problem->message);
+  }
   ordered_json body = ordered_json::parse(request.body, nullptr, false);
   if (body.is_discarded() || !body.is_object()) {
     return error_response(400, "malformed_json", "body: must be a JSON object");

@@ -43,6 +43,10 @@ class Api {
   // Calls `respond` exactly once: before returning, or later from the engine's commit thread.
   void handle(const ApiRequest& request, Respond respond);
 
+  // The refusal of a request that must not get further than its head (its body unread): a
+  // /v1 call without the right bearer token gets its 401 here. Cheap; never reads the store.
+  std::optional<ApiResponse> check_head(const ApiRequest& head);
+
  private:
   // The response, or nullopt when `respond` will be called later.
   std::optional<ApiResponse> route(const ApiRequest& request, const Respond& respond);

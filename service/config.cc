@@ -29,9 +29,20 @@ Status not_a(std::string_view value, std::string_view what) {
   return Status::InvalidArgument("\"" + std::string(value) + "\" is not " + std::string(what));
 }
 
-Status set_duration(Millis& out, const std::string& value) {
+// Upper bounds keep sums such as `now + delay` and `2 × attempt_timeout + 1 s` far from
+// overflowing, and catch a unit typed wrong ("10d" meant as "10s").
+constexpr Millis kMaxDuration = std::chrono::days(30);
+constexpr Millis kMaxRetention = std::chrono::days(3650);
+constexpr Millis kMaxAttemptTimeout = std::chrono::hours(1);
+
+// `max_text` names the bound in the message: "30d".
+Status set_duration(Millis& out, const std::string& value, Millis max = kMaxDuration,
+                    std::string_view max_text = "30d") {
   std::optional<Millis> d = parse_duration(value);
-  if (!d || *d <= Millis(0)) return not_a(value, "a positive duration (e.g. 250ms, 30s, 5m, 7d)");
+  if (!d || *d <= Millis(0) || *d > max) {
+    return not_a(
+        value, "a positive duration up to " + std::string(max_text) + " (e.g. 250ms, 30s, 5m, 7d)");
+  }
   out = *d;
   return Status::Ok();
 }
@@ -111,7 +122,9 @@ const std::vector<KeyDef>& key_defs() {
          return Status::Ok();
        }},
       {"attempt_timeout", "10s", "bound on one attempt, start to response", false,
-       [](Config& c, const Values& v) { return set_duration(c.attempt_timeout, v.back()); }},
+       [](Config& c, const Values& v) {
+         return set_duration(c.attempt_timeout, v.back(), kMaxAttemptTimeout, "1h");
+       }},
       {"max_in_flight", "256", "concurrent attempts in all", false,
        [](Config& c, const Values& v) { return set_count(c.max_in_flight, v.back()); }},
       {"max_in_flight_per_host", "32", "concurrent attempts to one host", false,
@@ -134,7 +147,9 @@ const std::vector<KeyDef>& key_defs() {
          return Status::Ok();
        }},
       {"retention", "7d", "how long delivered deliveries are kept", false,
-       [](Config& c, const Values& v) { return set_duration(c.retention, v.back()); }},
+       [](Config& c, const Values& v) {
+         return set_duration(c.retention, v.back(), kMaxRetention, "3650d");
+       }},
       {"log_level", "info", "trace, debug, info, warn, error, critical or off", false,
        [](Config& c, const Values& v) {
          static const char* kLevels[] = {"trace", "debug",    "info", "warn",
@@ -173,6 +188,15 @@ const std::vector<KeyDef>& key_defs() {
          std::optional<std::uint64_t> n = parse_byte_size(v.back());
          if (!n || *n > (1ULL << 20)) return not_a(v.back(), "a size up to 1MiB");
          c.max_response_bytes = static_cast<std::size_t>(*n);
+         return Status::Ok();
+       }},
+      {"max_connections", "1024",
+       "API connections open at once; one more gets 503 too_many_connections", false,
+       [](Config& c, const Values& v) {
+         std::optional<std::uint64_t> n = parse_unsigned(v.back());
+         if (!n || *n == 0 || *n > 1'000'000)
+           return not_a(v.back(), "a whole number from 1 to 1000000");
+         c.max_connections = static_cast<std::size_t>(*n);
          return Status::Ok();
        }},
   };

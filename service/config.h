@@ -40,6 +40,7 @@ struct Config {
   Millis secret_overlap = 24h;
   std::size_t max_pending_per_app = 100000;
   std::size_t max_response_bytes = 1024;
+  std::size_t max_connections = 1024;
 
   std::filesystem::path database_path() const { return data_dir / "callbackd.db"; }
 };

@@ -2,6 +2,7 @@
 
 #include <callbackd/postgres_store.h>
 #include <callbackd/sqlite_store.h>
+#include <malloc.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -64,6 +65,10 @@ void set_up_logging(const std::string& level) {
 }
 
 int serve(const Config& config) {
+  // Request bodies (up to max_body_bytes) and their parse go straight to mmap and back to the
+  // system when freed; glibc would otherwise raise this threshold after the first large free
+  // and keep such buffers in per-thread arenas for good.
+  mallopt(M_MMAP_THRESHOLD, 256 << 10);
   std::error_code ec;
   std::filesystem::create_directories(config.data_dir, ec);
   if (ec) {
@@ -93,9 +98,11 @@ int serve(const Config& config) {
   HttpServerOptions server_options;
   server_options.listen = config.listen;
   server_options.max_body_bytes = config.max_body_bytes;
-  HttpServer server(io, server_options, [&api](const ApiRequest& r, Respond respond) {
-    api.handle(r, std::move(respond));
-  });
+  server_options.max_connections = config.max_connections;
+  HttpServer server(
+      io, server_options,
+      [&api](const ApiRequest& r, Respond respond) { api.handle(r, std::move(respond)); },
+      [&api](const ApiRequest& head) { return api.check_head(head); });
   if (Status s = server.start(); !s.ok()) {
     spdlog::critical("event=start_failed reason=\"{}\"", s.to_string());
     engine.stop();

@@ -1,11 +1,15 @@
 #include "http_server.h"
 
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <optional>
+
+#include "json_views.h"
 
 namespace callbackd {
 
@@ -19,6 +23,27 @@ namespace {
 // After an error reply we stop reading requests but keep draining what the client still
 // sends for this long, so closing does not reset the connection before it reads the reply.
 constexpr Millis kDrainTime{2000};
+
+// A request body this large leaves freed heap behind on the worker thread's arena; giving it
+// back keeps the daemon's memory flat through a stream of large (or hostile) requests.
+constexpr std::size_t kTrimAfterBodyBytes = 64 << 10;
+// Reads grow a connection's buffer up to 64 KiB; an idle keep-alive connection keeps less.
+constexpr std::size_t kIdleBufferBytes = 16 << 10;
+
+// Accepting after a failure (EMFILE: out of descriptors) is retried after 10 ms, doubling up
+// to 1 s: the listening socket stays readable, so retrying at once would spin a core.
+constexpr Millis kFirstAcceptBackoff{10};
+constexpr Millis kMaxAcceptBackoff{1000};
+
+std::string refusal_response(std::size_t max_connections) {
+  const std::string body = error_json(
+      "too_many_connections", "more than max_connections (" + std::to_string(max_connections) +
+                                  ") connections are open; retry later");
+  return "HTTP/1.1 503 Service Unavailable\r\nServer: callbackd\r\n"
+         "Content-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\n"
+         "Content-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + body;
+}
 
 }  // namespace
 
@@ -43,12 +68,24 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   void detach() { server_ = nullptr; }
 
  private:
+  // A reference for other threads (the workers, the engine's commit thread): whichever thread
+  // drops the last one, the session itself is released on its own executor, because its
+  // destructor touches the server's session set, which only the io thread may.
+  std::shared_ptr<Session> io_bound_ref() {
+    return std::shared_ptr<Session>(
+        this, [self = shared_from_this(), executor = stream_.get_executor()](Session*) mutable {
+          asio::post(executor, [self = std::move(self)] {});
+        });
+  }
+
   void read_header() {
     if (server_ == nullptr || server_->shutting_down_) return close();
     reading_ = true;
+    if (buffer_.capacity() > kIdleBufferBytes) buffer_.shrink_to_fit();
     parser_.emplace();
     parser_->body_limit(server_->options_.max_body_bytes);
     parser_->header_limit(static_cast<std::uint32_t>(server_->options_.max_header_bytes));
+    // Covers the header and the body: a client that trickles either is cut at this bound.
     stream_.expires_after(server_->options_.idle_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
                             beast::bind_front_handler(&Session::on_header, shared_from_this()));
@@ -57,8 +94,20 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   void on_header(beast::error_code ec, std::size_t) {
     if (ec) return on_read_error(ec);
     reading_ = false;
-    // curl and others wait for "100 Continue" before sending a larger body.
     const auto& request = parser_->get();
+    version_ = request.version();
+    head_request_ = request.method() == http::verb::head;
+    // Refused on its head (a wrong token, say): the body is never read nor asked for.
+    if (server_->head_check_) {
+      ApiRequest head{std::string(request.method_string()),
+                      std::string(request.target()),
+                      std::string(request[http::field::authorization]),
+                      {}};
+      if (std::optional<ApiResponse> refusal = server_->head_check_(head)) {
+        return reply_and_close(std::move(*refusal));
+      }
+    }
+    // curl and others wait for "100 Continue" before sending a larger body.
     if (beast::iequals(request[http::field::expect], "100-continue")) {
       auto interim = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
                                                                         request.version());
@@ -103,17 +152,21 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     auto& request = parser_->get();
     ApiRequest api{std::string(request.method_string()), std::string(request.target()),
                    std::string(request[http::field::authorization]), std::move(request.body())};
-    version_ = request.version();
     keep_alive_ = request.keep_alive();
-    asio::post(server_->workers_, [self = shared_from_this(), api = std::move(api)]() mutable {
-      HttpServer* server = self->server_;
-      auto executor = self->stream_.get_executor();
-      server->handler_(api, [self = std::move(self), executor](ApiResponse response) mutable {
-        // Back to the io thread, which is also where the session's last reference must drop.
-        asio::post(executor, [self = std::move(self), response = std::move(response)]() mutable {
-          self->write(std::move(response));
-        });
+    parser_.reset();  // the body now lives in `api` only
+    asio::post(server_->workers_, [session = io_bound_ref(), api = std::move(api)]() mutable {
+      const bool large = api.body.size() >= kTrimAfterBodyBytes;
+      session->server_->handler_(api, [session](ApiResponse response) {
+        // Back to the io thread: the session is only ever used there.
+        asio::post(session->stream_.get_executor(),
+                   [session, response = std::move(response)]() mutable {
+                     session->write(std::move(response));
+                   });
       });
+      if (large) {
+        std::string().swap(api.body);
+        malloc_trim(0);
+      }
     });
   }
 
@@ -123,11 +176,16 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     message->set(http::field::server, "callbackd");
     message->set(http::field::content_type, response.content_type);
     for (const auto& [name, value] : response.headers) message->set(name, value);
-    message->body() = std::move(response.body);
     const bool keep_alive =
         keep_alive_ && !then_drain && server_ != nullptr && !server_->shutting_down_;
     message->keep_alive(keep_alive);
-    message->prepare_payload();
+    if (head_request_) {
+      // HEAD: the headers a GET would get, without its body.
+      message->content_length(response.body.size());
+    } else {
+      message->body() = std::move(response.body);
+      message->prepare_payload();
+    }
     http::async_write(stream_, *message,
                       [self = shared_from_this(), message, keep_alive, then_drain](
                           beast::error_code ec, std::size_t) {
@@ -171,15 +229,20 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   std::array<char, 8192> scratch_{};
   unsigned version_ = 11;
   bool keep_alive_ = false;
+  bool head_request_ = false;
   bool reading_ = false;
 };
 
-HttpServer::HttpServer(asio::io_context& io, HttpServerOptions options, RequestHandler handler)
+HttpServer::HttpServer(asio::io_context& io, HttpServerOptions options, RequestHandler handler,
+                       HeadCheck head_check)
     : io_(io),
       options_(std::move(options)),
       handler_(std::move(handler)),
+      head_check_(std::move(head_check)),
       acceptor_(io),
-      workers_(options_.handler_threads) {}
+      workers_(options_.handler_threads),
+      accept_retry_(io),
+      refusal_(refusal_response(options_.max_connections)) {}
 
 HttpServer::~HttpServer() {
   workers_.join();
@@ -210,22 +273,59 @@ tcp::endpoint HttpServer::local_endpoint() const {
 void HttpServer::do_accept() {
   // Sessions share the io thread: no strands needed.
   acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
-    if (ec) {
-      if (ec != asio::error::operation_aborted) {
-        spdlog::warn("event=accept_failed error=\"{}\"", ec.message());
-      }
-      if (!acceptor_.is_open()) return;
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+    if (ec) return on_accept_failed(ec);
+    accept_backoff_ = Millis(0);
+    if (sessions_.size() >= options_.max_connections) {
+      refuse(std::move(socket));
     } else {
       auto session = std::make_shared<Session>(*this, std::move(socket));
       sessions_.insert(session.get());
+      open_connections_.store(sessions_.size());
       session->start();
     }
     if (!shutting_down_) do_accept();
   });
 }
 
+void HttpServer::on_accept_failed(const boost::system::error_code& ec) {
+  accept_backoff_ = std::clamp(accept_backoff_ * 2, kFirstAcceptBackoff, kMaxAcceptBackoff);
+  if (std::optional<std::uint64_t> suppressed = accept_failed_log_.admit()) {
+    spdlog::warn(
+        "event=accept_failed error=\"{}\" open_connections={} retry_in_ms={} "
+        "suppressed={}",
+        ec.message(), sessions_.size(), accept_backoff_.count(), *suppressed);
+  }
+  accept_retry_.expires_after(accept_backoff_);
+  accept_retry_.async_wait([this](const boost::system::error_code& error) {
+    if (error || shutting_down_) return;
+    do_accept();
+  });
+}
+
+void HttpServer::refuse(tcp::socket socket) {
+  // Answered and closed at once, without a session: a refused connection costs no buffer and
+  // no timer. The reply fits in an empty socket buffer, so a non-blocking write sends it all.
+  boost::system::error_code ignored;
+  socket.non_blocking(true, ignored);
+  // Read what the client already sent, so closing does not reset the connection before it
+  // reads the reply.
+  std::array<char, 16 << 10> discard;
+  socket.read_some(asio::buffer(discard), ignored);
+  socket.write_some(asio::buffer(refusal_), ignored);
+  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  socket.close(ignored);
+  if (std::optional<std::uint64_t> suppressed = refused_log_.admit()) {
+    spdlog::warn(
+        "event=connection_refused reason=too_many_connections max_connections={} "
+        "suppressed={}",
+        options_.max_connections, *suppressed);
+  }
+}
+
 void HttpServer::session_ended(Session* session) {
   sessions_.erase(session);
+  open_connections_.store(sessions_.size());
   maybe_finish_shutdown();
 }
 
@@ -234,6 +334,7 @@ void HttpServer::shutdown(std::function<void()> done) {
   shutdown_done_ = std::move(done);
   boost::system::error_code ignored;
   acceptor_.close(ignored);
+  accept_retry_.cancel();
   for (Session* session : sessions_) session->close_if_idle();
   maybe_finish_shutdown();
 }

@@ -5,15 +5,19 @@
 
 #include <callbackd/status.h>
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_set>
 
 #include "api.h"
+#include "log_throttle.h"
 
 namespace callbackd {
 
@@ -23,20 +27,30 @@ struct HttpServerOptions {
   std::size_t max_header_bytes = 16 << 10;  // larger headers get 431
   std::size_t handler_threads = 8;
   Millis idle_timeout{30000};  // a connection silent this long is closed
+  // Connections open at once; one more gets an immediate 503 too_many_connections and is
+  // closed (each refusal counted, logged at most once a second).
+  std::size_t max_connections = 1024;
 };
 
 // Answers a request through its Respond, now or later, from any thread.
 using RequestHandler = std::function<void(const ApiRequest&, Respond)>;
+// Looks at a request's head (method, target, authorization; the body is still unread) on the
+// io thread: a response refuses the request before its body is read or "100 Continue" sent.
+// Must be quick and must not block.
+using HeadCheck = std::function<std::optional<ApiResponse>(const ApiRequest& head)>;
 
 class HttpServer {
  public:
   // All methods on the io_context's thread.
-  HttpServer(boost::asio::io_context& io, HttpServerOptions options, RequestHandler handler);
+  HttpServer(boost::asio::io_context& io, HttpServerOptions options, RequestHandler handler,
+             HeadCheck head_check = {});
   ~HttpServer();
 
   // Binds and starts accepting. The error names the address.
   Status start();
   boost::asio::ip::tcp::endpoint local_endpoint() const;
+  // Connections open now. Thread-safe.
+  std::size_t open_connections() const { return open_connections_.load(); }
 
   // Stops accepting, closes idle connections, lets requests being handled finish and be
   // answered, then calls `done` (on the io thread).
@@ -46,15 +60,25 @@ class HttpServer {
   class Session;
   friend class Session;
   void do_accept();
+  void on_accept_failed(const boost::system::error_code& ec);
+  void refuse(boost::asio::ip::tcp::socket socket);
   void session_ended(Session* session);
   void maybe_finish_shutdown();
 
   boost::asio::io_context& io_;
   const HttpServerOptions options_;
   RequestHandler handler_;
+  HeadCheck head_check_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::thread_pool workers_;
-  std::unordered_set<Session*> sessions_;
+  std::unordered_set<Session*> sessions_;  // touched on the io thread only
+  std::atomic<std::size_t> open_connections_{0};
+  // Accepting again after an error (out of descriptors, say) waits, longer each time.
+  boost::asio::steady_timer accept_retry_;
+  Millis accept_backoff_{0};
+  LogThrottle accept_failed_log_;
+  LogThrottle refused_log_;
+  std::string refusal_;  // the whole 503 response a connection past the cap gets
   bool shutting_down_ = false;
   std::function<void()> shutdown_done_;
 };

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "json_shape.h"
+
 namespace callbackd {
 namespace {
 
@@ -66,6 +68,11 @@ std::optional<IngestProblem> read_track(const json& item, const std::string& pre
 }  // namespace
 
 std::variant<CallbackRequest, IngestProblem> parse_callback_request(std::string_view body) {
+  if (std::optional<JsonProblem> problem = check_json_shape(body)) {
+    const bool names_a_field = problem->kind == JsonProblemKind::kDuplicateKey;
+    return IngestProblem{names_a_field ? IngestError::kInvalidField : IngestError::kMalformedJson,
+                         std::move(problem->message)};
+  }
   json root = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded())
     return IngestProblem{IngestError::kMalformedJson, "body: not valid JSON"};
@@ -83,6 +90,9 @@ std::variant<CallbackRequest, IngestProblem> parse_callback_request(std::string_
   if (request.app_id.empty()) return invalid("app_id: must not be empty");
   if (auto p = read_string(root, "", "callback_url", request.callback_url)) return *p;
   if (auto p = read_string(root, "", "task_id", request.task.task_id)) return *p;
+  if (request.task.task_id.size() > kMaxTaskIdBytes) {
+    return invalid("task_id: longer than " + std::to_string(kMaxTaskIdBytes) + " bytes");
+  }
 
   if (root.contains("endpoint")) {
     if (auto p = read_string(root, "", "endpoint", request.endpoint)) return *p;

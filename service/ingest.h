@@ -17,6 +17,9 @@ inline constexpr std::string_view kCallbackEndpoints[] = {"generate", "cover",  
 inline constexpr std::string_view kSynchronousEndpoints[] = {"stem", "midi", "timeline", "waveform",
                                                              "wav"};
 
+// Task ids are keys the pipeline chose; anything longer is a mistake, not an id.
+inline constexpr std::size_t kMaxTaskIdBytes = 256;
+
 struct CallbackRequest {
   std::string app_id;
   std::string callback_url;

@@ -124,6 +124,35 @@ TEST_F(ConfigFileTest, ErrorsNameTheSourceAndTheKey) {
       {"", {}, {{"retry-schedule", "1s,x"}}, "--retry-schedule: \"x\" is not a positive duration"},
       {"", {}, {{"listen", "0.0.0.0:7780"}}, "listen: 0.0.0.0:7780 is not a loopback address"},
       {"", {}, {{"bogus", "1"}}, "--bogus: unknown flag"},
+      // Upper bounds: sums like now + delay must never overflow.
+      {"",
+       {},
+       {{"attempt-timeout", "61m"}},
+       "--attempt-timeout: \"61m\" is not a positive duration up to 1h"},
+      {"",
+       {},
+       {{"retry-schedule", "30s,31d"}},
+       "--retry-schedule: \"31d\" is not a positive duration up to 30d"},
+      {"",
+       {},
+       {{"poll-interval", "99999999999h"}},
+       "--poll-interval: \"99999999999h\" is not a positive duration up to 30d"},
+      {"",
+       {},
+       {{"secret-overlap", "31d"}},
+       "--secret-overlap: \"31d\" is not a positive duration up to 30d"},
+      {"retention = \"3651d\"\n",
+       {},
+       {},
+       "retention: \"3651d\" is not a positive duration up to 3650d"},
+      {"",
+       {},
+       {{"max-body-bytes", "2GiB"}},
+       "--max-body-bytes: \"2GiB\" is not a size from 1KiB to 64MiB"},
+      {"",
+       {},
+       {{"max-connections", "0"}},
+       "--max-connections: \"0\" is not a whole number from 1 to 1000000"},
   };
   for (const Case& c : cases) {
     ConfigSources sources;
@@ -136,6 +165,19 @@ TEST_F(ConfigFileTest, ErrorsNameTheSourceAndTheKey) {
     EXPECT_NE(config.status().message().find(c.message), std::string::npos)
         << "got: " << config.status().message() << "\nwanted: " << c.message;
   }
+}
+
+TEST_F(ConfigFileTest, BoundsAreInclusive) {
+  ConfigSources sources;
+  sources.flags = {{"attempt-timeout", "1h"},
+                   {"retry-schedule", "30d"},
+                   {"retention", "3650d"},
+                   {"max-connections", "1000000"}};
+  Result<Config> config = load_config(sources);
+  ASSERT_TRUE(config.ok()) << config.status().to_string();
+  EXPECT_EQ(config->attempt_timeout, std::chrono::hours(1));
+  EXPECT_EQ(config->max_connections, 1000000u);
+  EXPECT_EQ(load_config({})->max_connections, 1024u);
 }
 
 TEST_F(ConfigFileTest, ATokenAllowsANonLoopbackListenAddress) {

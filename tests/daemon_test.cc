@@ -562,7 +562,7 @@ TEST(DaemonCommandLine, HelpListsEveryKeyAndBadConfigStopsStartUp) {
          {"--listen", "--data-dir", "--api-token", "--retry-schedule", "--attempt-timeout",
           "--max-in-flight ", "--max-in-flight-per-host", "--allow-networks", "--max-body-bytes",
           "--retention", "--log-level", "--ca-bundle", "--master-key-file", "--secret-overlap",
-          "--max-pending-per-app"}) {
+          "--max-pending-per-app", "--max-connections"}) {
       EXPECT_NE(help.output.find(key), std::string::npos) << key;
     }
     EXPECT_NE(help.output.find("(default: 30s,60s,120s,300s,600s)"), std::string::npos);
