@@ -338,6 +338,8 @@ Result<DeliveryCounts> Engine::count_by_state() const { return impl_->queue().co
 
 std::size_t Engine::in_flight() const { return impl_->dispatcher().in_flight(); }
 
+QueueStats Engine::store_stats() const { return impl_->queue().stats(); }
+
 void Engine::start() { impl_->start(); }
 void Engine::stop() { impl_->stop(); }
 

@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include <callbackd/postgres_store.h>
 #include <callbackd/signature.h>
 
 #include <cstdio>
@@ -37,6 +38,9 @@ commands:
   deliveries show DELIVERY_ID
   deliveries redeliver DELIVERY_ID        send a delivered or dead callback again
   probe healthz|readyz                    exit 0 when the daemon answers 200 (for probes)
+  store copy                              copy the SQLite store in data_dir, whole, into the
+                                          empty PostgreSQL database named by `store` (stop
+                                          the daemon first; keep the same master key)
   verify --secret S --signature HEX [FILE]
                                           check an X-Signature against a body (FILE or
                                           stdin); exit 0 when it matches, 1 when not
@@ -214,6 +218,24 @@ int verify(const Args& args) {
   return 1;
 }
 
+int copy_store(const Config& config) {
+  if (config.store.empty()) {
+    return usage_error(
+        "store copy: set store (--store or CALLBACKD_STORE) to the PostgreSQL "
+        "database to copy into");
+  }
+  Result<StoreCopyReport> copied =
+      copy_sqlite_store_to_postgres(config.database_path(), config.store);
+  if (!copied.ok()) {
+    std::cerr << "callbackd: store copy: " << copied.status().message() << "\n";
+    return 1;
+  }
+  std::cout << "copied " << copied->apps << " apps, " << copied->settings << " settings, "
+            << copied->deliveries << " deliveries and " << copied->attempts << " attempts from "
+            << config.database_path().string() << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int run_cli(int argc, char** argv) {
@@ -277,6 +299,7 @@ int run_cli(int argc, char** argv) {
     return call_and_print(*config, "POST",
                           "/v1/callbacks/" + url_encode(args->words[2]) + "/redeliver");
   }
+  if (command == "store" && sub == "copy" && args->words.size() == 2) return copy_store(*config);
   if (command == "probe" && (sub == "healthz" || sub == "readyz") && args->words.size() == 2) {
     Result<ApiReply> reply = call_api("GET", daemon_url(*config), "/" + sub, "");
     if (reply.ok() && reply->status == 200) return 0;

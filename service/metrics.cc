@@ -131,6 +131,16 @@ std::string Metrics::render(const Engine& engine) const {
            "write=\"" + std::string(kLeaseWrites[i]) + "\"", stale_lease_writes_[i].load());
   }
 
+  const QueueStats store = engine.store_stats();
+  header(out, "callbackd_store_info", "gauge", "The store's backend.");
+  sample(out, "callbackd_store_info", "backend=\"" + store.backend + "\"", 1);
+  if (store.connections > 0) {
+    header(out, "callbackd_store_connections", "gauge", "Connections to the database server.");
+    sample(out, "callbackd_store_connections", "state=\"in_use\"", store.connections_in_use);
+    sample(out, "callbackd_store_connections", "state=\"idle\"",
+           store.connections - store.connections_in_use);
+  }
+
   header(out, "callbackd_attempts_in_flight", "gauge", "Attempts running now.");
   sample(out, "callbackd_attempts_in_flight", "", engine.in_flight());
 

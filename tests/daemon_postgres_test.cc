@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -76,6 +77,10 @@ TEST_F(DaemonPostgresTest, DeliversAndReportsLikeOnSqlite) {
         return d.ok() && json::parse(d->body)["state"] == "delivered";
       },
       5s));
+  auto metrics = call_api("GET", daemon->base_url(), "/metrics", "");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_NE(metrics->body.find("callbackd_store_info{backend=\"postgres\"} 1"), std::string::npos);
+  EXPECT_NE(metrics->body.find("callbackd_store_connections{state=\"idle\"}"), std::string::npos);
   // The same task again is the same delivery, across a restart.
   daemon.reset();
   daemon = start_daemon(0);
@@ -130,6 +135,122 @@ TEST_F(DaemonPostgresTest, ThreeDaemonsShareOneDatabaseThroughAKill) {
               accepted.size(), arrived.size(), repeated);
   // Only what the killed daemon had in flight can be sent again: at most its in-flight cap.
   EXPECT_LE(repeated, 256u);
+}
+
+// A user who outgrows one box copies the SQLite store into PostgreSQL and keeps everything:
+// apps and their secrets, every delivery with its attempts, and the pending ones go out.
+TEST_F(DaemonPostgresTest, ASqliteStoreCopiedIntoPostgresKeepsEveryDelivery) {
+  const auto data_dir = (dir_ / "data0").string();
+  auto sqlite_daemon = std::make_unique<DaemonProcess>(
+      CALLBACKD_BINARY,
+      std::vector<std::string>{"serve", "--listen=127.0.0.1:0", "--data-dir=" + data_dir,
+                               "--allow-networks=127.0.0.0/8"},
+      dir_ / "sqlite.log");
+  ASSERT_TRUE(sqlite_daemon->wait_listening()) << sqlite_daemon->log();
+  const std::string app_id = create_app(*sqlite_daemon);
+  Receiver answered;
+  Receiver failing([](const ReceivedRequest&) { return testing::Reply{.status = 500}; });
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(post(*sqlite_daemon, app_id, answered.url(), "ok" + std::to_string(i)));
+  }
+  ASSERT_TRUE(post(*sqlite_daemon, app_id, failing.url(), "failing"));
+  ASSERT_TRUE(answered.wait_for_count(5, 10s));
+  ASSERT_TRUE(failing.wait_for_count(1, 10s));
+  auto list = call_api("GET", sqlite_daemon->base_url(), "/v1/callbacks?limit=100", "");
+  ASSERT_TRUE(list.ok());
+  const json before = json::parse(list->body)["items"];
+  sqlite_daemon->signal(SIGTERM);
+  ASSERT_EQ(sqlite_daemon->wait_exit(20s), 0);
+
+  const auto copied = testing::run_command(
+      CALLBACKD_BINARY, {"store", "copy", "--data-dir=" + data_dir, "--store=" + store_});
+  ASSERT_EQ(copied.exit_code, 0) << copied.output;
+  EXPECT_NE(copied.output.find("copied 1 apps"), std::string::npos) << copied.output;
+  EXPECT_NE(copied.output.find("6 deliveries"), std::string::npos) << copied.output;
+  const auto again = testing::run_command(
+      CALLBACKD_BINARY, {"store", "copy", "--data-dir=" + data_dir, "--store=" + store_});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.output.find("already holds callbackd data"), std::string::npos) << again.output;
+
+  // Same data_dir: the same master key file opens the copied secrets.
+  auto pg_daemon = std::make_unique<DaemonProcess>(
+      CALLBACKD_BINARY,
+      std::vector<std::string>{"serve", "--listen=127.0.0.1:0", "--data-dir=" + data_dir,
+                               "--store=" + store_, "--allow-networks=127.0.0.0/8"},
+      dir_ / "pg.log");
+  ASSERT_TRUE(pg_daemon->wait_listening()) << pg_daemon->log();
+  for (const json& item : before) {
+    auto shown = call_api("GET", pg_daemon->base_url(),
+                          "/v1/callbacks/" + item["delivery_id"].get<std::string>(), "");
+    ASSERT_TRUE(shown.ok() && shown->status == 200) << item.dump();
+    const json after = json::parse(shown->body);
+    EXPECT_EQ(after["task_id"], item["task_id"]);
+    EXPECT_EQ(after["attempts"].size(), item["attempts"].size()) << item.dump();
+  }
+  auto same = call_api("POST", pg_daemon->base_url(), "/v1/callbacks", "",
+                       testing::completed_callback(app_id, answered.url(), "ok0").dump());
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(same->status, 200) << "the task is known in the copy";
+  ASSERT_TRUE(post(*pg_daemon, app_id, answered.url(), "new"));
+  ASSERT_TRUE(answered.wait_for_count(6, 10s)) << "signed with the copied secret and sent";
+}
+
+// PostgreSQL stops and starts again while callbacks keep coming: what was acknowledged is
+// all delivered; while the database is gone the daemon answers 503 rather than 202.
+TEST_F(DaemonPostgresTest, ADatabaseOutageUnderLoadLosesNothingAcknowledged) {
+  testing::PostgresCluster cluster;
+  store_ = cluster.conninfo();
+  auto daemon = start_daemon(0);
+  const std::string app_id = create_app(*daemon);
+  Receiver receiver;
+
+  std::set<std::string> acknowledged;
+  std::size_t refused = 0;
+  auto post_some = [&](int from, int count) {
+    for (int i = from; i < from + count; ++i) {
+      const std::string task = "t" + std::to_string(i);
+      auto reply = call_api("POST", daemon->base_url(), "/v1/callbacks", "",
+                            testing::completed_callback(app_id, receiver.url(), task).dump());
+      if (reply.ok() && (reply->status == 202 || reply->status == 200)) {
+        acknowledged.insert(task);
+      } else {
+        ++refused;
+        EXPECT_TRUE(reply.ok() && reply->status == 503) << (reply.ok() ? reply->body : "");
+      }
+    }
+  };
+  post_some(0, 200);
+  cluster.halt();
+  post_some(200, 50);
+  EXPECT_GT(refused, 0u) << "the database was gone";
+  cluster.resume();
+  ASSERT_TRUE(testing::wait_until(
+      [&] {
+        auto reply = call_api("POST", daemon->base_url(), "/v1/callbacks", "",
+                              testing::completed_callback(app_id, receiver.url(), "probe").dump());
+        return reply.ok() && (reply->status == 202 || reply->status == 200);
+      },
+      20s))
+      << "the daemon recovers alone";
+  acknowledged.insert("probe");
+  post_some(250, 200);
+
+  auto arrived = [&] {
+    std::set<std::string> tasks;
+    for (const ReceivedRequest& r : receiver.requests()) {
+      tasks.insert(json::parse(r.body)["task_id"].get<std::string>());
+    }
+    return tasks;
+  };
+  ASSERT_TRUE(testing::wait_until(
+      [&] {
+        const auto tasks = arrived();
+        return std::includes(tasks.begin(), tasks.end(), acknowledged.begin(), acknowledged.end());
+      },
+      60s))
+      << arrived().size() << " arrived of " << acknowledged.size() << " acknowledged";
+  std::printf("outage: %zu acknowledged, %zu refused with 503, all acknowledged delivered\n",
+              acknowledged.size(), refused);
 }
 
 }  // namespace

@@ -54,6 +54,7 @@ class SqliteQueue final : public Queue {
   Result<DeliveryCounts> count_by_state() override;
   Result<std::vector<std::pair<std::string, std::size_t>>> count_unfinished_by_app() override;
   Result<Delivery> redeliver(std::string_view delivery_id) override;
+  QueueStats stats() const override { return {"sqlite", 0, 0}; }
 
   // Commits of enqueue batches so far, and rows they carried: rows/commits is the group size.
   std::uint64_t enqueue_commits() const { return enqueue_commits_.load(); }

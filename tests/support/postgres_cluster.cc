@@ -17,42 +17,43 @@ namespace callbackd::testing {
 
 namespace {
 
-// A cluster started by this process, stopped when the process exits.
-class OwnCluster {
- public:
-  OwnCluster() {
-    // The server may run as another user (postgres, when we are root): let it through.
-    std::filesystem::permissions(dir_.path(), std::filesystem::perms::others_exec,
-                                 std::filesystem::perm_options::add);
-    auto started = run_command("/bin/sh", {"-c", std::string(CALLBACKD_POSTGRES_CLUSTER) +
-                                                     " start " + (dir_ / "pg").string()});
-    if (started.exit_code != 0) {
-      throw std::runtime_error("could not start a PostgreSQL cluster: " + started.output);
-    }
-    conninfo_ = started.output.substr(0, started.output.find('\n'));
-  }
-  ~OwnCluster() {
-    run_command("/bin/sh", {"-c", std::string(CALLBACKD_POSTGRES_CLUSTER) + " stop " +
-                                      (dir_ / "pg").string()});
-  }
-  const std::string& conninfo() const { return conninfo_; }
-
- private:
-  TempDir dir_;
-  std::string conninfo_;
-};
-
 std::string cluster_conninfo() {
   if (const char* shared = std::getenv("CALLBACKD_TEST_POSTGRES"); shared && *shared) {
     return shared;
   }
   static std::once_flag once;
-  static std::unique_ptr<OwnCluster> own;
-  std::call_once(once, [] { own = std::make_unique<OwnCluster>(); });
+  static std::unique_ptr<PostgresCluster> own;
+  std::call_once(once, [] { own = std::make_unique<PostgresCluster>(); });
   return own->conninfo();
 }
 
 }  // namespace
+
+PostgresCluster::PostgresCluster() {
+  // The server may run as another user (postgres, when we are root): let it through.
+  std::filesystem::permissions(dir_.path(), std::filesystem::perms::others_exec,
+                               std::filesystem::perm_options::add);
+  auto started = run_command("/bin/sh", {"-c", std::string(CALLBACKD_POSTGRES_CLUSTER) + " start " +
+                                                   (dir_ / "pg").string()});
+  if (started.exit_code != 0) {
+    throw std::runtime_error("could not start a PostgreSQL cluster: " + started.output);
+  }
+  conninfo_ = started.output.substr(0, started.output.find('\n'));
+}
+
+PostgresCluster::~PostgresCluster() { run("stop"); }
+
+void PostgresCluster::halt() { run("halt"); }
+
+void PostgresCluster::resume() { run("resume"); }
+
+void PostgresCluster::run(const std::string& command) {
+  auto done = run_command("/bin/sh", {"-c", std::string(CALLBACKD_POSTGRES_CLUSTER) + " " +
+                                                command + " " + (dir_ / "pg").string()});
+  if (done.exit_code != 0 && command != "stop") {
+    throw std::runtime_error("postgres-cluster " + command + ": " + done.output);
+  }
+}
 
 void run_postgres_sql(const std::string& conninfo, const std::string& sql) {
   PGconn* conn = PQconnectdb(conninfo.c_str());

@@ -131,6 +131,8 @@ class Engine {
   Result<DeliveryCounts> count_by_state() const;
   // Attempts running now.
   std::size_t in_flight() const;
+  // The store's backend and connection use.
+  QueueStats store_stats() const;
 
   // Starts dispatching on a background thread. Idempotent.
   void start();

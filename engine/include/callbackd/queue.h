@@ -101,6 +101,13 @@ struct AttemptRecord {
   Millis retry_after{0};  // pending: the retry is due this long after the record is stored
 };
 
+// What a store reports about itself, for metrics.
+struct QueueStats {
+  std::string backend;          // "sqlite", "postgres"
+  std::size_t connections = 0;  // to a database server; 0 for an embedded store
+  std::size_t connections_in_use = 0;
+};
+
 // Writes that act by token answer with the tokens they refused as stale.
 using StaleTokens = std::vector<LeaseToken>;
 
@@ -181,6 +188,8 @@ class Queue {
   // store thread and must be quick; nullptr stops the calls (none runs after that returns).
   // A store only one process uses may ignore it.
   virtual void on_due_elsewhere(std::function<void()> wake) { (void)wake; }
+
+  virtual QueueStats stats() const = 0;
 };
 
 }  // namespace callbackd
