@@ -34,7 +34,7 @@ constexpr const char* kSqliteAttempts =
 const std::string kPgDeliveries =
     "INSERT INTO deliveries (seq, id, app_id, task_id, callback_url, body, state, due_at, "
     "  attempts_made, budget_used, created_at, host_key, lease_owner, lease_gen) "
-    "SELECT seq, id, app_id, task_id, callback_url, decode(body, 'hex'), "
+    "SELECT seq, id, app_id, task_id, callback_url, body, "
     "  CASE WHEN state = 1 THEN 0 ELSE state END, due_at, attempts_made, budget_used, "
     "  created_at, host_key, 0, lease_gen "
     "FROM json_to_recordset($1::json) AS r(seq bigint, id text, app_id text, task_id text, "
@@ -113,7 +113,7 @@ class Copier {
                          {"app_id", r.text(2)},
                          {"task_id", r.text(3)},
                          {"callback_url", r.text(4)},
-                         {"body", hex(r.text(5))},
+                         {"body", r.text(5)},
                          {"state", r.int64(6)},
                          {"due_at", r.int64(7)},
                          {"attempts_made", r.int64(8)},

@@ -30,7 +30,7 @@ CREATE TABLE deliveries (
   app_id text NOT NULL REFERENCES apps (id),
   task_id text NOT NULL,
   callback_url text NOT NULL,
-  body bytea NOT NULL,
+  body text NOT NULL,  -- serialized JSON, always UTF-8: no hex round trip on the hot path
   state smallint NOT NULL,
   due_at bigint NOT NULL,
   attempts_made integer NOT NULL DEFAULT 0,

@@ -23,7 +23,7 @@ inline const std::string kKnownApps = "SELECT id FROM apps WHERE id = ANY($1::te
 inline const std::string kInsertDeliveries =
     "INSERT INTO deliveries (id, app_id, task_id, callback_url, body, state, due_at, "
     "  created_at, host_key, lease_owner, lease_gen) "
-    "SELECT r.id, r.app_id, r.task_id, r.callback_url, decode(r.body, 'hex'), "
+    "SELECT r.id, r.app_id, r.task_id, r.callback_url, r.body, "
     "  CASE WHEN r.lease IS NULL THEN 0 ELSE 1 END, " CALLBACKD_NOW_MS
     " + coalesce(r.lease, 0), "
     "  r.created_at, r.host_key, CASE WHEN r.lease IS NULL THEN 0 ELSE $2::bigint END, "

@@ -1,5 +1,6 @@
 #include "postgres_queue.h"
 
+#include <algorithm>
 #include <charconv>
 #include <future>
 #include <map>
@@ -59,8 +60,6 @@ Delivery delivery_from_row(const Rows& rows, int row) {
   d.created_at = from_unix_ms(rows.int64(row, 7));
   return d;
 }
-
-std::string hex(std::string_view bytes) { return bytea_param(bytes).substr(2); }
 
 }  // namespace
 
@@ -226,8 +225,12 @@ void PostgresQueue::run_enqueue_batch(std::vector<PendingEnqueue>& batch) {
 // app, or with text that is not UTF-8, carries its own error and is not stored.
 Result<std::vector<Result<Enqueued>>> PostgresQueue::insert_batch(
     Connection& c, const std::vector<PendingEnqueue>& batch) {
-  std::vector<std::string> app_ids;
-  for (const PendingEnqueue& p : batch) app_ids.push_back(p.delivery.app_id);
+  std::vector<std::string> app_ids;  // distinct: a batch is usually one pipeline's app
+  for (const PendingEnqueue& p : batch) {
+    if (std::find(app_ids.begin(), app_ids.end(), p.delivery.app_id) == app_ids.end()) {
+      app_ids.push_back(p.delivery.app_id);
+    }
+  }
   auto known_rows = c.run("find apps", kKnownApps, {array_param(app_ids)});
   if (!known_rows.ok()) return known_rows.status();
   std::unordered_set<std::string> known;
@@ -246,7 +249,7 @@ Result<std::vector<Result<Enqueued>>> PostgresQueue::insert_batch(
                           {"app_id", d.app_id},
                           {"task_id", d.task_id},
                           {"callback_url", d.callback_url},
-                          {"body", hex(d.body ? std::string_view(*d.body) : std::string_view())},
+                          {"body", d.body ? std::string_view(*d.body) : std::string_view()},
                           {"created_at", to_unix_ms(d.created_at)},
                           {"host_key", d.host_key}};
     if (d.lease) row["lease"] = d.lease->count();
@@ -347,7 +350,7 @@ Result<std::vector<ClaimedDelivery>> PostgresQueue::claim(const ClaimRequest& re
     d.task_id = rows->text(r, 4);
     d.callback_url = rows->text(r, 5);
     d.host_key = rows->text(r, 6);
-    d.body = std::make_shared<const std::string>(rows->bytes(r, 7));
+    d.body = std::make_shared<const std::string>(rows->text(r, 7));
     d.attempts_made = static_cast<int>(rows->int64(r, 8));
     d.budget_used = static_cast<int>(rows->int64(r, 9));
     claimed.push_back(std::move(d));
