@@ -321,6 +321,8 @@ Result<DeliveryPage> Engine::list(const DeliveryFilter& filter) const {
   return impl_->queue().list(filter);
 }
 
+Status Engine::check_storage() { return impl_->queue().check_writable(); }
+
 Result<Delivery> Engine::redeliver(std::string_view delivery_id) {
   Result<Delivery> delivery = impl_->queue().redeliver(delivery_id);
   if (delivery.ok()) {

@@ -61,6 +61,9 @@ void set_up_logging(const std::string& level) {
 }
 
 int serve(const Config& config) {
+  // Past a file size limit (RLIMIT_FSIZE) a write fails with EFBIG, answered like a full disk,
+  // instead of SIGXFSZ killing the daemon.
+  std::signal(SIGXFSZ, SIG_IGN);
   std::error_code ec;
   std::filesystem::create_directories(config.data_dir, ec);
   if (ec) {

@@ -131,6 +131,9 @@ class Engine {
   Result<DeliveryCounts> count_by_state() const;
   // Attempts running now.
   std::size_t in_flight() const;
+  // Ok while the store takes writes; kStorageUnavailable (disk full, I/O error) until it does
+  // again. May write a small probe row to find out.
+  Status check_storage();
 
   // Starts dispatching on a background thread. Idempotent.
   void start();

@@ -174,6 +174,12 @@ class Queue {
   // Delivered or dead -> pending, due now, with a fresh retry budget (budget_used = 0).
   // kFailedPrecondition for a pending or in-flight delivery, kNotFound for an unknown id.
   virtual Result<Delivery> redeliver(std::string_view delivery_id) = 0;
+
+  // --- health
+  // Whether the store takes writes now. After a write failed for want of space or with an I/O
+  // error, kStorageUnavailable until a write succeeds again; a store may try a small write to
+  // find out, so readiness recovers on its own once space returns.
+  virtual Status check_writable() { return Status::Ok(); }
 };
 
 }  // namespace callbackd
