@@ -544,6 +544,10 @@ TEST_F(SqliteQueueTest, DataFilesArePrivate) {
   EXPECT_EQ(info.st_mode & 0777, 0700u);
   ASSERT_EQ(stat((db.string() + "-wal").c_str(), &info), 0);
   EXPECT_EQ(info.st_mode & 0077, 0u) << "the WAL holds callback bodies too";
+  ASSERT_EQ(stat((db.string() + "-shm").c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0077, 0u) << "the shared-memory index maps WAL pages";
+  ASSERT_EQ(stat((db.string() + ".lock").c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0077, 0u) << "the lock file names the holder's pid";
 }
 
 // A store written by the first release (schema version 1) opens and keeps every delivery.
