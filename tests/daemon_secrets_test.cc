@@ -61,10 +61,15 @@ TEST_F(DaemonSecretsTest, TheMasterKeyLeavesTheEnvironmentAndIsNotKeptAsText) {
   const std::string environ_text = file_text("/proc/" + std::to_string(daemon->pid()) + "/environ");
   EXPECT_EQ(environ_text.find("CALLBACKD_MASTER_KEY"), std::string::npos);
   EXPECT_EQ(environ_text.find(kKeyHex), std::string::npos);
-  EXPECT_FALSE(in_process_memory(daemon->pid(), kKeyHex))
-      << "the key's text is still in the daemon's memory";
   EXPECT_EQ(daemon->log().find("master_key_in_data_dir"), std::string::npos)
       << "no key file is used";
+#if defined(__SANITIZE_ADDRESS__)
+  // The sanitizer runtime copies the initial environment (from /proc/self/environ) into memory
+  // of its own before main() runs; only an uninstrumented daemon can be searched.
+  GTEST_SKIP() << "memory search skipped under AddressSanitizer";
+#endif
+  EXPECT_FALSE(in_process_memory(daemon->pid(), kKeyHex))
+      << "the key's text is still in the daemon's memory";
 }
 
 TEST_F(DaemonSecretsTest, AKeyFileInsideDataDirIsWarnedAbout) {
