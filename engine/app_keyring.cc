@@ -12,8 +12,9 @@ Result<std::shared_ptr<const AppKey>> AppKeyring::get(std::string_view app_id) {
   Result<AppKey> opened = from_stored_app(*stored, box_);
   if (!opened.ok()) return opened.status();
   auto key = std::make_shared<const AppKey>(std::move(*opened));
-  put(key);
-  return key;
+  std::lock_guard lock(mutex_);
+  // Only fill a gap: an entry here now was put by a creation or rotation after our read.
+  return keys_.try_emplace(std::string(app_id), std::move(key)).first->second;
 }
 
 void AppKeyring::put(std::shared_ptr<const AppKey> key) {

@@ -22,6 +22,11 @@ struct AppKey {
   std::string secret;
   std::string previous_secret;  // still signing until previous_until (Standard Webhooks)
   std::optional<TimePoint> previous_until;
+
+  ~AppKey() {
+    wipe_secret(secret);
+    wipe_secret(previous_secret);
+  }
 };
 
 // Thread-safe.
@@ -30,8 +35,11 @@ class AppKeyring {
   AppKeyring(Queue& queue, const SecretBox& box) : queue_(queue), box_(box) {}
 
   // The app's key, loaded from the queue on the first call. kNotFound naming the app id.
+  // A key loaded from the queue never replaces one put() meanwhile: a rotation that
+  // committed while the load was reading the old row wins.
   Result<std::shared_ptr<const AppKey>> get(std::string_view app_id);
-  // Replaces the cached key (after creation or rotation).
+  // Replaces the cached key (after creation or rotation). REQUIRES: `key` is what the queue
+  // now holds for the app (callers put in the order they commit).
   void put(std::shared_ptr<const AppKey> key);
 
  private:

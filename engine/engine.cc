@@ -128,6 +128,8 @@ class Engine::Impl {
   const NetworkGuard& guard() const { return guard_; }
   const SecretBox& box() const { return box_; }
   AppQuota& quota() { return quota_; }
+  // Rotations commit and reach the keyring in the same order, one at a time.
+  std::mutex& rotation_mutex() { return rotation_mutex_; }
 
   void start() {
     std::lock_guard lock(lifecycle_mutex_);
@@ -164,6 +166,7 @@ class Engine::Impl {
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::thread io_thread_;
   std::mutex lifecycle_mutex_;
+  std::mutex rotation_mutex_;
 };
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -174,6 +177,8 @@ Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
   Result<NetworkGuard> guard = NetworkGuard::create(options.allow_networks);
   if (!guard.ok()) return guard.status();
   Result<SecretBox> box = open_secret_box(options, *options.queue);
+  // The box holds the key now; its text form is not kept for the engine's lifetime.
+  wipe_secret(options.master_key);
   if (!box.ok()) return box.status();
   auto unfinished = options.queue->count_unfinished_by_app();
   if (!unfinished.ok()) return unfinished.status();
@@ -200,6 +205,7 @@ Result<App> Engine::app(std::string_view app_id) const {
 }
 
 Result<AppWithSecret> Engine::rotate_secret(std::string_view app_id) {
+  std::lock_guard rotating(impl_->rotation_mutex());
   Result<std::shared_ptr<const AppKey>> current = impl_->keys().get(app_id);
   if (!current.ok()) return current.status();
   auto key = std::make_shared<AppKey>(**current);
@@ -323,6 +329,8 @@ Result<Delivery> Engine::delivery(std::string_view delivery_id) const {
 Result<DeliveryPage> Engine::list(const DeliveryFilter& filter) const {
   return impl_->queue().list(filter);
 }
+
+Status Engine::check_storage() { return impl_->queue().check_writable(); }
 
 Result<Delivery> Engine::redeliver(std::string_view delivery_id) {
   Result<Delivery> delivery = impl_->queue().redeliver(delivery_id);

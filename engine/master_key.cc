@@ -1,13 +1,13 @@
 #include "master_key.h"
 
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "encoding.h"
 #include "ids.h"
@@ -21,7 +21,15 @@ constexpr std::string_view kKeyCheckSetting = "master_key_check";
 Result<std::string> create_key_file(const std::filesystem::path& path) {
   std::array<unsigned char, 32> key{};
   random_bytes(key);
-  const std::string text = hex_encode(key) + "\n";
+  std::string text = hex_encode(key) + "\n";
+  struct Wipe {  // every way out of here leaves no copy of the key behind
+    std::array<unsigned char, 32>& key;
+    std::string& text;
+    ~Wipe() {
+      OPENSSL_cleanse(key.data(), key.size());
+      wipe_secret(text);
+    }
+  } wipe{key, text};
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
     return Status::FailedPrecondition("master key file \"" + path.string() +
@@ -36,14 +44,23 @@ Result<std::string> create_key_file(const std::filesystem::path& path) {
   return std::string(reinterpret_cast<const char*>(key.data()), key.size());
 }
 
+// Read with plain read(2) into a buffer of known size, so the key's text can be wiped after.
 Result<std::string> read_key_file(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  if (!in)
-    return Status::FailedPrecondition("master key file \"" + path.string() + "\": cannot read");
-  Result<std::string> key =
-      parse_master_key(text.str(), "master key file \"" + path.string() + "\"");
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return Status::FailedPrecondition("master key file \"" + path.string() +
+                                      "\": cannot read: " + std::strerror(errno));
+  }
+  std::string text(256, '\0');  // a key file is 65 bytes; anything longer is not a key
+  ssize_t length = 0;
+  for (ssize_t n = 0; length < static_cast<ssize_t>(text.size()); length += n) {
+    n = ::read(fd, text.data() + length, text.size() - static_cast<std::size_t>(length));
+    if (n <= 0) break;
+  }
+  ::close(fd);
+  text.resize(static_cast<std::size_t>(std::max<ssize_t>(length, 0)));
+  Result<std::string> key = parse_master_key(text, "master key file \"" + path.string() + "\"");
+  wipe_secret(text);
   if (!key.ok()) return Status::FailedPrecondition(key.status().message());
   return key;
 }
@@ -76,6 +93,7 @@ Result<SecretBox> open_secret_box(const EngineOptions& options, Queue& queue) {
   }
 
   SecretBox box(std::move(key));
+  wipe_secret(key);  // empty after the move; wiped in case the move ever copies
   if (sealed_before && **check != box.key_check()) {
     return Status::FailedPrecondition("master key: not the key the store \"" + queue.describe() +
                                       "\" was sealed with; its secrets cannot be opened");

@@ -24,10 +24,29 @@ struct Range {
 
 // IPv4 ranges never connected to by default.
 constexpr Range kDeniedV4[] = {
-    {"0.0.0.0/8", "unspecified"}, {"10.0.0.0/8", "private"},        {"100.64.0.0/10", "CGNAT"},
-    {"127.0.0.0/8", "loopback"},  {"169.254.0.0/16", "link-local"}, {"172.16.0.0/12", "private"},
-    {"192.0.0.0/24", "reserved"}, {"192.168.0.0/16", "private"},    {"198.18.0.0/15", "reserved"},
-    {"224.0.0.0/4", "multicast"}, {"240.0.0.0/4", "reserved"},
+    {"0.0.0.0/8", "unspecified"},
+    {"10.0.0.0/8", "private"},
+    {"100.64.0.0/10", "CGNAT"},
+    {"127.0.0.0/8", "loopback"},
+    {"169.254.0.0/16", "link-local"},
+    {"172.16.0.0/12", "private"},
+    {"192.0.0.0/24", "reserved"},
+    {"192.168.0.0/16", "private"},
+    {"198.18.0.0/15", "reserved"},
+    {"224.0.0.0/4", "multicast"},
+    {"240.0.0.0/4", "reserved"},
+    // RFC 5737: never routed, so a callback there is a probe of someone's internal network.
+    {"192.0.2.0/24", "documentation"},
+    {"198.51.100.0/24", "documentation"},
+    {"203.0.113.0/24", "documentation"},
+};
+
+// IPv6 ranges never connected to by default. Those that carry an IPv4 address in a form the
+// guard cannot judge (translated, local-use NAT64, Teredo's obfuscated one) are refused whole.
+constexpr Range kDeniedV6[] = {
+    {"2001:db8::/32", "documentation"},     {"64:ff9b:1::/48", "NAT64 local-use"},
+    {"::ffff:0:0:0/96", "IPv4-translated"}, {"2001::/32", "Teredo"},
+    {"2001:2::/48", "benchmarking"},        {"100::/64", "discard-only"},
 };
 
 // The IPv4 address an IPv6 address stands for, if any.
@@ -64,6 +83,16 @@ std::optional<std::string_view> v6_refusal(const ip::address_v6& v6) {
   if (v6.is_loopback()) return "loopback";
   if (v6.is_multicast()) return "multicast";
   const auto b = v6.to_bytes();
+  static const std::vector<ip::network_v6> denied = [] {
+    std::vector<ip::network_v6> networks;
+    for (const Range& range : kDeniedV6) networks.push_back(ip::make_network_v6(range.cidr));
+    return networks;
+  }();
+  for (std::size_t i = 0; i < denied.size(); ++i) {
+    if (ip::make_network_v6(v6, denied[i].prefix_length()).canonical() == denied[i].canonical()) {
+      return kDeniedV6[i].why;
+    }
+  }
   if ((b[0] & 0xfe) == 0xfc) return "private";                     // fc00::/7
   if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return "link-local";  // fe80::/10
   if (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0) return "site-local";  // fec0::/10
@@ -115,6 +144,10 @@ std::optional<std::string_view> NetworkGuard::refusal(const ip::address& address
   for (const Network& network : allowed_) {
     if (contains(network, bytes)) return std::nullopt;
   }
+  // Before the ranges, so the reason names the real danger (this host) whatever range the
+  // address is in; loopback keeps its own name.
+  const bool loopback = v4 ? (v4->to_uint() >> 24) == 127 : address.to_v6().is_loopback();
+  if (!loopback && own_->contains(bytes)) return "local interface";
   if (v4) return v4_refusal(*v4);
   return v6_refusal(address.to_v6());
 }

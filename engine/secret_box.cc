@@ -1,5 +1,6 @@
 #include "secret_box.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include <array>
@@ -38,12 +39,18 @@ int hex_digit(char c) {
 
 }  // namespace
 
+void wipe_secret(std::string& secret) {
+  OPENSSL_cleanse(secret.data(), secret.size());
+  secret.clear();
+}
+
 Result<std::string> parse_master_key(std::string_view text, std::string_view what) {
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) {
     text.remove_suffix(1);
   }
   if (text.size() == 64) {
     std::string key;
+    key.reserve(32);  // no reallocation leaves a partial key behind
     for (std::size_t i = 0; i < 64; i += 2) {
       const int high = hex_digit(text[i]);
       const int low = hex_digit(text[i + 1]);
@@ -51,8 +58,12 @@ Result<std::string> parse_master_key(std::string_view text, std::string_view wha
       key.push_back(static_cast<char>(high * 16 + low));
     }
     if (key.size() == 32) return key;
+    wipe_secret(key);
   }
-  if (std::optional<std::string> key = base64_decode(text); key && key->size() == 32) return *key;
+  if (std::optional<std::string> key = base64_decode(text)) {
+    if (key->size() == 32) return std::move(*key);
+    wipe_secret(*key);
+  }
   return Status::InvalidArgument(std::string(what) +
                                  ": must be 32 bytes as 64 hex digits or base64 "
                                  "(e.g. `openssl rand -hex 32`)");
@@ -106,7 +117,10 @@ Result<std::string> SecretBox::open(std::string_view sealed, std::string_view co
       EVP_DecryptUpdate(ctx.get(), out, &length, bytes(cipher), static_cast<int>(text_size)) == 1 &&
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagSize, tag.data()) == 1 &&
       EVP_DecryptFinal_ex(ctx.get(), out + length, &length) == 1;
-  if (!ok) return wrong;
+  if (!ok) {
+    wipe_secret(plaintext);  // unauthenticated, but maybe a secret all the same
+    return wrong;
+  }
   return plaintext;
 }
 

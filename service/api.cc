@@ -21,6 +21,13 @@ ApiResponse json_response(int status, const ordered_json& body) {
       status, body.dump(-1, ' ', false, kReplaceInvalidUtf8), "application/json", {}};
 }
 
+// Nothing was stored; the caller should come back once the operator has made room.
+ApiResponse storage_unavailable(const Status& status) {
+  ApiResponse r = error_response(503, "storage_unavailable", status.message());
+  r.headers.emplace_back("Retry-After", "10");
+  return r;
+}
+
 // The HTTP form of an engine Status. `not_found_code` says what was not found.
 ApiResponse from_status(const Status& status, std::string_view not_found_code) {
   switch (status.code()) {
@@ -36,6 +43,8 @@ ApiResponse from_status(const Status& status, std::string_view not_found_code) {
       return error_response(429, "quota_exceeded", status.message());
     case StatusCode::kUnavailable:
       return error_response(503, "unavailable", status.message());
+    case StatusCode::kStorageUnavailable:
+      return storage_unavailable(status);
     case StatusCode::kOk:
     case StatusCode::kInternal:
       break;
@@ -158,6 +167,7 @@ std::optional<ApiResponse> Api::route(const ApiRequest& request, const Respond& 
   if (path == "/readyz") {
     if (auto r = allow({"GET", "HEAD"})) return *r;
     if (!ready_()) return error_response(503, "not_ready", "starting or shutting down");
+    if (Status s = engine_.check_storage(); !s.ok()) return from_status(s, "not_found");
     return json_response(200, {{"status", "ready"}});
   }
   if (path == "/metrics") {

@@ -2,6 +2,8 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
+#include <cctype>
 #include <memory>
 
 namespace callbackd {
@@ -12,7 +14,30 @@ std::size_t append(char* data, std::size_t size, std::size_t count, void* out) {
   return size * count;
 }
 
+std::size_t append_header(char* data, std::size_t size, std::size_t count, void* out) {
+  std::string line(data, size * count);
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+  if (!line.empty()) static_cast<std::vector<std::string>*>(out)->push_back(std::move(line));
+  return size * count;
+}
+
 }  // namespace
+
+std::string ApiReply::header(std::string_view name) const {
+  for (const std::string& line : headers) {
+    const std::size_t colon = line.find(':');
+    if (colon != name.size() ||
+        !std::equal(name.begin(), name.end(), line.begin(), [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) ==
+                 std::tolower(static_cast<unsigned char>(b));
+        })) {
+      continue;
+    }
+    const std::size_t value = line.find_first_not_of(' ', colon + 1);
+    return value == std::string::npos ? "" : line.substr(value);
+  }
+  return "";
+}
 
 Result<ApiReply> call_api(const std::string& method, const std::string& base_url,
                           const std::string& path, const std::string& token,
@@ -39,6 +64,8 @@ Result<ApiReply> call_api(const std::string& method, const std::string& base_url
   }
   curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, append);
   curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &reply.body);
+  curl_easy_setopt(curl.get(), CURLOPT_HEADERFUNCTION, append_header);
+  curl_easy_setopt(curl.get(), CURLOPT_HEADERDATA, &reply.headers);
   curl_easy_setopt(curl.get(), CURLOPT_ERRORBUFFER, error);
   curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT, 30L);
   curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);

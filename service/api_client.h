@@ -4,6 +4,7 @@
 #include <callbackd/status.h>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace callbackd {
@@ -11,6 +12,10 @@ namespace callbackd {
 struct ApiReply {
   long status = 0;
   std::string body;
+  std::vector<std::string> headers;  // "Name: value" lines as received
+
+  // The value of the first header named `name` (any case), or "" when there is none.
+  std::string header(std::string_view name) const;
 };
 
 // `base_url` like "http://127.0.0.1:7780"; `token` empty for none. kUnavailable when the

@@ -114,10 +114,15 @@ struct CommandOptions {
 CommandOptions split_options(const Args& args, const std::set<std::string>& own_names) {
   CommandOptions out;
   for (char** variable = environ; *variable != nullptr; ++variable) {
-    std::string entry = *variable;
+    const std::string_view entry = *variable;
     const std::size_t equals = entry.find('=');
-    if (equals != std::string::npos)
-      out.config.environment[entry.substr(0, equals)] = entry.substr(equals + 1);
+    // The master key is read once, where it is used, and wiped: no copy of it here.
+    if (equals == std::string_view::npos ||
+        is_reserved_environment_variable(entry.substr(0, equals))) {
+      continue;
+    }
+    out.config.environment[std::string(entry.substr(0, equals))] =
+        std::string(entry.substr(equals + 1));
   }
   for (const auto& [name, value] : args.options) {
     if (own_names.contains(name)) {

@@ -3,16 +3,20 @@
 #include <callbackd/postgres_store.h>
 #include <callbackd/sqlite_store.h>
 #include <malloc.h>
+#include <openssl/crypto.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <string_view>
 #include <thread>
 
 #include "api.h"
@@ -50,10 +54,37 @@ EngineOptions engine_options(const Config& config, std::shared_ptr<Queue> queue,
   options.max_pending_per_app = config.max_pending_per_app;
   options.max_response_bytes = config.max_response_bytes;
   options.max_body_bytes = config.max_body_bytes;
-  // The key itself only ever comes from the environment (or the key file), never a flag.
-  if (const char* key = std::getenv("CALLBACKD_MASTER_KEY")) options.master_key = key;
+  // The key itself only ever comes from the environment (or the key file), never a flag. Taken
+  // out of the environment once read: children, /proc/<pid>/environ and core dumps never see it.
+  static constexpr std::string_view kVariable = "CALLBACKD_MASTER_KEY";
+  if (char* key = std::getenv(kVariable.data())) {
+    options.master_key = key;
+    // Out of environ first, then the whole "NAME=value" entry wiped (glibc keeps it as one
+    // string and never frees it; the initial ones are what /proc/<pid>/environ shows).
+    char* entry = key - kVariable.size() - 1;
+    const std::size_t length = kVariable.size() + 1 + std::strlen(key);
+    unsetenv(kVariable.data());
+    OPENSSL_cleanse(entry, length);
+  }
   options.observer = std::move(observer);
   return options;
+}
+
+// A key file inside data_dir travels with every copy of the directory, so a backup carries the
+// key beside the ciphertext it protects.
+void warn_if_key_beside_data(const Config& config, const EngineOptions& options) {
+  if (!options.master_key.empty()) return;
+  std::error_code ec;
+  const auto key = std::filesystem::weakly_canonical(options.master_key_file, ec);
+  const auto data = std::filesystem::weakly_canonical(config.data_dir, ec);
+  if (ec) return;
+  const auto [data_end, key_end] = std::mismatch(data.begin(), data.end(), key.begin(), key.end());
+  if (data_end != data.end()) return;
+  spdlog::warn(
+      "event=master_key_in_data_dir path={} data_dir={} hint=\"a backup of data_dir carries the "
+      "key with the secrets it seals; keep the key elsewhere (master_key_file outside data_dir, "
+      "or CALLBACKD_MASTER_KEY)\"",
+      key.string(), data.string());
 }
 
 void set_up_logging(const std::string& level) {
@@ -69,6 +100,9 @@ int serve(const Config& config) {
   // system when freed; glibc would otherwise raise this threshold after the first large free
   // and keep such buffers in per-thread arenas for good.
   mallopt(M_MMAP_THRESHOLD, 256 << 10);
+  // Past a file size limit (RLIMIT_FSIZE) a write fails with EFBIG, answered like a full disk,
+  // instead of SIGXFSZ killing the daemon.
+  std::signal(SIGXFSZ, SIG_IGN);
   std::error_code ec;
   std::filesystem::create_directories(config.data_dir, ec);
   if (ec) {
@@ -83,8 +117,9 @@ int serve(const Config& config) {
     return 1;
   }
   const std::string store_name = (*store)->describe();
-  Result<std::unique_ptr<Engine>> opened =
-      Engine::open(engine_options(config, std::move(*store), metrics));
+  EngineOptions options = engine_options(config, std::move(*store), metrics);
+  warn_if_key_beside_data(config, options);
+  Result<std::unique_ptr<Engine>> opened = Engine::open(std::move(options));
   if (!opened.ok()) {
     spdlog::critical("event=start_failed reason=\"{}\"", opened.status().to_string());
     return 1;

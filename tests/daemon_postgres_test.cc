@@ -223,6 +223,9 @@ TEST_F(DaemonPostgresTest, ADatabaseOutageUnderLoadLosesNothingAcknowledged) {
   cluster.halt();
   post_some(200, 50);
   EXPECT_GT(refused, 0u) << "the database was gone";
+  auto ready = call_api("GET", daemon->base_url(), "/readyz", "");
+  ASSERT_TRUE(ready.ok());
+  EXPECT_EQ(ready->status, 503) << "not ready while the database is gone";
   cluster.resume();
   ASSERT_TRUE(testing::wait_until(
       [&] {
@@ -233,6 +236,9 @@ TEST_F(DaemonPostgresTest, ADatabaseOutageUnderLoadLosesNothingAcknowledged) {
       20s))
       << "the daemon recovers alone";
   acknowledged.insert("probe");
+  ready = call_api("GET", daemon->base_url(), "/readyz", "");
+  ASSERT_TRUE(ready.ok());
+  EXPECT_EQ(ready->status, 200) << "ready again, alone";
   post_some(250, 200);
 
   auto arrived = [&] {

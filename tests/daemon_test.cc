@@ -168,7 +168,14 @@ TEST_F(DaemonTest, CompletedAndFailedTasksAreDeliveredSignedWithTheCreatedSecret
                                completed_body(app["app_id"], receiver.url(), "task-1").dump(), 200);
   EXPECT_EQ(again["delivery_id"], id);
   EXPECT_EQ(again["state"], "delivered");
-  std::this_thread::sleep_for(100ms);
+  // No second delivery exists to send: the store holds the two tasks, each delivered once.
+  wait_for_state(accepted_failed["delivery_id"], "delivered");
+  const json all = call_json("GET", "/v1/callbacks");
+  ASSERT_EQ(all["items"].size(), 2u) << all.dump();
+  for (const json& d : all["items"]) {
+    EXPECT_EQ(d["state"], "delivered") << d.dump();
+    EXPECT_EQ(d["attempts"].size(), 1u) << d.dump();
+  }
   EXPECT_EQ(receiver.count(), 2u);
 }
 
@@ -412,7 +419,9 @@ TEST_F(DaemonTest, SecondSignalExitsAtOnceLosingNothingAcknowledged) {
   const std::set<std::string> accepted = enqueue_tasks(app["app_id"], receiver.url(), "x", 3);
   ASSERT_TRUE(receiver.wait_for_count(3, 5s));
   daemon_->signal(SIGTERM);
-  std::this_thread::sleep_for(200ms);
+  // The first signal has been handled once it is logged; attempts still hang for ~2 s.
+  ASSERT_TRUE(wait_until(
+      [&] { return daemon_->log().find("event=shutdown_started") != std::string::npos; }, 5s));
   ASSERT_TRUE(daemon_->running()) << "the first signal should wait for attempts in flight";
   daemon_->signal(SIGTERM);
   EXPECT_EQ(daemon_->wait_exit(1500ms), 1) << daemon_->log();

@@ -1,5 +1,6 @@
 // The engine end to end: a real SQLite file, real HTTP to a receiver on a loopback port.
 #include <callbackd/engine.h>
+#include <callbackd/sqlite_store.h>
 #include <gtest/gtest.h>
 #include <openssl/hmac.h>
 
@@ -7,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "claim_counting_queue.h"
 #include "encoding.h"
 #include "manual_clock.h"
 #include "receiver.h"
@@ -55,6 +57,40 @@ class EngineTest : public ::testing::Test {
     return std::move(*engine);
   }
 
+  // The same, with the claims counted (claims_) so a test can wait for the dispatcher to
+  // have looked for due work instead of sleeping.
+  std::unique_ptr<Engine> open_counting_claims(EngineOptions options) {
+    auto sqlite = open_sqlite_queue({.path = dir_ / "callbackd.db", .clock = options.clock});
+    EXPECT_TRUE(sqlite.ok()) << sqlite.status().to_string();
+    auto counting = std::make_shared<testing::ClaimCountingQueue>(std::move(*sqlite));
+    claims_ = counting.get();
+    options.queue = counting;
+    options.master_key_file = dir_ / "callbackd.db.key";
+    Result<std::unique_ptr<Engine>> engine = Engine::open(std::move(options));
+    EXPECT_TRUE(engine.ok()) << engine.status().to_string();
+    return std::move(*engine);
+  }
+
+  // Waits until two claims have finished since the call: the second began after it, so it saw
+  // everything due by then (the clock included). Answers how many rows they claimed.
+  std::size_t rows_claimed_by_the_next_claims() {
+    const std::size_t finished = claims_->claims_finished();
+    const std::size_t rows = claims_->rows_claimed();
+    EXPECT_TRUE(wait_until([&] { return claims_->claims_finished() >= finished + 2; }, 10s));
+    return claims_->rows_claimed() - rows;
+  }
+
+  // The store's word that nothing will be sent any more: no delivery pending or in flight (a
+  // finished one is never claimed again), and no attempt running.
+  void expect_nothing_left_to_send(Engine& engine) {
+    EXPECT_TRUE(wait_until([&] { return engine.in_flight() == 0; }, 10s));
+    Result<DeliveryCounts> counts = engine.count_by_state();
+    ASSERT_TRUE(counts.ok());
+    EXPECT_EQ((*counts)[static_cast<std::size_t>(DeliveryState::kPending)], 0u);
+    EXPECT_EQ((*counts)[static_cast<std::size_t>(DeliveryState::kInFlight)], 0u);
+  }
+
+  testing::ClaimCountingQueue* claims_ = nullptr;
   DeliveryState state_of(Engine& engine, const std::string& id) {
     Result<Delivery> d = engine.delivery(id);
     EXPECT_TRUE(d.ok()) << d.status().to_string();
@@ -127,7 +163,7 @@ TEST_F(EngineTest, RetriesOnTheScheduleThenDies) {
   ASSERT_TRUE(receipt.ok());
 
   ASSERT_TRUE(wait_for_state(*engine, receipt->delivery_id, DeliveryState::kDead));
-  std::this_thread::sleep_for(150ms);  // a seventh attempt would come within the last delay
+  expect_nothing_left_to_send(*engine);  // so no seventh attempt, ever
   const auto requests = receiver.requests();
   ASSERT_EQ(requests.size(), 6u);
   for (std::size_t k = 0; k < requests.size(); ++k) {
@@ -167,7 +203,7 @@ TEST_F(EngineTest, ManualClockRetryIsNeverEarly) {
   options.retry_schedule = {30s, 60s, 120s, 300s, 600s};
   options.poll_interval = 5ms;
   options.clock = clock;
-  auto engine = open(options);
+  auto engine = open_counting_claims(options);
   auto app = engine->create_app("acme");
   engine->start();
   auto receipt = engine->enqueue(app->app.id, receiver.url(), completed("task-m"));
@@ -186,14 +222,15 @@ TEST_F(EngineTest, ManualClockRetryIsNeverEarly) {
     EXPECT_EQ(*d.next_attempt_at, clock->now() + options.retry_schedule[k]);
 
     clock->advance(options.retry_schedule[k] - 1ms);
-    std::this_thread::sleep_for(60ms);  // a dozen poll intervals
+    EXPECT_EQ(rows_claimed_by_the_next_claims(), 0u)
+        << "attempt " << k + 2 << " was claimed before its due time";
     EXPECT_EQ(receiver.count(), k + 1) << "attempt " << k + 2 << " came before its due time";
     clock->advance(1ms);
     ASSERT_TRUE(receiver.wait_for_count(k + 2, 10s)) << "attempt " << k + 2 << " never came";
   }
   ASSERT_TRUE(wait_for_state(*engine, receipt->delivery_id, DeliveryState::kDead));
   clock->advance(24h);
-  std::this_thread::sleep_for(60ms);
+  EXPECT_EQ(rows_claimed_by_the_next_claims(), 0u);
   EXPECT_EQ(receiver.count(), 6u);
 }
 
@@ -231,7 +268,7 @@ TEST_F(EngineTest, HeldLeasesOutliveAClockRunningPastThem) {
   for (const std::string& id : ids) {
     EXPECT_TRUE(wait_for_state(*engine, id, DeliveryState::kDelivered)) << id;
   }
-  std::this_thread::sleep_for(100ms);  // a second send would come within a tick or two
+  expect_nothing_left_to_send(*engine);
   std::set<std::string> sent;
   for (const auto& r : receiver.requests()) {
     EXPECT_TRUE(sent.insert(r.headers.at("x-callback-id")).second)
@@ -250,7 +287,7 @@ TEST_F(EngineTest, AWallClockStepChangesOnlyTimestamps) {
   EngineOptions options = fast_options();
   options.retry_schedule = {30s, 60s};
   options.clock = clock;
-  auto engine = open(options);
+  auto engine = open_counting_claims(options);
   auto app = engine->create_app("acme");
   engine->start();
   auto receipt = engine->enqueue(app->app.id, receiver.url(), completed("step"));
@@ -261,7 +298,7 @@ TEST_F(EngineTest, AWallClockStepChangesOnlyTimestamps) {
   ASSERT_TRUE(recorded(1));
 
   clock->step_wall(1h);
-  std::this_thread::sleep_for(60ms);  // several poll intervals
+  EXPECT_EQ(rows_claimed_by_the_next_claims(), 0u) << "a wall-clock step made the retry due";
   EXPECT_EQ(receiver.count(), 1u) << "a wall-clock step brought the retry forward";
   clock->advance(30s);
   ASSERT_TRUE(recorded(2));
@@ -386,7 +423,8 @@ TEST_F(EngineTest, SameTaskTwiceIsOneCallback) {
   auto third = engine->enqueue(app->app.id, receiver.url(), completed("task-d"));
   EXPECT_EQ(third->delivery_id, first->delivery_id);
   EXPECT_EQ(third->state, DeliveryState::kDelivered);
-  std::this_thread::sleep_for(100ms);
+  expect_nothing_left_to_send(*engine);
+  EXPECT_EQ(engine->list({})->items.size(), 1u) << "one task, one delivery";
   EXPECT_EQ(receiver.count(), 1u);
 }
 
@@ -410,7 +448,13 @@ TEST_F(EngineTest, ConcurrentEnqueuesAreEachDeliveredOnce) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(failures.load(), 0);
   ASSERT_TRUE(receiver.wait_for_count(kThreads * kPerThread, 20s));
-  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return (*engine->count_by_state())[static_cast<std::size_t>(DeliveryState::kDelivered)] ==
+               kThreads * kPerThread;
+      },
+      20s));
+  expect_nothing_left_to_send(*engine);
   std::set<std::string> ids;
   for (const auto& r : receiver.requests()) ids.insert(r.headers.at("x-callback-id"));
   EXPECT_EQ(ids.size(), static_cast<std::size_t>(kThreads * kPerThread));

@@ -3,8 +3,11 @@
 #include <callbackd/engine.h>
 #include <gtest/gtest.h>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <thread>
 
+#include "own_addresses.h"
 #include "receiver.h"
 #include "sample_tasks.h"
 #include "sqlite_engine.h"
@@ -62,6 +65,38 @@ TEST_F(GuardTest, LiteralForbiddenAddressesAreRefusedAtEnqueueAndNothingIsStored
     EXPECT_EQ(r.status().message().rfind("callback_url: ", 0), 0u) << r.status().message();
   }
   EXPECT_TRUE(engine->list({})->items.empty());
+}
+
+// A service listening on every interface answers on the machine's own non-loopback address
+// too: opening loopback for tests must not open that address.
+TEST_F(GuardTest, ThisMachinesOwnInterfaceAddressIsRefusedWithLoopbackOpened) {
+  std::optional<boost::asio::ip::address_v4> own;
+  for (const OwnAddresses::Bytes& bytes : OwnAddresses::read_interfaces()) {
+    const boost::asio::ip::address_v6 v6(bytes);
+    if (!v6.is_v4_mapped()) continue;
+    const auto v4 = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, v6);
+    if (!v4.is_loopback()) own = v4;
+  }
+  if (!own) GTEST_SKIP() << "this machine has no non-loopback IPv4 interface address";
+  // A real listener on 0.0.0.0: what a callback to the own address would reach.
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor listener(io, {boost::asio::ip::address_v4::any(), 0});
+  listener.non_blocking(true);
+  const std::string url = "http://" + own->to_string() + ":" +
+                          std::to_string(listener.local_endpoint().port()) + "/hook";
+
+  auto engine = open({"127.0.0.0/8"});
+  engine->start();
+  auto app = engine->create_app("acme");
+  Result<EnqueueReceipt> r = engine->enqueue(app->app.id, url, task("own"));
+  ASSERT_FALSE(r.ok()) << url;
+  EXPECT_EQ(r.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(r.status().message().find("local interface"), std::string::npos)
+      << r.status().message();
+  EXPECT_TRUE(engine->list({})->items.empty());
+  boost::system::error_code ec;
+  listener.accept(ec);
+  EXPECT_EQ(ec, boost::asio::error::would_block) << "something connected to " << url;
 }
 
 // "localhost" is a name: it passes enqueue, and the guard refuses every address curl is about

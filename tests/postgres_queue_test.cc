@@ -132,7 +132,7 @@ TEST_F(PostgresQueueTest, AnUnreachableDatabaseIsUnavailableAndNamesNoPassword) 
   auto queue = open_postgres_queue(
       {.conninfo = "postgres://callbackd:s3cret-pw@127.0.0.1:1/callbackd?connect_timeout=2"});
   ASSERT_FALSE(queue.ok());
-  EXPECT_EQ(queue.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(queue.status().code(), StatusCode::kStorageUnavailable);
   EXPECT_EQ(queue.status().message().find("s3cret-pw"), std::string::npos)
       << queue.status().message();
 }

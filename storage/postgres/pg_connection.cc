@@ -57,11 +57,11 @@ std::int64_t Rows::affected() const {
 
 Result<std::unique_ptr<Connection>> Connection::open(const std::string& conninfo) {
   PGconn* conn = PQconnectdb(conninfo.c_str());
-  if (conn == nullptr) return Status::Unavailable("postgres: out of memory connecting");
+  if (conn == nullptr) return Status::StorageUnavailable("postgres: out of memory connecting");
   if (PQstatus(conn) != CONNECTION_OK) {
     const std::string message = first_line(PQerrorMessage(conn));
     PQfinish(conn);
-    return Status::Unavailable("postgres: cannot connect: " + message);
+    return Status::StorageUnavailable("postgres: cannot connect: " + message);
   }
   std::unique_ptr<Connection> c(new Connection(conn));
   // Acknowledged means committed and flushed: never trade durability for speed here.
@@ -86,7 +86,8 @@ Status Connection::reconnect_if_broken() {
   if (healthy()) return Status::Ok();
   PQreset(conn_);
   if (!healthy()) {
-    return Status::Unavailable("postgres: connection lost: " + first_line(PQerrorMessage(conn_)));
+    return Status::StorageUnavailable("postgres: connection lost: " +
+                                      first_line(PQerrorMessage(conn_)));
   }
   return exec("session settings", "SET synchronous_commit = on; SET client_min_messages = warning");
 }
@@ -115,7 +116,8 @@ Result<Rows> Connection::checked(std::string_view what, PGresult* result) {
   const std::string message =
       first_line(result ? PQresultErrorMessage(result) : PQerrorMessage(conn_));
   const std::string text = "postgres: " + std::string(what) + ": " + message;
-  if (!healthy() || sqlstate.empty() || is_unavailable(sqlstate)) return Status::Unavailable(text);
+  if (!healthy() || sqlstate.empty() || is_unavailable(sqlstate))
+    return Status::StorageUnavailable(text);
   return Status::Internal(text + " (SQLSTATE " + sqlstate + ")");
 }
 

@@ -39,7 +39,7 @@ using Params = std::vector<std::optional<std::string>>;
 
 class Connection {
  public:
-  // kUnavailable naming the server (never the password) when it cannot be reached.
+  // kStorageUnavailable naming the server (never the password) when it cannot be reached.
   static Result<std::unique_ptr<Connection>> open(const std::string& conninfo);
   ~Connection();
   Connection(const Connection&) = delete;

@@ -104,6 +104,17 @@ void PostgresQueue::on_due_elsewhere(std::function<void()> wake) {
   listener_->set_callback(std::move(wake));
 }
 
+// Reachable, and not a read-only standby (after a failover the old primary may be one).
+Status PostgresQueue::check_writable() {
+  auto c = pool_->borrow();
+  auto rows = c->run("check the database", "SELECT pg_is_in_recovery()");
+  if (!rows.ok()) return rows.status();
+  if (rows->text(0, 0) == "t") {
+    return Status::StorageUnavailable("postgres: the database is a read-only standby");
+  }
+  return Status::Ok();
+}
+
 Status PostgresQueue::notify_due(Connection& c) {
   auto sent = c.run("notify", kNotifyDue, {number(owner_)});
   return sent.ok() ? Status::Ok() : sent.status();

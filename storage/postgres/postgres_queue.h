@@ -46,6 +46,7 @@ class PostgresQueue final : public Queue {
   Result<std::vector<std::pair<std::string, std::size_t>>> count_unfinished_by_app() override;
   Result<Delivery> redeliver(std::string_view delivery_id) override;
   void on_due_elsewhere(std::function<void()> wake) override;
+  Status check_writable() override;
   QueueStats stats() const override {
     // The group-commit connection counts too, always "in use" by its thread.
     return {"postgres", pool_->size() + 1, pool_->in_use() + 1};

@@ -1,5 +1,6 @@
 #include "sqlite_handle.h"
 
+#include <cerrno>
 #include <string>
 
 namespace callbackd::sqlite {
@@ -36,7 +37,8 @@ Status Connection::exec(std::string_view sql) {
   if (sqlite3_exec(db_, text.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
     std::string why = message ? message : sqlite3_errmsg(db_);
     sqlite3_free(message);
-    return Status::Internal("sqlite: " + why + " (in: " + text.substr(0, 60) + ")");
+    return status_of(sqlite3_extended_errcode(db_), sqlite3_system_errno(db_),
+                     why + " (in: " + text.substr(0, 60) + ")");
   }
   return Status::Ok();
 }
@@ -54,14 +56,37 @@ Result<std::unique_ptr<Statement>> Connection::prepare(const char* sql) {
 }
 
 Status Connection::error(std::string_view what) const {
-  const int code = sqlite3_extended_errcode(db_);
-  std::string message = std::string(what) + ": " + sqlite3_errmsg(db_);
-  // A full disk or an I/O failure is the operator's to fix; the rest is ours.
-  if ((code & 0xff) == SQLITE_FULL || (code & 0xff) == SQLITE_IOERR ||
-      (code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_READONLY) {
-    return Status::Unavailable("storage: " + message);
+  return status_of(sqlite3_extended_errcode(db_), sqlite3_system_errno(db_),
+                   std::string(what) + ": " + sqlite3_errmsg(db_));
+}
+
+namespace {
+
+// Why a write failed, in the operator's words. SQLite reports a write that failed outright
+// (not short) as an I/O error; the errno tells a full disk from a broken one.
+std::string write_failure(int code, int system_errno) {
+  if ((code & 0xff) == SQLITE_FULL || system_errno == ENOSPC) return "disk full";
+  if (system_errno == EDQUOT) return "disk quota exceeded";
+  if (system_errno == EFBIG) return "file size limit reached";
+  return "I/O error";
+}
+
+}  // namespace
+
+Status status_of(int code, int system_errno, const std::string& detail) {
+  // A full disk or an I/O failure is the operator's to fix and passes once they have; callers
+  // answer it as "retry later", never as a bug. The rest is ours.
+  switch (code & 0xff) {
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+      return Status::StorageUnavailable(
+          "the store cannot write: " + write_failure(code, system_errno) + " (" + detail + ")");
+    case SQLITE_BUSY:
+    case SQLITE_READONLY:
+      return Status::Unavailable("storage: " + detail);
+    default:
+      return Status::Internal("storage: " + detail);
   }
-  return Status::Internal("storage: " + message);
 }
 
 }  // namespace callbackd::sqlite

@@ -15,6 +15,11 @@ namespace callbackd::sqlite {
 
 class Connection;
 
+// The Status for a failed SQLite call (its extended code and sqlite3_system_errno):
+// kStorageUnavailable for a full disk (SQLITE_FULL) or an I/O error (SQLITE_IOERR_*),
+// kUnavailable for a busy or read-only store, kInternal otherwise.
+Status status_of(int extended_code, int system_errno, const std::string& detail);
+
 // One execution of a cached statement; resets it (and clears bindings) when it goes away.
 class Statement {
  public:
@@ -76,11 +81,12 @@ class Connection {
   Status exec(std::string_view sql);
   // The cached prepared statement for `sql` (prepared on first use).
   Result<std::unique_ptr<Statement>> prepare(const char* sql);
-  // "what: <SQLite's message>" as an internal error.
+  // "what: <SQLite's message>" as a Status (see status_of).
   Status error(std::string_view what) const;
 
   sqlite3* handle() const { return db_; }
   std::int64_t changes() const { return sqlite3_changes64(db_); }
+  std::int64_t total_changes() const { return sqlite3_total_changes64(db_); }
   std::int64_t last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
   bool in_transaction() const { return sqlite3_get_autocommit(db_) == 0; }
 

@@ -13,6 +13,7 @@
 #include <limits>
 #include <random>
 
+#include "integrity_check.h"
 #include "schema.h"
 #include "statements.h"
 
@@ -30,6 +31,9 @@ constexpr std::chrono::microseconds kGatherTime{200};
 
 // Rows per enqueue transaction at most, so one commit never holds the writer for long.
 constexpr std::size_t kMaxBatch = 4096;
+
+// The settings row check_writable() rewrites to learn whether the store takes writes again.
+constexpr std::string_view kWriteProbeSetting = "write_probe";
 
 // Separates endpoints in the skip list a claim binds (URLs cannot contain control characters).
 constexpr char kSkipSeparator = '\x1f';
@@ -156,6 +160,8 @@ Result<std::unique_ptr<SqliteQueue>> SqliteQueue::open(SqliteQueueOptions option
   auto writer = Connection::open(path, /*create=*/true);
   if (!writer.ok()) return writer.status();
   queue->writer_ = std::move(*writer);
+  // Before anything is written: a damaged file must not take new callbacks.
+  if (Status s = sqlite::check_integrity(*queue->writer_, path); !s.ok()) return failed(s);
   if (Status s = sqlite::configure_connection(*queue->writer_); !s.ok()) return failed(s);
   if (Status s = sqlite::create_or_upgrade_schema(*queue->writer_); !s.ok()) return failed(s);
   if (Status s = queue->recover_all_leases(); !s.ok()) return failed(s);
@@ -195,12 +201,33 @@ Status SqliteQueue::set_durability(Durability durability) {
 template <class Work>
 Status SqliteQueue::write_transaction(Durability durability, Work&& work) {
   std::lock_guard lock(write_mutex_);
-  if (Status s = set_durability(durability); !s.ok()) return s;
-  if (Status s = writer_->exec("BEGIN IMMEDIATE"); !s.ok()) return s;
-  Status s = work(*writer_);
-  if (s.ok()) s = writer_->exec("COMMIT");
-  if (!s.ok() && writer_->in_transaction()) (void)writer_->exec("ROLLBACK");
+  const std::int64_t changes_before = writer_->total_changes();
+  Status s = set_durability(durability);
+  if (s.ok()) s = writer_->exec("BEGIN IMMEDIATE");
+  if (s.ok()) {
+    s = work(*writer_);
+    if (s.ok()) s = writer_->exec("COMMIT");
+    if (!s.ok() && writer_->in_transaction()) (void)writer_->exec("ROLLBACK");
+  }
+  note_write_outcome(s, changes_before);
   return s;
+}
+
+void SqliteQueue::note_write_outcome(const Status& outcome, std::int64_t changes_before) {
+  if (outcome.code() == StatusCode::kStorageUnavailable) {
+    cannot_write_.store(true);
+  } else if (outcome.ok() && writer_->total_changes() > changes_before) {
+    // Only a commit that wrote something proves there is room: an empty claim writes nothing.
+    cannot_write_.store(false);
+  }
+}
+
+Status SqliteQueue::check_writable() {
+  if (!cannot_write_.load()) return Status::Ok();
+  // A real write of a few pages, committed like an enqueue: it needs room in the WAL (and the
+  // database file, once checkpointed) just as a callback does.
+  const std::string probe = std::to_string(clock_.now_ms()) + std::string(8192, 'p');
+  return put_setting(kWriteProbeSetting, probe);
 }
 
 // --------------------------------------------------------------------- apps and settings
@@ -343,29 +370,31 @@ void SqliteQueue::commit_loop() {
 
 void SqliteQueue::run_enqueue_batch(std::vector<PendingEnqueue>& batch) {
   std::lock_guard lock(write_mutex_);
-  Status begun = set_durability(Durability::kOnDisk);
-  if (begun.ok()) begun = writer_->exec("BEGIN IMMEDIATE");
-  if (Status s = begun; !s.ok()) {
-    for (PendingEnqueue& p : batch) p.result = s;
+  const std::int64_t changes_before = writer_->total_changes();
+  const Status outcome = insert_batch(batch);
+  note_write_outcome(outcome, changes_before);
+  if (!outcome.ok()) {
+    for (PendingEnqueue& p : batch) p.result = outcome;
     return;
   }
+  enqueue_commits_.fetch_add(1, std::memory_order_relaxed);
+  enqueued_rows_.fetch_add(batch.size(), std::memory_order_relaxed);
+}
+
+Status SqliteQueue::insert_batch(std::vector<PendingEnqueue>& batch) {
+  if (Status s = set_durability(Durability::kOnDisk); !s.ok()) return s;
+  if (Status s = writer_->exec("BEGIN IMMEDIATE"); !s.ok()) return s;
   for (PendingEnqueue& p : batch) {
     p.result = insert_one(p.delivery);
     if (!p.result.ok() && !writer_->in_transaction()) {
       // SQLite rolled the whole transaction back (disk full, I/O error): nothing in this
       // batch is stored, so nobody in it may be told otherwise.
-      const Status lost = p.result.status();
-      for (PendingEnqueue& q : batch) q.result = lost;
-      return;
+      return p.result.status();
     }
   }
-  if (Status s = writer_->exec("COMMIT"); !s.ok()) {
-    if (writer_->in_transaction()) (void)writer_->exec("ROLLBACK");
-    for (PendingEnqueue& p : batch) p.result = s;
-    return;
-  }
-  enqueue_commits_.fetch_add(1, std::memory_order_relaxed);
-  enqueued_rows_.fetch_add(batch.size(), std::memory_order_relaxed);
+  Status committed = writer_->exec("COMMIT");
+  if (!committed.ok() && writer_->in_transaction()) (void)writer_->exec("ROLLBACK");
+  return committed;
 }
 
 bool SqliteQueue::app_known(const std::string& app_id) {

@@ -55,6 +55,7 @@ class SqliteQueue final : public Queue {
   Result<std::vector<std::pair<std::string, std::size_t>>> count_unfinished_by_app() override;
   Result<Delivery> redeliver(std::string_view delivery_id) override;
   QueueStats stats() const override { return {"sqlite", 0, 0}; }
+  Status check_writable() override;
 
   // Commits of enqueue batches so far, and rows they carried: rows/commits is the group size.
   std::uint64_t enqueue_commits() const { return enqueue_commits_.load(); }
@@ -79,9 +80,14 @@ class SqliteQueue final : public Queue {
   template <class Work>
   Status write_transaction(Durability durability, Work&& work);
   Status set_durability(Durability durability);  // REQUIRES: write_mutex_ held
+  // Remembers whether writes fail for want of space or with I/O errors (for check_writable).
+  // A commit that changed rows shows the store takes writes again. REQUIRES: write_mutex_ held.
+  void note_write_outcome(const Status& outcome, std::int64_t changes_before);
   Status recover_all_leases();
   void commit_loop();
   void run_enqueue_batch(std::vector<PendingEnqueue>& batch);
+  // One transaction for the batch; each row's result is set. REQUIRES: write_mutex_ held.
+  Status insert_batch(std::vector<PendingEnqueue>& batch);
   Result<Enqueued> insert_one(const NewDelivery& delivery);
   bool app_known(const std::string& app_id);
   ReadLease read_connection();
@@ -96,6 +102,7 @@ class SqliteQueue final : public Queue {
   std::mutex write_mutex_;
   std::unique_ptr<sqlite::Connection> writer_;
   Durability writer_durability_ = Durability::kOnDisk;  // configure_connection sets FULL
+  std::atomic<bool> cannot_write_{false};  // the last write that mattered failed: disk full, I/O
 
   // Group commit: enqueues queue here; the commit thread takes everything queued into one
   // transaction, while what arrives meanwhile gathers for the next one.

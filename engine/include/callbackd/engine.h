@@ -133,6 +133,9 @@ class Engine {
   std::size_t in_flight() const;
   // The store's backend and connection use.
   QueueStats store_stats() const;
+  // Ok while the store takes writes; kStorageUnavailable (disk full, I/O error) until it does
+  // again. May write a small probe row to find out.
+  Status check_storage();
 
   // Starts dispatching on a background thread. Idempotent.
   void start();

@@ -190,6 +190,12 @@ class Queue {
   virtual void on_due_elsewhere(std::function<void()> wake) { (void)wake; }
 
   virtual QueueStats stats() const = 0;
+
+  // --- health
+  // Whether the store takes writes now. After a write failed for want of space or with an I/O
+  // error, kStorageUnavailable until a write succeeds again; a store may try a small write to
+  // find out, so readiness recovers on its own once space returns.
+  virtual Status check_writable() { return Status::Ok(); }
 };
 
 }  // namespace callbackd

@@ -18,6 +18,7 @@ enum class StatusCode {
   kPermissionDenied,    // refused by policy (e.g. a callback URL in a blocked network)
   kResourceExhausted,   // a quota or cap was reached
   kUnavailable,         // the engine is stopping or storage cannot be reached
+  kStorageUnavailable,  // the store cannot write (disk full, I/O error): retry once it can
   kInternal,            // a bug or an unexpected storage failure
 };
 
@@ -38,6 +39,8 @@ constexpr std::string_view to_string(StatusCode code) {
       return "resource_exhausted";
     case StatusCode::kUnavailable:
       return "unavailable";
+    case StatusCode::kStorageUnavailable:
+      return "storage_unavailable";
     case StatusCode::kInternal:
       return "internal";
   }
@@ -64,6 +67,9 @@ class [[nodiscard]] Status {
     return {StatusCode::kResourceExhausted, std::move(m)};
   }
   static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
+  static Status StorageUnavailable(std::string m) {
+    return {StatusCode::kStorageUnavailable, std::move(m)};
+  }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }

@@ -26,8 +26,8 @@ struct PostgresQueueOptions {
 // Connects, creates or upgrades the schema (one process at a time), and returns the queue.
 // Every process on the database gets its own lease owner id: claims use FOR UPDATE SKIP
 // LOCKED, leases and due times run on the database's clock (now()), and a process that dies
-// leaves leases that the others recover once they end. kUnavailable when the database cannot
-// be reached; kFailedPrecondition when its schema is newer than this build knows.
+// leaves leases that the others recover once they end. kStorageUnavailable when the database
+// cannot be reached (as every call while it is gone); kFailedPrecondition when its schema is newer than this build knows.
 Result<std::unique_ptr<Queue>> open_postgres_queue(PostgresQueueOptions options);
 
 // Whether `store` (the daemon's `store` setting) names a PostgreSQL database.

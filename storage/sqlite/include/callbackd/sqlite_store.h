@@ -25,8 +25,9 @@ struct SqliteQueueOptions {
 };
 
 // Opens or creates the store (WAL, synchronous=FULL: a callback is acknowledged once its
-// commit is on disk) and upgrades an older schema in place. One process per store: the file is
-// locked while the queue is open, and a second opener gets kFailedPrecondition naming the
+// commit is on disk) and upgrades an older schema in place. A damaged file (PRAGMA
+// quick_check) does not open: kFailedPrecondition says what to do. One process per store: the file
+// is locked while the queue is open, and a second opener gets kFailedPrecondition naming the
 // holder's pid. Deliveries left in flight by a previous process are pending again at once.
 Result<std::unique_ptr<Queue>> open_sqlite_queue(SqliteQueueOptions options);
 

@@ -1,0 +1,24 @@
+// A SQLite VFS over the default one that counts xSync calls on WAL files: the way to see, from
+// outside, whether a commit was made durable (synchronous=FULL syncs the WAL at every commit,
+// NORMAL does not).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace callbackd::testing {
+
+class SyncCountingVfs {
+ public:
+  // Registers the VFS as SQLite's default, so connections opened afterwards use it.
+  SyncCountingVfs();
+  // Puts the previous default back. REQUIRES: no connection opened through it is still open.
+  ~SyncCountingVfs();
+  SyncCountingVfs(const SyncCountingVfs&) = delete;
+  SyncCountingVfs& operator=(const SyncCountingVfs&) = delete;
+
+  // fsyncs of "-wal" files so far, by every connection.
+  std::uint64_t wal_syncs() const;
+};
+
+}  // namespace callbackd::testing
