@@ -156,9 +156,17 @@ TEST_F(DaemonPostgresTest, ASqliteStoreCopiedIntoPostgresKeepsEveryDelivery) {
   ASSERT_TRUE(post(*sqlite_daemon, app_id, failing.url(), "failing"));
   ASSERT_TRUE(answered.wait_for_count(5, 10s));
   ASSERT_TRUE(failing.wait_for_count(1, 10s));
-  auto list = call_api("GET", sqlite_daemon->base_url(), "/v1/callbacks?limit=100", "");
-  ASSERT_TRUE(list.ok());
-  const json before = json::parse(list->body)["items"];
+  // Every first attempt recorded (an arrival is not yet a record).
+  json before;
+  ASSERT_TRUE(testing::wait_until(
+      [&] {
+        auto list = call_api("GET", sqlite_daemon->base_url(), "/v1/callbacks?limit=100", "");
+        if (!list.ok()) return false;
+        before = json::parse(list->body)["items"];
+        return std::all_of(before.begin(), before.end(),
+                           [](const json& item) { return item["attempts"].size() == 1; });
+      },
+      10s));
   sqlite_daemon->signal(SIGTERM);
   ASSERT_EQ(sqlite_daemon->wait_exit(20s), 0);
 
@@ -236,9 +244,13 @@ TEST_F(DaemonPostgresTest, ADatabaseOutageUnderLoadLosesNothingAcknowledged) {
       20s))
       << "the daemon recovers alone";
   acknowledged.insert("probe");
-  ready = call_api("GET", daemon->base_url(), "/readyz", "");
-  ASSERT_TRUE(ready.ok());
-  EXPECT_EQ(ready->status, 200) << "ready again, alone";
+  EXPECT_TRUE(testing::wait_until(
+      [&] {
+        auto again = call_api("GET", daemon->base_url(), "/readyz", "");
+        return again.ok() && again->status == 200;
+      },
+      10s))
+      << "ready again, alone";
   post_some(250, 200);
 
   auto arrived = [&] {

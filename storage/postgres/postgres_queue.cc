@@ -108,6 +108,10 @@ void PostgresQueue::on_due_elsewhere(std::function<void()> wake) {
 Status PostgresQueue::check_writable() {
   auto c = pool_->borrow();
   auto rows = c->run("check the database", "SELECT pg_is_in_recovery()");
+  // After an outage a pooled connection learns it is dead on its first statement; the
+  // second try runs on a fresh one.
+  if (!rows.ok() && !c->healthy())
+    rows = c->run("check the database", "SELECT pg_is_in_recovery()");
   if (!rows.ok()) return rows.status();
   if (rows->text(0, 0) == "t") {
     return Status::StorageUnavailable("postgres: the database is a read-only standby");

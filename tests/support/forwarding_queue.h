@@ -58,6 +58,10 @@ class ForwardingQueue : public Queue {
   }
   Result<Delivery> redeliver(std::string_view id) override { return inner_->redeliver(id); }
   Status check_writable() override { return inner_->check_writable(); }
+  void on_due_elsewhere(std::function<void()> wake) override {
+    inner_->on_due_elsewhere(std::move(wake));
+  }
+  QueueStats stats() const override { return inner_->stats(); }
 
  private:
   std::unique_ptr<Queue> inner_;
