@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -116,6 +117,28 @@ TEST_F(PostgresQueueTest, PendingWorkStoredElsewhereWakesTheOtherProcesses) {
   lock.unlock();
   a_->on_due_elsewhere(nullptr);
   b_->on_due_elsewhere(nullptr);
+}
+
+// PostgreSQL text holds only UTF-8: a row that is not is refused alone, its batch stored.
+TEST_F(PostgresQueueTest, TextThatIsNotUtf8IsRefusedAloneInItsBatch) {
+  std::mutex mutex;
+  std::map<std::string, StatusCode> answers;
+  int n = 0;
+  for (const std::string& task : std::vector<std::string>{"good-1", "bad-\xff", "good-2"}) {
+    a_->enqueue_async(
+        NewDelivery{"dlv_" + std::to_string(n++), "app_1", task, "https://a.example/",
+                    "https://a.example:443", std::make_shared<const std::string>("{}"),
+                    system_clock()->now(), std::nullopt},
+        [&, task](Result<Enqueued> r) {
+          std::lock_guard lock(mutex);
+          answers[task] = r.ok() ? StatusCode::kOk : r.status().code();
+        });
+  }
+  a_->drain();
+  EXPECT_EQ(answers["good-1"], StatusCode::kOk);
+  EXPECT_EQ(answers["good-2"], StatusCode::kOk);
+  EXPECT_EQ(answers[std::string("bad-\xff")], StatusCode::kInvalidArgument);
+  EXPECT_EQ(a_->count_by_state()->at(0), 2u);
 }
 
 // The database's schema version is checked: a newer one stops the queue from opening.

@@ -85,6 +85,7 @@ std::string Connection::describe() const {
 Status Connection::reconnect_if_broken() {
   if (healthy()) return Status::Ok();
   PQreset(conn_);
+  ++session_;
   if (!healthy()) {
     return Status::StorageUnavailable("postgres: connection lost: " +
                                       first_line(PQerrorMessage(conn_)));
@@ -121,6 +122,29 @@ Result<Rows> Connection::checked(std::string_view what, PGresult* result) {
   return Status::Internal(text + " (SQLSTATE " + sqlstate + ")");
 }
 
+Status Connection::copy_in(std::string_view what, const std::string& copy_sql,
+                           std::string_view data) {
+  if (Status s = reconnect_if_broken(); !s.ok()) return s;
+  PGresult* started = PQexec(conn_, copy_sql.c_str());
+  if (PQresultStatus(started) != PGRES_COPY_IN) {
+    auto failed = checked(what, started);
+    return failed.ok() ? Status::Internal("postgres: " + std::string(what) + ": not a COPY")
+                       : failed.status();
+  }
+  PQclear(started);
+  const bool sent = PQputCopyData(conn_, data.data(), static_cast<int>(data.size())) == 1;
+  if (PQputCopyEnd(conn_, sent ? nullptr : "callbackd: sending the rows failed") != 1) {
+    return Status::StorageUnavailable("postgres: " + std::string(what) + ": " +
+                                      first_line(PQerrorMessage(conn_)));
+  }
+  Status s = Status::Ok();
+  while (PGresult* result = PQgetResult(conn_)) {
+    auto done = checked(what, result);
+    if (!done.ok() && s.ok()) s = done.status();
+  }
+  return s;
+}
+
 int Connection::take_notifications(std::string_view ignored) {
   if (PQconsumeInput(conn_) == 0) return -1;
   int count = 0;
@@ -129,6 +153,59 @@ int Connection::take_notifications(std::string_view ignored) {
     PQfreemem(notification);
   }
   return count;
+}
+
+void append_copy_field(std::string& row, std::string_view value) {
+  for (char c : value) {
+    switch (c) {
+      case '\\':
+        row += "\\\\";
+        break;
+      case '\t':
+        row += "\\t";
+        break;
+      case '\n':
+        row += "\\n";
+        break;
+      case '\r':
+        row += "\\r";
+        break;
+      default:
+        row += c;
+    }
+  }
+}
+
+bool is_utf8(std::string_view text) {
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    std::size_t extra = 0;
+    if (c == 0) return false;  // text columns hold no NUL either
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xE0) == 0xC0 && c >= 0xC2) {
+      extra = 1;
+    } else if ((c & 0xF0) == 0xE0) {
+      extra = 2;
+    } else if ((c & 0xF8) == 0xF0 && c <= 0xF4) {
+      extra = 3;
+    } else {
+      return false;
+    }
+    for (std::size_t k = 1; k <= extra; ++k) {
+      if (i + k >= text.size()) return false;
+      if ((static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80) return false;
+    }
+    const auto c1 = static_cast<unsigned char>(text[i + 1]);
+    if (c == 0xE0 && c1 < 0xA0) return false;   // overlong
+    if (c == 0xED && c1 >= 0xA0) return false;  // surrogates
+    if (c == 0xF0 && c1 < 0x90) return false;   // overlong
+    if (c == 0xF4 && c1 >= 0x90) return false;  // past U+10FFFF
+    i += extra + 1;
+  }
+  return true;
 }
 
 std::string bytea_param(std::string_view bytes) {

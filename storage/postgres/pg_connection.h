@@ -47,12 +47,16 @@ class Connection {
 
   // Runs `sql` with `params` ($1, $2…); `what` names the step in errors.
   Result<Rows> run(std::string_view what, const std::string& sql, const Params& params = {});
+  // Runs `copy_sql` (COPY … FROM STDIN) and streams `data` (COPY text format) into it.
+  Status copy_in(std::string_view what, const std::string& copy_sql, std::string_view data);
   // Runs statements without parameters or results (BEGIN, COMMIT, DDL); several may be given.
   Status exec(std::string_view what, const std::string& sql);
 
   // Whether the link to the server is up; a broken one is reset on the next use.
   bool healthy() const { return PQstatus(conn_) == CONNECTION_OK; }
   bool in_transaction() const { return PQtransactionStatus(conn_) != PQTRANS_IDLE; }
+  // Which server session this is: changes with every reconnect (temporary tables go with it).
+  std::uint64_t session() const { return session_; }
   // "host:port/db as user": for logs; no secret.
   std::string describe() const;
 
@@ -67,7 +71,13 @@ class Connection {
   Status reconnect_if_broken();
   Result<Rows> checked(std::string_view what, PGresult* result);
   PGconn* conn_;
+  std::uint64_t session_ = 1;
 };
+
+// One field of a COPY text-format row: backslash, tab, newline and carriage return escaped.
+void append_copy_field(std::string& row, std::string_view value);
+// Whether `text` is UTF-8 (PostgreSQL text refuses anything else, and would fail a whole COPY).
+bool is_utf8(std::string_view text);
 
 // A bytea parameter in hex input format ("\\x…").
 std::string bytea_param(std::string_view bytes);

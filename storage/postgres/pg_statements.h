@@ -18,19 +18,23 @@ inline const std::string kUpdateAppSecrets =
     "UPDATE apps SET secret = $2, previous_secret = $3, previous_until = $4 WHERE id = $1";
 inline const std::string kKnownApps = "SELECT id FROM apps WHERE id = ANY($1::text[])";
 
-// A batch of new deliveries as one JSON array of objects; rows whose (app_id, task_id) exists
-// are skipped and looked up afterwards.
+// A batch of new deliveries is COPYed into this session's staging table (emptied at each
+// commit), then inserted; rows whose (app_id, task_id) exists are skipped and looked up
+// afterwards.
+inline const std::string kCreateStaging =
+    "CREATE TEMP TABLE IF NOT EXISTS enqueue_staging (i integer, id text, app_id text, "
+    "task_id text, callback_url text, body text, created_at bigint, host_key text, "
+    "lease bigint) ON COMMIT DELETE ROWS";
+inline const std::string kCopyStaging = "COPY enqueue_staging FROM STDIN";
 inline const std::string kInsertDeliveries =
     "INSERT INTO deliveries (id, app_id, task_id, callback_url, body, state, due_at, "
     "  created_at, host_key, lease_owner, lease_gen) "
     "SELECT r.id, r.app_id, r.task_id, r.callback_url, r.body, "
     "  CASE WHEN r.lease IS NULL THEN 0 ELSE 1 END, " CALLBACKD_NOW_MS
     " + coalesce(r.lease, 0), "
-    "  r.created_at, r.host_key, CASE WHEN r.lease IS NULL THEN 0 ELSE $2::bigint END, "
+    "  r.created_at, r.host_key, CASE WHEN r.lease IS NULL THEN 0 ELSE $1::bigint END, "
     "  CASE WHEN r.lease IS NULL THEN 0 ELSE 1 END "
-    "FROM json_to_recordset($1::json) AS r(i integer, id text, app_id text, task_id text, "
-    "  callback_url text, body text, created_at bigint, host_key text, lease bigint) "
-    "ORDER BY r.i "
+    "FROM enqueue_staging AS r ORDER BY r.i "
     "ON CONFLICT (app_id, task_id) DO NOTHING RETURNING id, seq";
 inline const std::string kFindByTasks =
     "SELECT d.app_id, d.task_id, d.id, d.state FROM deliveries d "

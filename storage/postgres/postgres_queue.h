@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <memory>
+#include <unordered_set>
 
 #include "../group_commit.h"
 #include "pg_listener.h"
@@ -76,6 +77,9 @@ class PostgresQueue final : public Queue {
   std::unique_ptr<postgres::Pool> pool_;
   std::unique_ptr<postgres::Connection> enqueue_connection_;  // the group-commit thread's
   std::unique_ptr<postgres::Listener> listener_;
+  // The group-commit thread's own: apps known to exist, and the session its staging table is in.
+  std::unordered_set<std::string> known_apps_;
+  std::uint64_t staging_session_ = 0;
   std::unique_ptr<GroupCommit<PendingEnqueue>> commits_;  // last: stopped first
 };
 
