@@ -203,7 +203,10 @@ TEST_F(SecretsTest, PerAppQuotaRefusesARunawayAppOnly) {
   engine->start();
   ASSERT_TRUE(testing::wait_until(
       [&] { return engine->delivery(ids[0])->state == DeliveryState::kDelivered; }, 10s));
-  EXPECT_TRUE(engine->enqueue(runaway->app.id, receiver.url(), task("r4")).ok())
+  // The place is given back once the dispatcher has the record's answer, a moment after the
+  // state is visible.
+  EXPECT_TRUE(testing::wait_until(
+      [&] { return engine->enqueue(runaway->app.id, receiver.url(), task("r4")).ok(); }, 5s))
       << "a finished delivery frees its place";
 }
 
