@@ -27,7 +27,8 @@ struct PostgresQueueOptions {
 // Every process on the database gets its own lease owner id: claims use FOR UPDATE SKIP
 // LOCKED, leases and due times run on the database's clock (now()), and a process that dies
 // leaves leases that the others recover once they end. kStorageUnavailable when the database
-// cannot be reached (as every call while it is gone); kFailedPrecondition when its schema is newer than this build knows.
+// cannot be reached (as every call while it is gone); kFailedPrecondition when its schema is newer
+// than this build knows.
 Result<std::unique_ptr<Queue>> open_postgres_queue(PostgresQueueOptions options);
 
 // Whether `store` (the daemon's `store` setting) names a PostgreSQL database.
