@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "api_client.h"
+#include "callback_json.h"
 #include "daemon_process.h"
 #include "encoding.h"
 #include "receiver.h"
@@ -35,21 +36,9 @@ std::string hmac_hex(const std::string& key, const std::string& body) {
   return hex_encode(std::span<const unsigned char>(mac, length));
 }
 
+// The pipeline's POST body for a completed task (one shape for every daemon test).
 json completed_body(const std::string& app_id, const std::string& url, const std::string& task) {
-  return {{"app_id", app_id},
-          {"callback_url", url},
-          {"task_id", task},
-          {"status", "completed"},
-          {"endpoint", "generate"},
-          {"results",
-           {{{"id", "clip_1"},
-             {"audio_url", "https://cdn.example/1.mp3"},
-             {"image_url", "https://cdn.example/1.jpg"},
-             {"title", "Night Drive"},
-             {"duration", 182.5},
-             {"tags", "synthwave"},
-             {"prompt", "[Verse] neon"},
-             {"expire_at", 1767225600000}}}}};
+  return testing::completed_callback(app_id, url, task);
 }
 
 class DaemonTest : public ::testing::Test {

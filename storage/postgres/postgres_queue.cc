@@ -62,11 +62,6 @@ Delivery delivery_from_row(const Rows& rows, int row) {
 
 }  // namespace
 
-bool is_postgres_conninfo(const std::string& store) {
-  return store.starts_with("postgres://") || store.starts_with("postgresql://") ||
-         store.find("dbname=") != std::string::npos || store.find("host=") != std::string::npos;
-}
-
 Result<std::unique_ptr<Queue>> open_postgres_queue(PostgresQueueOptions options) {
   auto queue = PostgresQueue::open(std::move(options));
   if (!queue.ok()) return queue.status();

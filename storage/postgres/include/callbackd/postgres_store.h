@@ -31,9 +31,6 @@ struct PostgresQueueOptions {
 // than this build knows.
 Result<std::unique_ptr<Queue>> open_postgres_queue(PostgresQueueOptions options);
 
-// Whether `store` (the daemon's `store` setting) names a PostgreSQL database.
-bool is_postgres_conninfo(const std::string& store);
-
 // Copies a SQLite store into an empty PostgreSQL database (creating its schema): apps, sealed
 // secrets, settings, every delivery with its id and state, and every attempt. In-flight
 // deliveries become pending. The SQLite store's daemon must be stopped (its lock is taken);
