@@ -56,6 +56,7 @@ class Api {
   ApiResponse get_delivery(const std::string& delivery_id);
   ApiResponse list_deliveries(const std::string& query);
   ApiResponse redeliver(const std::string& delivery_id);
+  ApiResponse list_endpoints(const std::string& query);
   bool authorized(const ApiRequest& request) const;
 
   Engine& engine_;
