@@ -60,10 +60,11 @@ class DaemonBreakerTest : public ::testing::Test {
     return reply.ok() ? reply->body : "";
   }
   json endpoint(const std::string& key) {
-    for (const json& item : get("/v1/endpoints")["items"]) {
+    const json all = get("/v1/endpoints");
+    for (const json& item : all["items"]) {
       if (item["endpoint"] == key) return item;
     }
-    return json();
+    return json::object();
   }
   bool delivered(const std::vector<std::string>& ids) {
     for (const std::string& id : ids) {
@@ -104,6 +105,7 @@ TEST_F(DaemonBreakerTest, ShowsAnOpenEndpointInTheApiMetricsAndLogUntilItRecover
       [&] {
         const std::string m = metrics();
         return m.find("callbackd_endpoints{state=\"open\"} 1\n") != std::string::npos &&
+               m.find("callbackd_breaker_transitions_total{to=\"open\"} ") != std::string::npos &&
                m.find("callbackd_breaker_transitions_total{to=\"open\"} 0\n") == std::string::npos;
       },
       10s))
