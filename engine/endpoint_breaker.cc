@@ -161,7 +161,6 @@ void EndpointBreaker::probe_lost(std::string_view endpoint, SteadyTime now) {
 std::optional<BreakerTransition> EndpointBreaker::record(std::string_view endpoint,
                                                          AttemptError error, int http_status,
                                                          bool probe, SteadyTime now) {
-  if (!options_.enabled) return std::nullopt;
   const BreakerVerdict verdict = judge(error, http_status);
   Endpoint* e = find(endpoint);
   if (verdict == BreakerVerdict::kNotCounted) {
@@ -188,6 +187,7 @@ std::optional<BreakerTransition> EndpointBreaker::record(std::string_view endpoi
     e->last_error = error;
     e->last_failure_at = now;
   }
+  if (!options_.enabled) return std::nullopt;  // shown, never opened
 
   switch (e->state) {
     case BreakerState::kClosed: {

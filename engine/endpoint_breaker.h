@@ -13,6 +13,8 @@
 //
 // It never spends, skips or reorders an attempt: it answers whether one may start now.
 //
+// Disabled, it still counts (endpoint health stays visible) but never opens.
+//
 // Pure logic: no sockets, no storage; time is passed in. Not thread-safe.
 #pragma once
 

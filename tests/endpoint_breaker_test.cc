@@ -261,7 +261,7 @@ TEST_F(EndpointBreakerTest, ForgetsIdleClosedEndpointsAndStaysBounded) {
   EXPECT_EQ(bounded.admit("http://h4:80", kT0), Admission::kRun);
 }
 
-TEST(EndpointBreakerOff, DisabledNeverHoldsAnything) {
+TEST(EndpointBreakerOff, DisabledShowsHealthButNeverHoldsAnything) {
   BreakerOptions off = options();
   off.enabled = false;
   EndpointBreaker breaker(off, kPatience);
@@ -270,7 +270,11 @@ TEST(EndpointBreakerOff, DisabledNeverHoldsAnything) {
   }
   EXPECT_EQ(breaker.admit(kA, kT0), Admission::kRun);
   EXPECT_TRUE(breaker.may_hand_off(kA, kT0));
-  EXPECT_EQ(breaker.counts(), (EndpointCounts{0, 0, 0}));
+  EXPECT_EQ(breaker.counts(), (EndpointCounts{1, 0, 0}));
+  auto views = breaker.views({}, kT0, kWall0);
+  ASSERT_EQ(views.size(), 1u);
+  EXPECT_EQ(views[0].state, BreakerState::kClosed);
+  EXPECT_EQ(views[0].failures, 100u);
 }
 
 }  // namespace

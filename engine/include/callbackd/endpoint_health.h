@@ -39,7 +39,7 @@ constexpr std::optional<BreakerState> parse_breaker_state(std::string_view text)
 }
 
 struct BreakerOptions {
-  bool enabled = true;
+  bool enabled = true;  // false: never opens (health is still counted and shown)
   // Opens when at least `min_attempts` attempts ended within the last `window` and at least
   // this share of them failed.
   double failure_rate = 0.5;
