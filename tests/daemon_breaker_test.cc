@@ -33,7 +33,7 @@ class DaemonBreakerTest : public ::testing::Test {
             "serve", "--listen=127.0.0.1:0", "--data-dir=" + (dir_ / "data").string(),
             "--allow-networks=127.0.0.0/8", "--poll-interval=10ms",
             "--retry-schedule=200ms,200ms,200ms,200ms,200ms", "--breaker-min-attempts=4",
-            "--breaker-cooldown=1s", "--breaker-max-cooldown=1s"},
+            "--breaker-cooldown=1s", "--breaker-max-cooldown=4s"},
         dir_ / "daemon.log");
     ASSERT_TRUE(daemon_->wait_listening()) << daemon_->log();
     Result<ApiReply> app = call("POST", "/v1/apps", R"({"name":"acme"})");
