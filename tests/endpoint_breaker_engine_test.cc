@@ -46,8 +46,9 @@ class EndpointBreakerEngineTest : public ::testing::TestWithParam<std::string> {
     options.clock = clock_;
     options.master_key_file = dir_ / "master.key";
     // On PostgreSQL's clock retries fall due in real time: late enough that none is claimed
-    // before the breaker has opened.
-    const Millis retry = GetParam() == "sqlite" ? 10ms : 1s;
+    // before the breaker has opened (a claim that came back after it opened would hold its
+    // rows for the rest of the cool-down, which on this manual clock is not PostgreSQL's).
+    const Millis retry = GetParam() == "sqlite" ? 10ms : 3s;
     options.retry_schedule = {retry, retry, retry, retry, retry};
     options.attempt_timeout = 2s;
     options.poll_interval = 10ms;
@@ -81,6 +82,34 @@ class EndpointBreakerEngineTest : public ::testing::TestWithParam<std::string> {
       if (!d.ok() || d->state != state) return false;
     }
     return true;
+  }
+  // Attempts stored for these deliveries. A retry falls due a delay after its record is
+  // stored, on the store's clock: wait for the records before moving the manual clock.
+  static std::size_t recorded(const Engine& engine, const std::vector<std::string>& ids) {
+    std::size_t n = 0;
+    for (const std::string& id : ids) {
+      auto d = engine.delivery(id);
+      if (d.ok()) n += d->attempts.size();
+    }
+    return n;
+  }
+  // Each delivery's state, attempts and next due time (Unix ms), to explain a failure.
+  static std::string describe(const Engine& engine, const std::vector<std::string>& ids) {
+    std::string out;
+    for (const std::string& id : ids) {
+      auto d = engine.delivery(id);
+      if (!d.ok()) continue;
+      out += id + " " + std::string(to_string(d->state)) +
+             " attempts=" + std::to_string(d->attempts.size()) + " next_attempt_at=" +
+             (d->next_attempt_at ? std::to_string(to_unix_ms(*d->next_attempt_at)) : "-");
+      for (const Attempt& a : d->attempts) {
+        out += " [" + std::to_string(a.number) + " at " + std::to_string(to_unix_ms(a.started_at)) +
+               " " + std::to_string(a.http_status) + " " + std::string(to_string(a.error)) + " " +
+               a.error_detail + "]";
+      }
+      out += "\n";
+    }
+    return out;
   }
 
   testing::TempDir dir_;
@@ -118,6 +147,7 @@ TEST_P(EndpointBreakerEngineTest, HoldsAFailingEndpointProbesItAndLetsEverything
   ASSERT_TRUE(wait_until([&] { return engine->in_flight() == 0; }, 10s));
   const std::size_t before_open = down.count();
   EXPECT_GE(before_open, 4u);
+  ASSERT_TRUE(wait_until([&] { return recorded(*engine, held) == before_open; }, 10s));
   auto opened = endpoint(*engine, key_of(down));
   EXPECT_EQ(opened->last_error, AttemptError::kStatus);
   EXPECT_EQ(opened->next_probe_at, *opened->opened_at + kCooldown);
@@ -128,8 +158,12 @@ TEST_P(EndpointBreakerEngineTest, HoldsAFailingEndpointProbesItAndLetsEverything
   for (int i = 4; i < 7; ++i) held.push_back(send(down, "d" + std::to_string(i)));
   std::vector<std::string> flowing;
   for (int i = 0; i < 5; ++i) flowing.push_back(send(healthy, "h" + std::to_string(i)));
-  clock_->advance(1s);  // every retry is due now (well short of the cool-down)
-  ASSERT_TRUE(wait_until([&] { return all_in(*engine, flowing, DeliveryState::kDelivered); }, 20s));
+  // h0's first attempt is recorded (its retry due 10 ms on): then every retry is due after 1 s,
+  // well short of the cool-down.
+  ASSERT_TRUE(wait_until([&] { return !engine->delivery(flowing[0])->attempts.empty(); }, 10s));
+  clock_->advance(1s);
+  ASSERT_TRUE(wait_until([&] { return all_in(*engine, flowing, DeliveryState::kDelivered); }, 20s))
+      << describe(*engine, flowing);
   EXPECT_EQ(engine->delivery(flowing[0])->attempts.size(), 2u);
   ASSERT_TRUE(wait_until([&] { return engine->in_flight() == 0; }, 10s));
   EXPECT_EQ(down.count(), before_open) << "nothing reaches an open endpoint";
@@ -150,7 +184,7 @@ TEST_P(EndpointBreakerEngineTest, HoldsAFailingEndpointProbesItAndLetsEverything
                e->next_probe_at == *e->opened_at + 2 * kCooldown;
       },
       10s));
-  ASSERT_TRUE(wait_until([&] { return engine->in_flight() == 0; }, 10s));
+  ASSERT_TRUE(wait_until([&] { return recorded(*engine, held) == before_open + 1; }, 10s));
   clock_->advance(1s);
   ASSERT_TRUE(wait_until([&] { return engine->in_flight() == 0; }, 10s));
   EXPECT_EQ(down.count(), before_open + 1) << "one probe, no more";
@@ -158,7 +192,8 @@ TEST_P(EndpointBreakerEngineTest, HoldsAFailingEndpointProbesItAndLetsEverything
   // 4. It recovers: the next probe succeeds, the endpoint closes, every held delivery arrives.
   down_fails = false;
   clock_->advance(2 * kCooldown);
-  ASSERT_TRUE(wait_until([&] { return all_in(*engine, held, DeliveryState::kDelivered); }, 30s));
+  ASSERT_TRUE(wait_until([&] { return all_in(*engine, held, DeliveryState::kDelivered); }, 30s))
+      << describe(*engine, held);
   EXPECT_TRUE(in_state(*engine, key_of(down), BreakerState::kClosed));
 
   // Every delivery's attempts, at the receiver and in the store, are 1, 2, 3… without a gap.
@@ -206,7 +241,8 @@ TEST_P(EndpointBreakerEngineTest, HeldDeliveriesSurviveARestart) {
   ASSERT_NE(engine, nullptr);
   engine->start();
   clock_->advance(1s);  // the retries are due (SQLite runs on this clock)
-  ASSERT_TRUE(wait_until([&] { return all_in(*engine, ids, DeliveryState::kDelivered); }, 20s));
+  ASSERT_TRUE(wait_until([&] { return all_in(*engine, ids, DeliveryState::kDelivered); }, 20s))
+      << describe(*engine, ids);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, EndpointBreakerEngineTest,
