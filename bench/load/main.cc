@@ -19,7 +19,6 @@
 #include <regex>
 #include <string>
 #include <thread>
-#include <utility>  // before Boost.Asio 1.74, which uses std::exchange without it
 
 #include "client.h"
 #include "proc_watch.h"

@@ -10,7 +10,6 @@
 #include <mutex>
 #include <optional>
 #include <thread>
-#include <utility>  // before Boost.Asio 1.74, which uses std::exchange without it
 
 namespace callbackd::load {
 
