@@ -161,7 +161,7 @@ std::string render_svg(const std::string& title, const std::vector<Second>& seco
 
   // 4. Histogram of the whole run: log-spaced latency on x, share of deliveries on y.
   s += text(kLeft, top - 8,
-            "latency histogram, whole run (" + std::to_string(latency.total()) + " deliveries)",
+            "latency histogram, whole run (" + std::to_string(latency.total()) + " deliveries, log count)",
             "start", "font-weight=\"bold\"");
   s += line(kLeft, top + kChart, kLeft + kPlot, top + kChart, "stroke:#333");
   const double lo_log = std::log10(lo_ms), hi_log = std::log10(hi_ms);
@@ -176,7 +176,8 @@ std::string render_svg(const std::string& title, const std::vector<Second>& seco
     if (!latency.count(i)) continue;
     const double x1 = hx(static_cast<double>(Histogram::lower(i)) / 1000);
     const double x2 = std::max(x1 + 1, hx(static_cast<double>(Histogram::upper(i) + 1) / 1000));
-    const double h = kChart * static_cast<double>(latency.count(i)) / static_cast<double>(peak);
+    const double h = kChart * std::log10(static_cast<double>(latency.count(i)) + 1) /
+                     std::log10(static_cast<double>(peak) + 1);  // log: the tail shows
     s += "<rect x=\"" + num(x1) + "\" y=\"" + num(top + kChart - h) + "\" width=\"" + num(x2 - x1) +
          "\" height=\"" + num(h) + "\" fill=\"#1f77b4\"/>\n";
   }
