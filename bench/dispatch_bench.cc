@@ -125,8 +125,10 @@ void BM_DrainBacklog(benchmark::State& state) {
     const double cpu_before = process_cpu_seconds();
     const auto start = std::chrono::steady_clock::now();
     engine->start();
-    if (external_sink()) counter->wait_for(static_cast<std::size_t>(n));
-    else wait_for(sink, before + static_cast<std::size_t>(n));
+    if (external_sink())
+      counter->wait_for(static_cast<std::size_t>(n));
+    else
+      wait_for(sink, before + static_cast<std::size_t>(n));
     state.SetIterationTime(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     cpu_seconds += process_cpu_seconds() - cpu_before;
