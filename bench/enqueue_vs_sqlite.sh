@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Engine::enqueue (the whole path: URL check, serialization, quota, commit) against raw SQLite
 # inserts of the same rows, synchronous=FULL, side by side in one run (RUNS repetitions,
-# medians), with the ceilings fixed before the run:
+# medians; repetitions interleaved at random so that a busy disk hits both sides alike), with
+# the ceilings fixed before the run:
 #   async (4096 in flight)  vs raw 1000-row transactions;
 #   8 blocking callers      vs single-row commits/s × the rows per commit the engine reached.
 #   bench/enqueue_vs_sqlite.sh [build-dir] [RUNS=5]
@@ -13,7 +14,8 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 "$build/bench/callbackd_enqueue_bench" \
   --benchmark_filter='BM_EngineEnqueue|BM_RawBatchedInsert/(1|1000)/' \
-  --benchmark_repetitions="$runs" --benchmark_report_aggregates_only=true \
+  --benchmark_repetitions="$runs" --benchmark_enable_random_interleaving=true \
+  --benchmark_report_aggregates_only=true \
   --benchmark_format=json >"$out" 2>/dev/null
 python3 - "$out" <<'PY'
 import json, re, sys
