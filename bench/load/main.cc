@@ -90,12 +90,18 @@ struct Options {
   bool quiet = false;
 };
 
+std::string fmt_number(double v) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%g", v);
+  return buffer;
+}
+
 double number(const std::string& flag, const std::string& value, double min, double max) {
   char* end = nullptr;
   const double v = std::strtod(value.c_str(), &end);
   if (value.empty() || *end != '\0' || !(v >= min && v <= max))
-    usage_error(flag + ": \"" + value + "\" is not a number from " + std::to_string(min) + " to " +
-                std::to_string(max));
+    usage_error(flag + ": \"" + value + "\" is not a number from " + fmt_number(min) + " to " +
+                fmt_number(max));
   return v;
 }
 
