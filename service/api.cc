@@ -5,11 +5,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include "embedded_files.h"
 #include "ingest.h"
 #include "json_shape.h"
 #include "json_views.h"
 
 namespace callbackd {
+
+std::span<const EmbeddedFile> openapi_files();  // generated: service/CMakeLists.txt
+
 namespace {
 
 using nlohmann::ordered_json;
@@ -180,6 +184,11 @@ std::optional<ApiResponse> Api::route(const ApiRequest& request, const Respond& 
   }
   if (!authorized(request)) return unauthorized();
 
+  if (s.size() == 2 && s[1] == "openapi.json") {
+    if (auto r = allow({"GET"})) return *r;
+    return openapi_document();
+  }
+
   if (s[1] == "apps") {
     if (s.size() == 2) {
       if (auto r = allow({"POST"})) return *r;
@@ -195,6 +204,11 @@ std::optional<ApiResponse> Api::route(const ApiRequest& request, const Respond& 
       if (m == "GET") return list_deliveries(query);
       enqueue(request, respond);
       return std::nullopt;
+    }
+    // Before /v1/callbacks/{id}: "redeliver" is never a delivery id (those start "dlv_").
+    if (s.size() == 3 && s[2] == "redeliver") {
+      if (auto r = allow({"POST"})) return *r;
+      return redeliver_matching(request);
     }
     if (s.size() == 3 && !s[2].empty()) {
       if (auto r = allow({"GET"})) return *r;
@@ -303,6 +317,8 @@ ApiResponse Api::list_deliveries(const std::string& query) {
       }
     } else if (key == "app_id") {
       filter.app_id = *value;
+    } else if (key == "task_id") {
+      filter.task_id = *value;
     } else if (key == "limit") {
       char* end_ptr = nullptr;
       const long limit = std::strtol(value->c_str(), &end_ptr, 10);
@@ -330,6 +346,72 @@ ApiResponse Api::redeliver(const std::string& delivery_id) {
   Result<Delivery> delivery = engine_.redeliver(delivery_id);
   if (!delivery.ok()) return from_status(delivery.status(), "delivery_not_found");
   return json_response(200, delivery_json(*delivery));
+}
+
+ApiResponse Api::redeliver_matching(const ApiRequest& request) {
+  RedeliverFilter filter;
+  if (request.body.find_first_not_of(" \t\r\n") != std::string::npos) {
+    if (std::optional<JsonProblem> problem = check_json_shape(request.body)) {
+      const bool names_a_field = problem->kind == JsonProblemKind::kDuplicateKey;
+      return error_response(400, names_a_field ? "invalid_field" : "malformed_json",
+                            problem->message);
+    }
+    ordered_json body = ordered_json::parse(request.body, nullptr, false);
+    if (body.is_discarded() || !body.is_object()) {
+      return error_response(400, "malformed_json", "body: must be a JSON object");
+    }
+    for (const auto& [key, value] : body.items()) {
+      const bool is_time = key == "finished_since" || key == "finished_until";
+      if (key == "limit") {
+        if (!value.is_number_integer() || value.get<std::int64_t>() < 1 ||
+            value.get<std::int64_t>() > 1000) {
+          return error_response(400, "invalid_field", "limit: must be a number from 1 to 1000");
+        }
+        filter.limit = value.get<std::size_t>();
+        continue;
+      }
+      if (key != "state" && key != "app_id" && key != "cursor" && !is_time) {
+        return error_response(400, "invalid_field", key + ": unknown field");
+      }
+      if (!value.is_string()) {
+        return error_response(400, "invalid_field", key + ": must be a string");
+      }
+      const std::string text = value.get<std::string>();
+      if (key == "state") {
+        std::optional<DeliveryState> state = parse_delivery_state(text);
+        if (state != DeliveryState::kDead && state != DeliveryState::kDelivered) {
+          return error_response(400, "invalid_field", "state: must be dead or delivered");
+        }
+        filter.state = *state;
+      } else if (key == "app_id") {
+        filter.app_id = text;
+      } else if (key == "cursor") {
+        filter.cursor = text;
+      } else {
+        std::optional<TimePoint> time = parse_rfc3339(text);
+        if (!time) {
+          return error_response(400, "invalid_field",
+                                key + ": must be an RFC 3339 time such as 2026-11-24T09:00:00Z");
+        }
+        (key == "finished_since" ? filter.finished_since : filter.finished_until) = time;
+      }
+    }
+    if (filter.finished_since && filter.finished_until &&
+        *filter.finished_until < *filter.finished_since) {
+      return error_response(400, "invalid_field", "finished_until: before finished_since");
+    }
+  }
+  Result<RedeliverBatch> batch = engine_.redeliver_matching(filter);
+  if (!batch.ok()) return from_status(batch.status(), "app_not_found");
+  return json_response(
+      200, {{"queued", batch->app_ids.size()},
+            {"next_cursor",
+             batch->next_cursor.empty() ? ordered_json() : ordered_json(batch->next_cursor)}});
+}
+
+ApiResponse Api::openapi_document() {
+  const EmbeddedFile* document = find_embedded_file(openapi_files(), "openapi.json");
+  return ApiResponse{200, std::string(document->bytes()), "application/json", {}};
 }
 
 }  // namespace callbackd
