@@ -401,7 +401,11 @@ TEST_P(QueueFilterTest, BulkRedeliveryQueuesTheMatchingDeadInBoundedBatchesAndNe
   // They fail again at once: dead again, but after the run began, so never queued twice.
   std::vector<AttemptRecord> again;
   for (const ClaimedDelivery& d : claimed) {
-    if (d.task_id != "waiting") again.push_back(record_of(d.lease, 2, DeliveryState::kDead));
+    if (d.task_id != "waiting") {
+      again.push_back(record_of(d.lease, 2, DeliveryState::kDead));
+    } else {  // back to waiting, not due soon, so every backend reopens with it pending
+      ASSERT_TRUE(queue_->release(std::vector{d.lease}, 1h).ok());
+    }
   }
   ASSERT_TRUE(queue_->record(again).ok());
 
@@ -422,7 +426,8 @@ TEST_P(QueueFilterTest, BulkRedeliveryQueuesTheMatchingDeadInBoundedBatchesAndNe
   EXPECT_EQ(listed({.state = DeliveryState::kDead, .app_id = "app_1"}).size(), 2u);
   EXPECT_EQ(listed({.state = DeliveryState::kDead, .app_id = "app_2"}), V{"dlv_app_2_other"});
   EXPECT_EQ(in_state(DeliveryState::kDelivered), V{"dlv_app_1_ok"});
-  EXPECT_EQ(listed({.state = DeliveryState::kPending, .app_id = "app_1"}).size(), 3u);
+  EXPECT_EQ(listed({.state = DeliveryState::kPending, .app_id = "app_1"}).size(), 4u)
+      << "the three queued and \"waiting\"";
 
   // Delivered ones may be sent again too; a new run (no cursor) sees the re-dead ones.
   next_millisecond();

@@ -541,14 +541,13 @@ TEST_F(SqliteQueueTest, EveryListingAndBulkRedeliverySearchesAnIndexWithoutSorti
   const struct {
     bool state, app, task;
     const char* index;
-  } cases[] = {
-      {true, false, false, "deliveries_by_state_seq (state=? AND rowid>?)"},
-      {false, true, false, "deliveries_by_app_seq (app_id=? AND rowid>?)"},
-      {true, true, false, "deliveries_by_app_state_seq (app_id=? AND state=? AND rowid>?)"},
-      {false, false, true, "deliveries_by_task (task_id=? AND rowid>?)"},
-      {true, false, true, "deliveries_by_task"},
-      {false, true, true, "INDEX"},  // (app_id, task_id) is unique: one row at most
-      {true, true, true, "INDEX"}};
+  } cases[] = {{true, false, false, "deliveries_by_state_seq (state=? AND seq>?)"},
+               {false, true, false, "deliveries_by_app_seq (app_id=? AND seq>?)"},
+               {true, true, false, "deliveries_by_app_state_seq (app_id=? AND state=? AND seq>?)"},
+               {false, false, true, "deliveries_by_task (task_id=? AND seq>?)"},
+               {true, false, true, "deliveries_by_task"},
+               {false, true, true, "INDEX"},  // (app_id, task_id) is unique: one row at most
+               {true, true, true, "INDEX"}};
   for (const auto& c_ : cases) {
     const std::string plan = query_plan(**c, kList[list_index(c_.state, c_.app, c_.task)]);
     EXPECT_NE(plan.find(std::string("SEARCH deliveries USING ")), std::string::npos) << plan;

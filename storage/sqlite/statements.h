@@ -71,7 +71,8 @@ inline constexpr const char* kDeliveryById =
 // Listings page by seq; each mix of filters has its own text so the planner picks the index
 // made for it (state, seq), (app_id, seq), (app_id, state, seq) or (task_id, seq) instead of
 // walking every row in seq order. ?1 the cursor (last seq shown), ?2 the limit, ?3 state,
-// ?4 app_id, ?5 task_id. Indexed by list_index().
+// ?4 app_id, ?5 task_id. Indexed by list_index(). With a task, the unary + keeps the planner
+// off the state indexes: a task_id matches a row per app at most, a state maybe millions.
 #define CALLBACKD_LIST(WHERE)                                                                 \
   "SELECT seq, id, app_id, task_id, callback_url, state, due_at, created_at FROM deliveries " \
   "WHERE seq > ?1" WHERE " ORDER BY seq LIMIT ?2"
@@ -81,9 +82,9 @@ inline constexpr const char* kList[8] = {
     CALLBACKD_LIST(" AND app_id = ?4"),
     CALLBACKD_LIST(" AND app_id = ?4 AND state = ?3"),
     CALLBACKD_LIST(" AND task_id = ?5"),
-    CALLBACKD_LIST(" AND task_id = ?5 AND state = ?3"),
+    CALLBACKD_LIST(" AND task_id = ?5 AND +state = ?3"),
     CALLBACKD_LIST(" AND task_id = ?5 AND app_id = ?4"),
-    CALLBACKD_LIST(" AND task_id = ?5 AND app_id = ?4 AND state = ?3"),
+    CALLBACKD_LIST(" AND task_id = ?5 AND app_id = ?4 AND +state = ?3"),
 };
 #undef CALLBACKD_LIST
 constexpr int list_index(bool state, bool app_id, bool task_id) {
