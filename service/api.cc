@@ -9,6 +9,7 @@
 #include "ingest.h"
 #include "json_shape.h"
 #include "json_views.h"
+#include "redeliver_request.h"
 
 namespace callbackd {
 
@@ -349,58 +350,11 @@ ApiResponse Api::redeliver(const std::string& delivery_id) {
 }
 
 ApiResponse Api::redeliver_matching(const ApiRequest& request) {
-  RedeliverFilter filter;
-  if (request.body.find_first_not_of(" \t\r\n") != std::string::npos) {
-    if (std::optional<JsonProblem> problem = check_json_shape(request.body)) {
-      const bool names_a_field = problem->kind == JsonProblemKind::kDuplicateKey;
-      return error_response(400, names_a_field ? "invalid_field" : "malformed_json",
-                            problem->message);
-    }
-    ordered_json body = ordered_json::parse(request.body, nullptr, false);
-    if (body.is_discarded() || !body.is_object()) {
-      return error_response(400, "malformed_json", "body: must be a JSON object");
-    }
-    for (const auto& [key, value] : body.items()) {
-      const bool is_time = key == "finished_since" || key == "finished_until";
-      if (key == "limit") {
-        if (!value.is_number_integer() || value.get<std::int64_t>() < 1 ||
-            value.get<std::int64_t>() > 1000) {
-          return error_response(400, "invalid_field", "limit: must be a number from 1 to 1000");
-        }
-        filter.limit = value.get<std::size_t>();
-        continue;
-      }
-      if (key != "state" && key != "app_id" && key != "cursor" && !is_time) {
-        return error_response(400, "invalid_field", key + ": unknown field");
-      }
-      if (!value.is_string()) {
-        return error_response(400, "invalid_field", key + ": must be a string");
-      }
-      const std::string text = value.get<std::string>();
-      if (key == "state") {
-        std::optional<DeliveryState> state = parse_delivery_state(text);
-        if (state != DeliveryState::kDead && state != DeliveryState::kDelivered) {
-          return error_response(400, "invalid_field", "state: must be dead or delivered");
-        }
-        filter.state = *state;
-      } else if (key == "app_id") {
-        filter.app_id = text;
-      } else if (key == "cursor") {
-        filter.cursor = text;
-      } else {
-        std::optional<TimePoint> time = parse_rfc3339(text);
-        if (!time) {
-          return error_response(400, "invalid_field",
-                                key + ": must be an RFC 3339 time such as 2026-11-24T09:00:00Z");
-        }
-        (key == "finished_since" ? filter.finished_since : filter.finished_until) = time;
-      }
-    }
-    if (filter.finished_since && filter.finished_until &&
-        *filter.finished_until < *filter.finished_since) {
-      return error_response(400, "invalid_field", "finished_until: before finished_since");
-    }
+  auto parsed = parse_redeliver_request(request.body);
+  if (auto* problem = std::get_if<RequestProblem>(&parsed)) {
+    return error_response(400, problem->code, problem->message);
   }
+  const RedeliverFilter& filter = std::get<RedeliverFilter>(parsed);
   Result<RedeliverBatch> batch = engine_.redeliver_matching(filter);
   if (!batch.ok()) return from_status(batch.status(), "app_not_found");
   return json_response(
