@@ -5,12 +5,17 @@
 
 #include <nlohmann/json.hpp>
 
+#include "embedded_files.h"
 #include "ingest.h"
 #include "json_shape.h"
 #include "json_views.h"
+#include "redeliver_request.h"
 #include "units.h"
 
 namespace callbackd {
+
+std::span<const EmbeddedFile> openapi_files();  // generated: service/CMakeLists.txt
+
 namespace {
 
 using nlohmann::ordered_json;
@@ -181,6 +186,11 @@ std::optional<ApiResponse> Api::route(const ApiRequest& request, const Respond& 
   }
   if (!authorized(request)) return unauthorized();
 
+  if (s.size() == 2 && s[1] == "openapi.json") {
+    if (auto r = allow({"GET"})) return *r;
+    return openapi_document();
+  }
+
   if (s[1] == "apps") {
     if (s.size() == 2) {
       if (auto r = allow({"POST"})) return *r;
@@ -196,6 +206,11 @@ std::optional<ApiResponse> Api::route(const ApiRequest& request, const Respond& 
       if (m == "GET") return list_deliveries(query);
       enqueue(request, respond);
       return std::nullopt;
+    }
+    // Before /v1/callbacks/{id}: "redeliver" is never a delivery id (those start "dlv_").
+    if (s.size() == 3 && s[2] == "redeliver") {
+      if (auto r = allow({"POST"})) return *r;
+      return redeliver_matching(request);
     }
     if (s.size() == 3 && !s[2].empty()) {
       if (auto r = allow({"GET"})) return *r;
@@ -308,6 +323,8 @@ ApiResponse Api::list_deliveries(const std::string& query) {
       }
     } else if (key == "app_id") {
       filter.app_id = *value;
+    } else if (key == "task_id") {
+      filter.task_id = *value;
     } else if (key == "limit") {
       char* end_ptr = nullptr;
       const long limit = std::strtol(value->c_str(), &end_ptr, 10);
@@ -367,6 +384,25 @@ ApiResponse Api::list_endpoints(const std::string& query) {
   ordered_json items = ordered_json::array();
   for (const EndpointHealth& e : engine_.endpoints(filter)) items.push_back(endpoint_json(e));
   return json_response(200, {{"items", std::move(items)}});
+}
+
+ApiResponse Api::redeliver_matching(const ApiRequest& request) {
+  auto parsed = parse_redeliver_request(request.body);
+  if (auto* problem = std::get_if<RequestProblem>(&parsed)) {
+    return error_response(400, problem->code, problem->message);
+  }
+  const RedeliverFilter& filter = std::get<RedeliverFilter>(parsed);
+  Result<RedeliverBatch> batch = engine_.redeliver_matching(filter);
+  if (!batch.ok()) return from_status(batch.status(), "app_not_found");
+  return json_response(
+      200, {{"queued", batch->app_ids.size()},
+            {"next_cursor",
+             batch->next_cursor.empty() ? ordered_json() : ordered_json(batch->next_cursor)}});
+}
+
+ApiResponse Api::openapi_document() {
+  const EmbeddedFile* document = find_embedded_file(openapi_files(), "openapi.json");
+  return ApiResponse{200, std::string(document->bytes()), "application/json", {}};
 }
 
 }  // namespace callbackd
