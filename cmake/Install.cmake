@@ -69,15 +69,18 @@ set(install_unit_and_config [[
     set(callbackd_unit_dir "${CMAKE_INSTALL_PREFIX}/lib/systemd/system")
   endif()
   file(READ "@unit@" unit)
-  string(REPLACE "/usr/bin/callbackd" "@bindir@/callbackd" unit "${unit}")
-  string(REPLACE "/etc/callbackd/" "${callbackd_etc}/callbackd/" unit "${unit}")
-  # One staging file per destination: cpack and a scratch install may run at once.
+  string(REPLACE "\nExecStart=/usr/bin/callbackd serve --config /etc/callbackd/"
+         "\nExecStart=@bindir@/callbackd serve --config ${callbackd_etc}/callbackd/" unit "${unit}")
+  string(REPLACE "\nEnvironmentFile=-/etc/callbackd/"
+         "\nEnvironmentFile=-${callbackd_etc}/callbackd/" unit "${unit}")
+  # file(INSTALL) adds $DESTDIR itself. One staging file per destination: cpack and a scratch
+  # install may run at once.
   string(SHA1 destination "$ENV{DESTDIR}${CMAKE_INSTALL_PREFIX}")
   set(staged "@binary_dir@/install-staging/${destination}/callbackd.service")
   file(WRITE "${staged}" "${unit}")
-  file(INSTALL "${staged}" DESTINATION "$ENV{DESTDIR}${callbackd_unit_dir}"
+  file(INSTALL "${staged}" DESTINATION "${callbackd_unit_dir}"
        FILE_PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
-  file(INSTALL "@config@" DESTINATION "$ENV{DESTDIR}${callbackd_etc}/callbackd"
+  file(INSTALL "@config@" DESTINATION "${callbackd_etc}/callbackd"
        FILE_PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 ]])
 set(unit ${PROJECT_SOURCE_DIR}/deploy/callbackd.service)

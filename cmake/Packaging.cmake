@@ -12,9 +12,10 @@ set(CPACK_PACKAGE_CONTACT "callbackd maintainers <callbackd@localhost>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "reliable, signed callback (webhook) delivery")
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
-# Install with DESTDIR and the real prefix, so the rules see /usr and put the unit and the
-# configuration in /lib/systemd/system and /etc.
+# Install with DESTDIR and the real prefix (whatever this build's own prefix is), so the rules
+# see /usr and put the unit and the configuration in /lib/systemd/system and /etc.
 set(CPACK_SET_DESTDIR ON)
+set(CPACK_INSTALL_PREFIX /usr)
 set(CPACK_STRIP_FILES ON)
 
 set(CPACK_DEB_COMPONENT_INSTALL ON)

@@ -13,17 +13,18 @@ trap 'rm -rf "$scratch"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 has_line() { grep -qx -- "$2" <<<"$1" || fail "${3:-missing line}: $2"; }
 
+start=$SECONDS
 cpack -G DEB --config "$build/CPackConfig.cmake" -B "$scratch/out" >"$scratch/cpack.log" 2>&1 ||
   { cat "$scratch/cpack.log"; fail "cpack -G DEB"; }
 deb=$(ls "$scratch"/out/callbackd_*.deb)
 dev=$(ls "$scratch"/out/libcallbackd-dev_*.deb)
-echo "built $(basename "$deb") ($(du -k "$deb" | cut -f1) KiB) and $(basename "$dev")"
+echo "built $(basename "$deb") ($(du -k "$deb" | cut -f1) KiB) and $(basename "$dev") in $((SECONDS - start)) s"
 
 # Control fields: the dependencies dpkg-shlibdeps found for the daemon's shared libraries.
 depends=$(dpkg-deb -f "$deb" Depends)
 echo "Depends: $depends"
-for library in libc6 libcurl4 libsqlite3-0 libssl3 libpq5 libspdlog1.10 passwd; do
-  [[ ", $depends," == *", $library"[\ ,]* ]] || fail "Depends lacks $library"
+for library in libc6 libcurl4 libsqlite3-0 libssl3 libpq5 libspdlog libtomlplusplus3 passwd; do
+  [[ ", $depends" == *", $library"* ]] || fail "Depends lacks $library"
 done
 [[ $(dpkg-deb -f "$deb" Package) == callbackd ]] || fail "package name"
 

@@ -30,6 +30,8 @@ done
 # The unit starts the installed binary with the installed configuration.
 grep -qx "ExecStart=$prefix/bin/callbackd serve --config $prefix/etc/callbackd/callbackd.toml" \
   "$prefix/lib/systemd/system/callbackd.service" || fail "unit's ExecStart does not name $prefix"
+systemd-analyze verify "$prefix/lib/systemd/system/callbackd.service" ||
+  fail "systemd-analyze verify rejects the installed unit"
 
 # Exactly the public headers, each compiling alone.
 expected=$(cd "$source" && ls engine/include/callbackd storage/sqlite/include/callbackd \
