@@ -1,5 +1,8 @@
 #include "help_text.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "build_info.h"
 #include "config.h"
 
@@ -102,6 +105,28 @@ SEE ALSO
     deploy/callbackd.service.
 )";
 
+// `text` then `tail` (never split) as lines of at most 96 columns, each starting with `indent`,
+// broken at spaces.
+std::string wrap(const std::string& text, const std::string& tail, const std::string& indent) {
+  std::vector<std::string> words;
+  for (std::size_t start = 0; start < text.size();) {
+    const std::size_t end = std::min(text.find(' ', start), text.size());
+    words.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  words.push_back(tail);
+  std::string out;
+  std::string line = indent;
+  for (const std::string& word : words) {
+    if (line.size() > indent.size() && line.size() + 1 + word.size() > 96) {
+      out += line + "\n";
+      line = indent;
+    }
+    line += (line.size() > indent.size() ? " " : "") + word;
+  }
+  return out + line + "\n";
+}
+
 }  // namespace
 
 std::string help_text() {
@@ -109,7 +134,7 @@ std::string help_text() {
   for (const ConfigKeyInfo& key : config_key_infos()) {
     std::string flag = "    --" + key.name;
     for (char& c : flag) c = c == '_' ? '-' : c;
-    text += flag + " VALUE\n        " + key.help + " (default: " + key.default_text + ")\n";
+    text += flag + " VALUE\n" + wrap(key.help, "(default: " + key.default_text + ")", "        ");
   }
   text += kAfterOptions;
   text += "\nVERSION\n    " + version_text() + "\n";
