@@ -100,6 +100,22 @@ has_line "$(cat "$scratch/calls")" "deb-systemd-invoke start callbackd.service" 
 [[ -x "$root/usr/bin/callbackd" ]] || fail "no /usr/bin/callbackd"
 echo "install: user $user, /var/lib/callbackd $owner_mode, enabled, started"
 
+# The packaged binary serves with the packaged configuration (the unit's data directory aside).
+"${as_user[@]}" "$root/usr/bin/callbackd" serve --config "$root/etc/callbackd/callbackd.toml" \
+  --listen 127.0.0.1:0 --data-dir "$scratch/data" >"$scratch/serve.log" 2>&1 &
+serve_pid=$!
+for _ in $(seq 300); do
+  if grep -q 'event=listening' "$scratch/serve.log" || ! kill -0 "$serve_pid" 2>/dev/null; then
+    break
+  fi
+  sleep 0.1
+done
+grep -q 'event=listening' "$scratch/serve.log" ||
+  { cat "$scratch/serve.log"; kill "$serve_pid" 2>/dev/null; fail "the packaged daemon did not serve"; }
+kill -TERM "$serve_pid"
+wait "$serve_pid" || { cat "$scratch/serve.log"; fail "the packaged daemon did not stop cleanly"; }
+echo "the packaged daemon serves with the packaged configuration and stops on SIGTERM"
+
 run_dpkg --install "$deb"
 has_line "$(cat "$scratch/calls")" "deb-systemd-invoke restart callbackd.service" "upgrade did not"
 (($(grep -c '^callbackd:' "$root/etc/passwd") == 1)) || fail "a second user on upgrade"
