@@ -14,7 +14,10 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 has_line() { grep -qx -- "$2" <<<"$1" || fail "${3:-missing line}: $2"; }
 
 start=$SECONDS
-cpack -G DEB --config "$build/CPackConfig.cmake" -B "$scratch/out" >"$scratch/cpack.log" 2>&1 ||
+# zstd rather than the packages' gzip: half the time on the ASan build's 250 MB (nothing here
+# depends on the compression; dpkg 1.21 reads both).
+cpack -G DEB --config "$build/CPackConfig.cmake" -B "$scratch/out" \
+  -D CPACK_DEBIAN_COMPRESSION_TYPE=zstd >"$scratch/cpack.log" 2>&1 ||
   { cat "$scratch/cpack.log"; fail "cpack -G DEB"; }
 deb=$(ls "$scratch"/out/callbackd_*.deb)
 dev=$(ls "$scratch"/out/libcallbackd-dev_*.deb)
