@@ -38,12 +38,17 @@ COMMANDS
         Replace an app's signing secret.
     send [FILE]
         Enqueue a callback from a JSON file, or from standard input without FILE or with -.
-    deliveries list [--state S] [--app-id A] [--limit N] [--cursor C]
+    deliveries list [--state S] [--app-id A] [--task-id T] [--limit N] [--cursor C]
         List deliveries, oldest first, one page at a time.
     deliveries show DELIVERY_ID
         A delivery with every attempt and the time of the next one.
     deliveries redeliver DELIVERY_ID
         Send a delivered or dead callback again, with a fresh retry budget.
+    deliveries redeliver [--state dead|delivered] [--since AGE] [--until AGE] [--app APP_ID]
+                         [--limit N]
+        Send again every dead (or delivered) callback that finished between --since and
+        --until ago (durations like 2h and 30m, or RFC 3339 times), in batches of up to 1000;
+        --limit caps the total. Prints how many were queued.
     probe healthz|readyz
         Exit 0 when the daemon answers 200 (for container and systemd probes).
     store copy

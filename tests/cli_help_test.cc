@@ -41,8 +41,9 @@ TEST(CommandLineHelp, IsAManualPageWithEveryCommandAndKey) {
   for (const char* command :
        {"\n    serve\n", "\n    apps create --name NAME", "\n    apps rotate-secret APP_ID",
         "\n    send [FILE]", "\n    deliveries list", "\n    deliveries show DELIVERY_ID",
-        "\n    deliveries redeliver DELIVERY_ID", "\n    probe healthz|readyz", "\n    store copy",
-        "\n    verify --secret S --signature HEX"}) {
+        "\n    deliveries redeliver DELIVERY_ID",
+        "\n    deliveries redeliver [--state dead|delivered]", "\n    probe healthz|readyz",
+        "\n    store copy", "\n    verify --secret S --signature HEX"}) {
     EXPECT_NE(text.find(command), std::string::npos) << command;
   }
   for (const char* entry :
