@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "api.h"
+#include "build_info.h"
 #include "http_server.h"
 #include "metrics.h"
 
@@ -54,6 +55,7 @@ EngineOptions engine_options(const Config& config, std::shared_ptr<Queue> queue,
   options.max_pending_per_app = config.max_pending_per_app;
   options.max_response_bytes = config.max_response_bytes;
   options.max_body_bytes = config.max_body_bytes;
+  options.version = CALLBACKD_VERSION;  // User-Agent: callbackd/<the project's version>
   // The key itself only ever comes from the environment (or the key file), never a flag. Taken
   // out of the environment once read: children, /proc/<pid>/environ and core dumps never see it.
   static constexpr std::string_view kVariable = "CALLBACKD_MASTER_KEY";
