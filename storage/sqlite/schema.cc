@@ -28,7 +28,6 @@ CREATE TABLE deliveries (
   app_id TEXT NOT NULL,
   task_id TEXT NOT NULL,
   callback_url TEXT NOT NULL,
-  body BLOB NOT NULL,
   state INTEGER NOT NULL,
   due_at INTEGER NOT NULL,
   attempts_made INTEGER NOT NULL,
@@ -41,6 +40,12 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_by_state_due ON deliveries (state, due_at, host_key);
 CREATE INDEX deliveries_by_host ON deliveries (host_key, state, due_at);
+
+-- Apart from deliveries: written once at enqueue, read by claims, never rewritten.
+CREATE TABLE delivery_bodies (
+  seq INTEGER PRIMARY KEY,
+  body BLOB NOT NULL
+);
 
 CREATE TABLE attempts (
   delivery_seq INTEGER NOT NULL,
@@ -68,6 +73,16 @@ CREATE INDEX deliveries_by_state_due ON deliveries (state, due_at, host_key);
 CREATE INDEX deliveries_by_host ON deliveries (host_key, state, due_at);
 )sql";
 
+// The body moves out of the rows claims and records rewrite (DROP COLUMN rewrites the table).
+constexpr const char* kUpgradeFrom2 = R"sql(
+CREATE TABLE delivery_bodies (
+  seq INTEGER PRIMARY KEY,
+  body BLOB NOT NULL
+);
+INSERT INTO delivery_bodies (seq, body) SELECT seq, body FROM deliveries;
+ALTER TABLE deliveries DROP COLUMN body;
+)sql";
+
 Result<std::int64_t> user_version(Connection& connection) {
   auto version = connection.prepare("PRAGMA user_version");
   if (!version.ok()) return version.status();
@@ -88,8 +103,11 @@ Status upgrade(Connection& connection, std::int64_t found) {
     }
     return connection.exec(kSchema);
   }
-  if (found == 1) {
+  if (found <= 1) {
     if (Status s = connection.exec(kUpgradeFrom1); !s.ok()) return s;
+  }
+  if (found <= 2) {
+    if (Status s = connection.exec(kUpgradeFrom2); !s.ok()) return s;
   }
   return Status::Ok();
 }
