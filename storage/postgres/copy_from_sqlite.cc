@@ -15,7 +15,9 @@ namespace {
 
 // Rows per INSERT, so no statement grows without bound on a large store.
 constexpr int kChunk = 500;
-constexpr int kSqliteSchemaVersion = 3;
+// The SQLite schema this copy reads (storage/sqlite/schema.h): version 4 keeps bodies in
+// delivery_bodies.
+constexpr int kSqliteSchemaVersion = 4;
 
 constexpr const char* kSqliteVersion = "PRAGMA user_version";
 constexpr const char* kSqliteApps =

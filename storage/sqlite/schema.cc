@@ -40,6 +40,10 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_by_state_due ON deliveries (state, due_at, host_key);
 CREATE INDEX deliveries_by_host ON deliveries (host_key, state, due_at);
+CREATE INDEX deliveries_by_state_seq ON deliveries (state, seq);
+CREATE INDEX deliveries_by_app_seq ON deliveries (app_id, seq);
+CREATE INDEX deliveries_by_app_state_seq ON deliveries (app_id, state, seq);
+CREATE INDEX deliveries_by_task ON deliveries (task_id, seq);
 
 -- Apart from deliveries: written once at enqueue, read by claims, never rewritten.
 CREATE TABLE delivery_bodies (
@@ -73,8 +77,17 @@ CREATE INDEX deliveries_by_state_due ON deliveries (state, due_at, host_key);
 CREATE INDEX deliveries_by_host ON deliveries (host_key, state, due_at);
 )sql";
 
-// The body moves out of the rows claims and records rewrite (DROP COLUMN rewrites the table).
+// Listing pages by seq under any mix of filters: one index per combination (task_id alone
+// narrows to a handful of rows, one per app).
 constexpr const char* kUpgradeFrom2 = R"sql(
+CREATE INDEX deliveries_by_state_seq ON deliveries (state, seq);
+CREATE INDEX deliveries_by_app_seq ON deliveries (app_id, seq);
+CREATE INDEX deliveries_by_app_state_seq ON deliveries (app_id, state, seq);
+CREATE INDEX deliveries_by_task ON deliveries (task_id, seq);
+)sql";
+
+// The body moves out of the rows claims and records rewrite (DROP COLUMN rewrites the table).
+constexpr const char* kUpgradeFrom3 = R"sql(
 CREATE TABLE delivery_bodies (
   seq INTEGER PRIMARY KEY,
   body BLOB NOT NULL
@@ -108,6 +121,9 @@ Status upgrade(Connection& connection, std::int64_t found) {
   }
   if (found <= 2) {
     if (Status s = connection.exec(kUpgradeFrom2); !s.ok()) return s;
+  }
+  if (found <= 3) {
+    if (Status s = connection.exec(kUpgradeFrom3); !s.ok()) return s;
   }
   return Status::Ok();
 }
