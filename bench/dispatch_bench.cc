@@ -7,6 +7,7 @@
 // BM_EnqueueAndDeliver: 8 threads enqueue N callbacks into a running engine; time until the
 // sink has them all (durable enqueue included).
 // BM_BareCurlMulti: the ceiling. The ratio of items_per_second is the figure to report.
+// CALLBACKD_BENCH_DELIVERIES=N changes the 20,000 (e.g. a small N under valgrind).
 // SINK_URL=http://… sends to that sink instead of one inside this process (so that other
 // senders can be measured against the same sink process: bench/bullmq/run.sh,
 // bench/sidecar_vs_ceilings.sh); deliveries are then counted by the engine.
@@ -31,6 +32,11 @@ namespace {
 
 using namespace std::chrono_literals;
 constexpr std::size_t kConcurrency = 32;  // EngineOptions::max_in_flight_per_host default
+
+int deliveries() {
+  const char* n = std::getenv("CALLBACKD_BENCH_DELIVERIES");
+  return n ? std::atoi(n) : 20000;
+}
 
 TaskResult task(int i) {
   TaskResult t;
@@ -141,7 +147,7 @@ void BM_DrainBacklog(benchmark::State& state) {
       cpu_seconds * 1e6 / static_cast<double>(state.iterations() * n);
   state.counters["connections"] = static_cast<double>(sink.connections_accepted());
 }
-BENCHMARK(BM_DrainBacklog)->Arg(20000)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_DrainBacklog)->Arg(deliveries())->UseManualTime()->Unit(benchmark::kMillisecond);
 
 void BM_EnqueueAndDeliver(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
@@ -169,7 +175,7 @@ void BM_EnqueueAndDeliver(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * n);
 }
-BENCHMARK(BM_EnqueueAndDeliver)->Arg(20000)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_EnqueueAndDeliver)->Arg(deliveries())->UseManualTime()->Unit(benchmark::kMillisecond);
 
 // The ceiling: no storage, no signing, no scheduling — curl multi keeping kConcurrency POSTs
 // of the same body in flight to the same sink.
@@ -228,7 +234,7 @@ void BM_BareCurlMulti(benchmark::State& state) {
   curl_multi_cleanup(multi);
   state.SetItemsProcessed(state.iterations() * n);
 }
-BENCHMARK(BM_BareCurlMulti)->Arg(20000)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_BareCurlMulti)->Arg(deliveries())->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace callbackd

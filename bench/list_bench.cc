@@ -57,13 +57,16 @@ Store build_store() {
     (void)c->exec(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
         std::to_string(kRows) +
-        ") INSERT INTO deliveries (seq, id, app_id, task_id, callback_url, body, state, due_at, "
+        ") INSERT INTO deliveries (seq, id, app_id, task_id, callback_url, state, due_at, "
         "attempts_made, budget_used, created_at, host_key) SELECT i, 'dlv_' || i, 'app_1', "
-        "'task_' || i, 'https://hooks.example.com/cb', zeroblob(200), "
+        "'task_' || i, 'https://hooks.example.com/cb', "
         "CASE WHEN i % " +
         std::to_string(kDeadEvery) +
         " = 0 THEN 3 ELSE 2 END, 1700000000000 + i, 6, 6, 1700000000000 + i, "
         "'https://hooks.example.com:443' FROM n");
+    (void)c->exec("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
+                  std::to_string(kRows) +
+                  ") INSERT INTO delivery_bodies (seq, body) SELECT i, zeroblob(200) FROM n");
     (void)c->exec("COMMIT");
     (void)c->exec("PRAGMA wal_checkpoint(TRUNCATE)");
   }

@@ -31,11 +31,13 @@ sqlite3 "$db" >/dev/null <<SQL
 PRAGMA journal_mode=WAL;
 INSERT INTO apps VALUES ('app_1', 'acme', 0, x'00', x'', NULL, 0);
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $rows)
-INSERT INTO deliveries (id, app_id, task_id, callback_url, body, state, due_at, attempts_made,
+INSERT INTO deliveries (seq, id, app_id, task_id, callback_url, state, due_at, attempts_made,
                         budget_used, created_at, host_key)
-SELECT 'dlv_' || i, 'app_1', 'task_' || i, 'https://customer.example/' || i, randomblob(3900),
+SELECT i, 'dlv_' || i, 'app_1', 'task_' || i, 'https://customer.example/' || i,
        CASE i % 3 WHEN 0 THEN 0 WHEN 1 THEN 2 ELSE 3 END, i, 0, 0, i,
        'https://customer.example:443' FROM n;
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $rows)
+INSERT INTO delivery_bodies (seq, body) SELECT i, randomblob(3900) FROM n;
 PRAGMA wal_checkpoint(TRUNCATE);
 SQL
 sync "$db"

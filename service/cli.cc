@@ -18,6 +18,7 @@
 #include "api_client.h"
 #include "config.h"
 #include "daemon.h"
+#include "help_text.h"
 #include "json_views.h"
 #include "units.h"
 
@@ -26,44 +27,11 @@ extern char** environ;
 namespace callbackd {
 namespace {
 
-constexpr const char* kUsage = R"(callbackd — reliable, signed callback delivery
-
-usage: callbackd <command> [options]
-
-commands:
-  serve                                   run the daemon (HTTP API on `listen`)
-  apps create --name NAME [--scheme hex|standard]
-                                          create an app; prints its signing secret once
-  apps rotate-secret APP_ID               replace an app's signing secret
-  send [FILE]                             enqueue a callback from a JSON file or stdin
-  deliveries list [--state S] [--app-id A] [--task-id T] [--limit N] [--cursor C]
-  deliveries show DELIVERY_ID
-  deliveries redeliver DELIVERY_ID        send a delivered or dead callback again
-  deliveries redeliver [--state dead|delivered] [--since AGE] [--until AGE] [--app APP_ID]
-                       [--limit N]
-                                          send again every dead (or delivered) callback that
-                                          finished between --since and --until ago (durations
-                                          like 2h, 30m, or RFC 3339 times), in batches of up to
-                                          1000; --limit caps the total; prints how many
-  probe healthz|readyz                    exit 0 when the daemon answers 200 (for probes)
-  store copy                              copy the SQLite store in data_dir, whole, into the
-                                          empty PostgreSQL database named by `store` (stop
-                                          the daemon first; keep the same master key)
-  verify --secret S --signature HEX [FILE]
-                                          check an X-Signature against a body (FILE or
-                                          stdin); exit 0 when it matches, 1 when not
-
-Operator commands reach the daemon at `listen` with `api_token`, from the same
-configuration as `serve`.
-
-configuration (TOML file < CALLBACKD_<KEY> environment < --key-with-dashes flags):
-  --config FILE                           TOML file with any of the keys below
-)";
-
 struct Args {
   std::vector<std::string> words;                            // command and positional arguments
   std::vector<std::pair<std::string, std::string>> options;  // ("state", "dead")
   bool help = false;
+  bool version = false;
 };
 
 std::optional<Args> parse_args(int argc, char** argv, std::string& error) {
@@ -79,6 +47,8 @@ std::optional<Args> parse_args(int argc, char** argv, std::string& error) {
       options_done = true;
     } else if (arg == "--help" || arg == "-h") {
       args.help = true;
+    } else if (arg == "--version") {
+      args.version = true;
     } else if (arg.rfind("--", 0) == 0) {
       const std::size_t equals = arg.find('=');
       if (equals != std::string::npos) {
@@ -97,16 +67,7 @@ std::optional<Args> parse_args(int argc, char** argv, std::string& error) {
   return args;
 }
 
-void print_help() {
-  std::cout << kUsage;
-  for (const ConfigKeyInfo& key : config_key_infos()) {
-    std::string flag = "  --" + key.name;
-    for (char& c : flag) c = c == '_' ? '-' : c;
-    flag += " VALUE";
-    if (flag.size() < 42) flag.resize(42, ' ');
-    std::cout << flag << key.help << " (default: " << key.default_text << ")\n";
-  }
-}
+void print_help() { std::cout << help_text(); }
 
 int usage_error(const std::string& message) {
   std::cerr << "callbackd: " << message << "\n(run `callbackd --help` for usage)\n";
@@ -315,6 +276,10 @@ int run_cli(int argc, char** argv) {
   std::string error;
   std::optional<Args> args = parse_args(argc, argv, error);
   if (!args) return usage_error(error);
+  if (args->version) {
+    std::cout << version_text() << "\n";
+    return 0;
+  }
   if (args->words.empty() || args->words[0] == "help") {
     print_help();
     return args->words.empty() && !args->help ? 2 : 0;

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "api.h"
+#include "build_info.h"
 #include "http_server.h"
 #include "metrics.h"
 
@@ -60,6 +61,7 @@ EngineOptions engine_options(const Config& config, std::shared_ptr<Queue> queue,
   options.breaker.window = config.breaker_window;
   options.breaker.cooldown = config.breaker_cooldown;
   options.breaker.max_cooldown = config.breaker_max_cooldown;
+  options.version = CALLBACKD_VERSION;  // User-Agent: callbackd/<the project's version>
   // The key itself only ever comes from the environment (or the key file), never a flag. Taken
   // out of the environment once read: children, /proc/<pid>/environ and core dumps never see it.
   static constexpr std::string_view kVariable = "CALLBACKD_MASTER_KEY";

@@ -610,7 +610,8 @@ TEST_F(SqliteQueueTest, DataFilesArePrivate) {
   EXPECT_EQ(info.st_mode & 0077, 0u) << "the lock file names the holder's pid";
 }
 
-// A store written by the first release (schema version 1) opens and keeps every delivery.
+// A store written by the first release (schema version 1) opens and keeps every delivery,
+// bodies included (version 3 moved them into delivery_bodies).
 TEST_F(SqliteQueueTest, AVersionOneStoreIsUpgradedInPlace) {
   queue_.reset();
   testing::TempDir old_dir;
@@ -634,9 +635,9 @@ TEST_F(SqliteQueueTest, AVersionOneStoreIsUpgradedInPlace) {
       PRIMARY KEY (delivery_seq, n)) WITHOUT ROWID;
     INSERT INTO apps VALUES ('app_1', 'acme', 0, x'00', x'', NULL, 1);
     INSERT INTO deliveries VALUES (1, 'dlv_old', 'app_1', 't', 'https://old.example/h',
-      '{}', 0, 1, 0, 0, 1);
+      '{"task_id":"t"}', 0, 1, 0, 0, 1);
     INSERT INTO deliveries VALUES (2, 'dlv_flight', 'app_1', 'u', 'https://old.example/h',
-      '{}', 1, 99999999999999, 1, 1, 1);
+      '{"task_id":"u"}', 1, 99999999999999, 1, 1, 1);
     INSERT INTO attempts VALUES (2, 1, 1, 5, 500, 'status', '', x'');
     PRAGMA user_version = 1;
   )sql";
@@ -652,6 +653,8 @@ TEST_F(SqliteQueueTest, AVersionOneStoreIsUpgradedInPlace) {
   ASSERT_EQ(claimed->size(), 2u);
   EXPECT_EQ(claimed->at(0).host_key, "https://old.example/h") << "the URL stands in";
   EXPECT_EQ(claimed->at(1).attempts_made, 1);
+  EXPECT_EQ(*claimed->at(0).body, R"({"task_id":"t"})");
+  EXPECT_EQ(*claimed->at(1).body, R"({"task_id":"u"})");
 
   auto c = sqlite::Connection::open(db.string(), false);
   auto version = (*c)->prepare("PRAGMA user_version");

@@ -15,17 +15,19 @@ namespace {
 
 // Rows per INSERT, so no statement grows without bound on a large store.
 constexpr int kChunk = 500;
-// The SQLite schema this copy reads (storage/sqlite/schema.h); version 3 added only indexes.
-constexpr int kSqliteSchemaVersion = 3;
+// The SQLite schema this copy reads (storage/sqlite/schema.h): version 4 keeps bodies in
+// delivery_bodies.
+constexpr int kSqliteSchemaVersion = 4;
 
 constexpr const char* kSqliteVersion = "PRAGMA user_version";
 constexpr const char* kSqliteApps =
     "SELECT id, name, scheme, secret, previous_secret, previous_until, created_at FROM apps";
 constexpr const char* kSqliteSettings = "SELECT key, value FROM settings";
 constexpr const char* kSqliteDeliveries =
-    "SELECT seq, id, app_id, task_id, callback_url, body, state, due_at, attempts_made, "
-    "budget_used, created_at, host_key, lease_gen FROM deliveries WHERE seq > ?1 ORDER BY seq "
-    "LIMIT ?2";
+    "SELECT d.seq, id, app_id, task_id, callback_url, b.body, state, due_at, attempts_made, "
+    "budget_used, created_at, host_key, lease_gen "
+    "FROM deliveries AS d JOIN delivery_bodies AS b ON b.seq = d.seq WHERE d.seq > ?1 "
+    "ORDER BY d.seq LIMIT ?2";
 constexpr const char* kSqliteAttempts =
     "SELECT delivery_seq, n, started_at, duration_ms, http_status, error, error_detail, "
     "response_head FROM attempts WHERE delivery_seq > ?1 OR (delivery_seq = ?1 AND n > ?2) "

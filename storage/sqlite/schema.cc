@@ -28,7 +28,6 @@ CREATE TABLE deliveries (
   app_id TEXT NOT NULL,
   task_id TEXT NOT NULL,
   callback_url TEXT NOT NULL,
-  body BLOB NOT NULL,
   state INTEGER NOT NULL,
   due_at INTEGER NOT NULL,
   attempts_made INTEGER NOT NULL,
@@ -45,6 +44,12 @@ CREATE INDEX deliveries_by_state_seq ON deliveries (state, seq);
 CREATE INDEX deliveries_by_app_seq ON deliveries (app_id, seq);
 CREATE INDEX deliveries_by_app_state_seq ON deliveries (app_id, state, seq);
 CREATE INDEX deliveries_by_task ON deliveries (task_id, seq);
+
+-- Apart from deliveries: written once at enqueue, read by claims, never rewritten.
+CREATE TABLE delivery_bodies (
+  seq INTEGER PRIMARY KEY,
+  body BLOB NOT NULL
+);
 
 CREATE TABLE attempts (
   delivery_seq INTEGER NOT NULL,
@@ -81,6 +86,16 @@ CREATE INDEX deliveries_by_app_state_seq ON deliveries (app_id, state, seq);
 CREATE INDEX deliveries_by_task ON deliveries (task_id, seq);
 )sql";
 
+// The body moves out of the rows claims and records rewrite (DROP COLUMN rewrites the table).
+constexpr const char* kUpgradeFrom3 = R"sql(
+CREATE TABLE delivery_bodies (
+  seq INTEGER PRIMARY KEY,
+  body BLOB NOT NULL
+);
+INSERT INTO delivery_bodies (seq, body) SELECT seq, body FROM deliveries;
+ALTER TABLE deliveries DROP COLUMN body;
+)sql";
+
 Result<std::int64_t> user_version(Connection& connection) {
   auto version = connection.prepare("PRAGMA user_version");
   if (!version.ok()) return version.status();
@@ -106,6 +121,9 @@ Status upgrade(Connection& connection, std::int64_t found) {
   }
   if (found <= 2) {
     if (Status s = connection.exec(kUpgradeFrom2); !s.ok()) return s;
+  }
+  if (found <= 3) {
+    if (Status s = connection.exec(kUpgradeFrom3); !s.ok()) return s;
   }
   return Status::Ok();
 }

@@ -10,7 +10,9 @@ namespace callbackd::sqlite {
 // Version 1: the first release. Version 2: deliveries carry their endpoint (host_key, which
 // claims can skip) and their lease token (lease_owner, lease_gen). Version 3: indexes that
 // page listings by seq under every filter combination (state, app, app + state, task).
-inline constexpr int kSchemaVersion = 3;
+// Version 4: bodies live in delivery_bodies (written once, read by claims), so the deliveries
+// rows that every claim and record rewrites are a couple of hundred bytes, not the body.
+inline constexpr int kSchemaVersion = 4;
 
 // WAL, synchronous=FULL (a commit returns once it is on disk), a busy timeout.
 Status configure_connection(Connection& connection);

@@ -421,17 +421,21 @@ Result<Enqueued> SqliteQueue::insert_one(const NewDelivery& d) {
   const bool claimed = d.lease.has_value();
   const std::int64_t now = clock_.now_ms();
   (*insert)->bind(1, d.id).bind(2, d.app_id).bind(3, d.task_id).bind(4, d.callback_url);
-  (*insert)->bind_blob(5, d.body ? std::string_view(*d.body) : std::string_view());
   (*insert)->bind(
-      6, static_cast<std::int64_t>(claimed ? DeliveryState::kInFlight : DeliveryState::kPending));
-  (*insert)->bind(7, claimed ? now + d.lease->count() : now);
-  (*insert)->bind(8, to_unix_ms(d.created_at)).bind(9, d.host_key);
-  (*insert)->bind(10, claimed ? owner_ : std::int64_t{0}).bind(11, std::int64_t{claimed ? 1 : 0});
+      5, static_cast<std::int64_t>(claimed ? DeliveryState::kInFlight : DeliveryState::kPending));
+  (*insert)->bind(6, claimed ? now + d.lease->count() : now);
+  (*insert)->bind(7, to_unix_ms(d.created_at)).bind(8, d.host_key);
+  (*insert)->bind(9, claimed ? owner_ : std::int64_t{0}).bind(10, std::int64_t{claimed ? 1 : 0});
   if (Status s = (*insert)->run("insert delivery"); !s.ok()) return s;
   if (c.changes() == 1) {
+    const std::int64_t seq = c.last_insert_rowid();
+    auto body = c.prepare(kInsertBody);
+    if (!body.ok()) return body.status();
+    (*body)->bind(1, seq).bind_blob(2, d.body ? std::string_view(*d.body) : std::string_view());
+    if (Status s = (*body)->run("insert delivery body"); !s.ok()) return s;
     Enqueued stored{{d.id, claimed ? DeliveryState::kInFlight : DeliveryState::kPending, true},
                     std::nullopt};
-    if (claimed) stored.lease = LeaseToken{c.last_insert_rowid(), owner_, 1};
+    if (claimed) stored.lease = LeaseToken{seq, owner_, 1};
     return stored;
   }
   // The task was enqueued before: answer with that delivery, change nothing.
@@ -476,6 +480,7 @@ Result<std::vector<ClaimedDelivery>> SqliteQueue::claim(const ClaimRequest& requ
   if (request.limit == 0) return claimed;
   const std::string skip = skip_list(request.skip_hosts);
   Status s = write_transaction(Durability::kCrashSafe, [&](Connection& c) -> Status {
+    claimed.clear();
     auto rows = c.prepare(request.only_host ? kClaimForHost : kClaim);
     if (!rows.ok()) return rows.status();
     const std::int64_t now = clock_.now_ms();
@@ -494,12 +499,23 @@ Result<std::vector<ClaimedDelivery>> SqliteQueue::claim(const ClaimRequest& requ
       d.task_id = (*rows)->text(4);
       d.callback_url = (*rows)->text(5);
       d.host_key = (*rows)->text(6);
-      d.body = std::make_shared<const std::string>((*rows)->text(7));
-      d.attempts_made = static_cast<int>((*rows)->int64(8));
-      d.budget_used = static_cast<int>((*rows)->int64(9));
+      d.attempts_made = static_cast<int>((*rows)->int64(7));
+      d.budget_used = static_cast<int>((*rows)->int64(8));
       claimed.push_back(std::move(d));
     }
-    return rc == SQLITE_DONE ? Status::Ok() : c.error("claim");
+    if (rc != SQLITE_DONE) return c.error("claim");
+    for (ClaimedDelivery& d : claimed) {
+      auto body = c.prepare(kBody);
+      if (!body.ok()) return body.status();
+      (*body)->bind(1, d.lease.seq);
+      const int found = (*body)->step();
+      if (found == SQLITE_DONE) {
+        return Status::Internal("delivery " + d.id + " has no body in delivery_bodies");
+      }
+      if (found != SQLITE_ROW) return c.error("read claimed body");
+      d.body = std::make_shared<const std::string>((*body)->text(0));
+    }
+    return Status::Ok();
   });
   if (!s.ok()) return s;
   return claimed;
@@ -615,7 +631,7 @@ Result<std::size_t> SqliteQueue::prune_delivered(Millis age, std::size_t limit) 
       if (rc != SQLITE_DONE) return c.error("find old deliveries");
     }
     for (std::int64_t seq : seqs) {
-      for (const char* sql : {kDeleteAttempts, kDeleteDelivery}) {
+      for (const char* sql : {kDeleteAttempts, kDeleteBody, kDeleteDelivery}) {
         auto del = c.prepare(sql);
         if (!del.ok()) return del.status();
         (*del)->bind(1, seq);

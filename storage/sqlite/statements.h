@@ -14,10 +14,13 @@ inline constexpr const char* kUpdateAppSecrets =
     "UPDATE apps SET secret = ?2, previous_secret = ?3, previous_until = ?4 WHERE id = ?1";
 inline constexpr const char* kAppExists = "SELECT 1 FROM apps WHERE id = ?1";
 inline constexpr const char* kInsertDelivery =
-    "INSERT INTO deliveries (id, app_id, task_id, callback_url, body, state, due_at, "
+    "INSERT INTO deliveries (id, app_id, task_id, callback_url, state, due_at, "
     "attempts_made, budget_used, created_at, host_key, lease_owner, lease_gen) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, 0, ?8, ?9, ?10, ?11) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0, ?7, ?8, ?9, ?10) "
     "ON CONFLICT (app_id, task_id) DO NOTHING";
+inline constexpr const char* kInsertBody =
+    "INSERT INTO delivery_bodies (seq, body) VALUES (?1, ?2)";
+inline constexpr const char* kBody = "SELECT body FROM delivery_bodies WHERE seq = ?1";
 inline constexpr const char* kFindByTask =
     "SELECT seq, id, state FROM deliveries WHERE app_id = ?1 AND task_id = ?2";
 // The skip test reads host_key from the index, so skipped rows cost an index step, not a row.
@@ -25,14 +28,14 @@ inline constexpr const char* kClaim =
     "UPDATE deliveries SET state = 1, due_at = ?3, lease_owner = ?4, lease_gen = lease_gen + 1 "
     "WHERE seq IN (SELECT seq FROM deliveries WHERE state = 0 AND due_at <= ?1 "
     "  AND instr(?5, char(31) || host_key || char(31)) = 0 ORDER BY due_at LIMIT ?2) "
-    "RETURNING seq, lease_gen, id, app_id, task_id, callback_url, host_key, body, "
+    "RETURNING seq, lease_gen, id, app_id, task_id, callback_url, host_key, "
     "attempts_made, budget_used";
 // One endpoint's due deliveries, oldest first, straight off the (host_key, state, due_at) index.
 inline constexpr const char* kClaimForHost =
     "UPDATE deliveries SET state = 1, due_at = ?3, lease_owner = ?4, lease_gen = lease_gen + 1 "
     "WHERE seq IN (SELECT seq FROM deliveries WHERE host_key = ?5 AND state = 0 AND due_at <= ?1 "
     "  ORDER BY due_at LIMIT ?2) "
-    "RETURNING seq, lease_gen, id, app_id, task_id, callback_url, host_key, body, "
+    "RETURNING seq, lease_gen, id, app_id, task_id, callback_url, host_key, "
     "attempts_made, budget_used";
 // One statement renews every live lease of a batch; the rows it returns are the live ones.
 // The unary + keeps the planner off the state index: each token is one primary-key look-up.
@@ -61,6 +64,7 @@ inline constexpr const char* kOldDelivered =
     "SELECT seq FROM deliveries WHERE state = 2 AND due_at < ?1 ORDER BY due_at LIMIT ?2";
 inline constexpr const char* kDeleteAttempts = "DELETE FROM attempts WHERE delivery_seq = ?1";
 inline constexpr const char* kDeleteDelivery = "DELETE FROM deliveries WHERE seq = ?1";
+inline constexpr const char* kDeleteBody = "DELETE FROM delivery_bodies WHERE seq = ?1";
 inline constexpr const char* kGetSetting = "SELECT value FROM settings WHERE key = ?1";
 inline constexpr const char* kPutSetting =
     "INSERT INTO settings (key, value) VALUES (?1, ?2) "
