@@ -81,6 +81,7 @@ el('login-form').addEventListener('submit', async (event) => {
   } catch (error) {
     el('login-error').hidden = false;
     el('login-error').replaceChildren(error.message);
+    el('token').select();  // typing again replaces the wrong token
   } finally {
     button.disabled = false;
   }

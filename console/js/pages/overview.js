@@ -15,7 +15,7 @@ export async function overviewPage() {
   if (stats.status === 'rejected') {
     page.append(errorBox(stats.reason));
   } else {
-    page.append(statsPanels(stats.value));
+    page.append(...statsPanels(stats.value));
   }
   page.append(h('h2', {}, 'Hosts with the most failures'));
   page.append(endpoints.status === 'rejected'
