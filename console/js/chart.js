@@ -54,7 +54,8 @@ export function attemptsChart(minutes) {
     group.append(svg('rect', { x, y: top, width: w, height: plotH, class: 'hover' }));
     root.append(group);
     if (i % 10 === 0 || i === minutes.length - 1) {
-      root.append(svg('text', { x: x + w / 2, y: height - 6, 'text-anchor': 'middle', class: 'axis' },
+      const anchor = i === minutes.length - 1 ? 'end' : 'middle';
+      root.append(svg('text', { x: i === minutes.length - 1 ? x + w : x + w / 2, y: height - 6, 'text-anchor': anchor, class: 'axis' },
         m.minute.slice(11, 16)));
     }
   });

@@ -42,7 +42,7 @@ export function percent(rate) {
 
 export function table(headers, rows, emptyText) {
   if (rows.length === 0) return h('p', { class: 'empty' }, emptyText);
-  return h('table', {},
+  return h('div', { class: 'table-wrap' }, h('table', {},
     h('thead', {}, h('tr', {}, headers.map((text) => h('th', {}, text)))),
-    h('tbody', {}, rows));
+    h('tbody', {}, rows)));
 }

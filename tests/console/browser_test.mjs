@@ -146,6 +146,16 @@ async function main() {
     return d.dead === API_BROKEN && d.delivered === expectDelivered && d.pending === 0 && d.in_flight === 0 && stats;
   });
   step(`settled: ${JSON.stringify(settled.deliveries)}, success rate ${settled.success_rate}`);
+  for (const path of ['/v1/stats', '/v1/callbacks?state=dead&limit=50', '/v1/callbacks?limit=50']) {
+    const times = [];
+    for (let i = 0; i < 5; ++i) {
+      const started = performance.now();
+      check((await apiCall(daemon.base, 'GET', path)).status === 200, `GET ${path}`);
+      times.push(performance.now() - started);
+    }
+    times.sort((a, b) => a - b);
+    step(`GET ${path}: median ${times[2].toFixed(1)} ms of 5 with ${SEED_COUNT + tasks.length} deliveries stored`);
+  }
 
   const browser = await puppeteer.launch({
     executablePath: CHROMIUM,

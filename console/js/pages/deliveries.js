@@ -54,7 +54,7 @@ function lastResult(delivery) {
   const last = delivery.attempts[delivery.attempts.length - 1];
   if (!last) return '—';
   if (last.error === null) return `${last.http_status}`;
-  return last.http_status ? `${last.http_status} (${last.error})` : last.error;
+  return last.http_status ? `${last.http_status} ${last.error}` : last.error;
 }
 
 function row(d) {
@@ -65,6 +65,6 @@ function row(d) {
     h('td', { class: 'mono' }, d.task_id),
     h('td', { class: 'mono url', title: d.callback_url }, d.callback_url),
     h('td', { class: 'num' }, d.attempts.length),
-    h('td', {}, lastResult(d)),
+    h('td', { class: 'nowrap' }, lastResult(d)),
     h('td', { class: 'nowrap' }, time(d.created_at)));
 }
