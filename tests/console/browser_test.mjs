@@ -173,6 +173,7 @@ async function main() {
     if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push(`console: ${m.text()}`);
   });
   const shot = async (name) => {
+    await page.mouse.move(0, 0);  // no hover highlight left where the last click was
     await page.screenshot({ path: join(args.screenshots, `${name}.png`), fullPage: true });
     step(`screenshot ${name}.png`);
   };
