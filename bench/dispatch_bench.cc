@@ -7,6 +7,9 @@
 // BM_EnqueueAndDeliver: 8 threads enqueue N callbacks into a running engine; time until the
 // sink has them all (durable enqueue included).
 // BM_BareCurlMulti: the ceiling. The ratio of items_per_second is the figure to report.
+// SINK_URL=http://… sends to that sink instead of one inside this process (so that other
+// senders can be measured against the same sink process: bench/bullmq/run.sh,
+// bench/sidecar_vs_ceilings.sh); deliveries are then counted by the engine.
 #include <benchmark/benchmark.h>
 #include <callbackd/engine.h>
 #include <curl/curl.h>
@@ -48,8 +51,10 @@ std::filesystem::path fresh_dir() {
   return dir;
 }
 
-std::unique_ptr<Engine> open_engine(const std::filesystem::path& dir) {
+std::unique_ptr<Engine> open_engine(const std::filesystem::path& dir,
+                                    std::shared_ptr<EngineObserver> observer = nullptr) {
   EngineOptions options;
+  options.observer = std::move(observer);
   const auto database = dir / "callbackd.db";
   options.allow_networks = {"127.0.0.0/8"};
   if (const char* cap = std::getenv("PER_HOST")) options.max_in_flight_per_host = std::atoi(cap);
@@ -67,6 +72,29 @@ double process_cpu_seconds() {
 void wait_for(const testing::Receiver& sink, std::size_t n) {
   if (!sink.wait_for_count(n, 300s)) std::abort();
 }
+
+const char* external_sink() { return std::getenv("SINK_URL"); }
+
+// Counts finished deliveries, for an external sink that cannot be asked.
+class DeliveredCounter : public EngineObserver {
+ public:
+  void on_attempt(const Attempt&, DeliveryState next) override {
+    if (next != DeliveryState::kDelivered) return;
+    std::lock_guard lock(mutex_);
+    ++delivered_;
+    if (delivered_ >= target_) reached_.notify_all();
+  }
+  void wait_for(std::size_t n) {
+    std::unique_lock lock(mutex_);
+    target_ = n;
+    if (!reached_.wait_for(lock, 300s, [&] { return delivered_ >= n; })) std::abort();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable reached_;
+  std::size_t delivered_ = 0, target_ = SIZE_MAX;
+};
 
 // Stores n callbacks (many commits in flight at once) and waits until all are on disk.
 void enqueue_all(Engine& engine, const std::string& app, const std::string& url, int n) {
@@ -89,14 +117,18 @@ void BM_DrainBacklog(benchmark::State& state) {
   double cpu_seconds = 0;
   for (auto _ : state) {
     const auto dir = fresh_dir();
-    auto engine = open_engine(dir);
+    auto counter = std::make_shared<DeliveredCounter>();
+    auto engine = open_engine(dir, counter);
     const std::string app = engine->create_app("bench")->app.id;
-    enqueue_all(*engine, app, sink.url(), n);
+    enqueue_all(*engine, app, external_sink() ? external_sink() : sink.url(), n);
     const std::size_t before = sink.count();
     const double cpu_before = process_cpu_seconds();
     const auto start = std::chrono::steady_clock::now();
     engine->start();
-    wait_for(sink, before + static_cast<std::size_t>(n));
+    if (external_sink())
+      counter->wait_for(static_cast<std::size_t>(n));
+    else
+      wait_for(sink, before + static_cast<std::size_t>(n));
     state.SetIterationTime(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     cpu_seconds += process_cpu_seconds() - cpu_before;
@@ -144,7 +176,7 @@ BENCHMARK(BM_EnqueueAndDeliver)->Arg(20000)->UseManualTime()->Unit(benchmark::kM
 void BM_BareCurlMulti(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
   testing::Receiver sink({}, /*record=*/false);
-  const std::string url = sink.url();
+  const std::string url = external_sink() ? external_sink() : sink.url();
   const std::string body = *build_callback_body(task(0));
   curl_global_init(CURL_GLOBAL_DEFAULT);
   CURLM* multi = curl_multi_init();

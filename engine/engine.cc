@@ -351,6 +351,22 @@ Result<Delivery> Engine::redeliver(std::string_view delivery_id) {
   return delivery;
 }
 
+Result<RedeliverBatch> Engine::redeliver_matching(const RedeliverFilter& filter) {
+  if (filter.app_id) {
+    if (Result<StoredApp> app = impl_->queue().find_app(*filter.app_id); !app.ok()) {
+      return app.status();
+    }
+  }
+  Result<RedeliverBatch> batch = impl_->queue().redeliver_matching(filter);
+  if (batch.ok() && !batch->app_ids.empty()) {
+    for (const std::string& app_id : batch->app_ids) impl_->quota().take(app_id);
+    spdlog::info("event=redeliver_matching state={} queued={} more={}", to_string(filter.state),
+                 batch->app_ids.size(), !batch->next_cursor.empty());
+    impl_->dispatcher().notify_pending();
+  }
+  return batch;
+}
+
 Result<DeliveryCounts> Engine::count_by_state() const { return impl_->queue().count_by_state(); }
 
 std::vector<MinuteCounts> Engine::attempts_last_hour() const {

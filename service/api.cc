@@ -6,11 +6,16 @@
 #include <nlohmann/json.hpp>
 
 #include "console_files.h"
+#include "embedded_files.h"
 #include "ingest.h"
 #include "json_shape.h"
 #include "json_views.h"
+#include "redeliver_request.h"
 
 namespace callbackd {
+
+std::span<const EmbeddedFile> openapi_files();  // generated: service/CMakeLists.txt
+
 namespace {
 
 using nlohmann::ordered_json;
@@ -201,6 +206,11 @@ std::optional<ApiResponse> Api::route(const ApiRequest& request, const Respond& 
   }
   if (!authorized(request)) return unauthorized();
 
+  if (s.size() == 2 && s[1] == "openapi.json") {
+    if (auto r = allow({"GET"})) return *r;
+    return openapi_document();
+  }
+
   if (s[1] == "apps") {
     if (s.size() == 2) {
       if (auto r = allow({"GET", "POST"})) return *r;
@@ -220,6 +230,11 @@ std::optional<ApiResponse> Api::route(const ApiRequest& request, const Respond& 
       if (m == "GET") return list_deliveries(query);
       enqueue(request, respond);
       return std::nullopt;
+    }
+    // Before /v1/callbacks/{id}: "redeliver" is never a delivery id (those start "dlv_").
+    if (s.size() == 3 && s[2] == "redeliver") {
+      if (auto r = allow({"POST"})) return *r;
+      return redeliver_matching(request);
     }
     if (s.size() == 3 && !s[2].empty()) {
       if (auto r = allow({"GET"})) return *r;
@@ -386,6 +401,8 @@ ApiResponse Api::list_deliveries(const std::string& query) {
       }
     } else if (key == "app_id") {
       filter.app_id = *value;
+    } else if (key == "task_id") {
+      filter.task_id = *value;
     } else if (key == "limit") {
       char* end_ptr = nullptr;
       const long limit = std::strtol(value->c_str(), &end_ptr, 10);
@@ -413,6 +430,25 @@ ApiResponse Api::redeliver(const std::string& delivery_id) {
   Result<Delivery> delivery = engine_.redeliver(delivery_id);
   if (!delivery.ok()) return from_status(delivery.status(), "delivery_not_found");
   return json_response(200, delivery_json(*delivery));
+}
+
+ApiResponse Api::redeliver_matching(const ApiRequest& request) {
+  auto parsed = parse_redeliver_request(request.body);
+  if (auto* problem = std::get_if<RequestProblem>(&parsed)) {
+    return error_response(400, problem->code, problem->message);
+  }
+  const RedeliverFilter& filter = std::get<RedeliverFilter>(parsed);
+  Result<RedeliverBatch> batch = engine_.redeliver_matching(filter);
+  if (!batch.ok()) return from_status(batch.status(), "app_not_found");
+  return json_response(
+      200, {{"queued", batch->app_ids.size()},
+            {"next_cursor",
+             batch->next_cursor.empty() ? ordered_json() : ordered_json(batch->next_cursor)}});
+}
+
+ApiResponse Api::openapi_document() {
+  const EmbeddedFile* document = find_embedded_file(openapi_files(), "openapi.json");
+  return ApiResponse{200, std::string(document->bytes()), "application/json", {}};
 }
 
 }  // namespace callbackd

@@ -58,6 +58,8 @@ class Api {
   ApiResponse get_delivery(const std::string& delivery_id);
   ApiResponse list_deliveries(const std::string& query);
   ApiResponse redeliver(const std::string& delivery_id);
+  ApiResponse redeliver_matching(const ApiRequest& request);
+  ApiResponse openapi_document();
   bool authorized(const ApiRequest& request) const;
 
   Engine& engine_;

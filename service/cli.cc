@@ -18,6 +18,8 @@
 #include "api_client.h"
 #include "config.h"
 #include "daemon.h"
+#include "json_views.h"
+#include "units.h"
 
 extern char** environ;
 
@@ -34,9 +36,15 @@ commands:
                                           create an app; prints its signing secret once
   apps rotate-secret APP_ID               replace an app's signing secret
   send [FILE]                             enqueue a callback from a JSON file or stdin
-  deliveries list [--state S] [--app-id A] [--limit N] [--cursor C]
+  deliveries list [--state S] [--app-id A] [--task-id T] [--limit N] [--cursor C]
   deliveries show DELIVERY_ID
   deliveries redeliver DELIVERY_ID        send a delivered or dead callback again
+  deliveries redeliver [--state dead|delivered] [--since AGE] [--until AGE] [--app APP_ID]
+                       [--limit N]
+                                          send again every dead (or delivered) callback that
+                                          finished between --since and --until ago (durations
+                                          like 2h, 30m, or RFC 3339 times), in batches of up to
+                                          1000; --limit caps the total; prints how many
   probe healthz|readyz                    exit 0 when the daemon answers 200 (for probes)
   store copy                              copy the SQLite store in data_dir, whole, into the
                                           empty PostgreSQL database named by `store` (stop
@@ -202,6 +210,66 @@ int call_and_print(const Config& config, const std::string& method, const std::s
   return 1;
 }
 
+// "2h" (that long ago) or an RFC 3339 time, as the API's RFC 3339 text.
+std::optional<std::string> time_option(const std::string& text) {
+  if (std::optional<Millis> age = parse_duration(text)) {
+    return rfc3339(std::chrono::time_point_cast<Millis>(std::chrono::system_clock::now()) - *age);
+  }
+  if (std::optional<TimePoint> time = parse_rfc3339(text)) return rfc3339(*time);
+  return std::nullopt;
+}
+
+// Bulk redelivery: POST /v1/callbacks/redeliver until next_cursor is null (or --limit is
+// reached), then the total queued.
+int redeliver_matching(const Config& config, std::map<std::string, std::string> own) {
+  nlohmann::json body = {{"state", own.contains("state") ? own["state"] : "dead"}};
+  if (own.contains("app")) body["app_id"] = own["app"];
+  for (const auto& [option, field] :
+       {std::pair{"since", "finished_since"}, std::pair{"until", "finished_until"}}) {
+    if (!own.contains(option)) continue;
+    std::optional<std::string> time = time_option(own[option]);
+    if (!time) {
+      return usage_error(std::string("deliveries redeliver: --") + option + ": \"" + own[option] +
+                         "\" is neither a duration (2h, 30m) nor an RFC 3339 time");
+    }
+    body[field] = *time;
+  }
+  std::optional<std::uint64_t> remaining;
+  if (own.contains("limit")) {
+    remaining = parse_unsigned(own["limit"]);
+    if (!remaining || *remaining == 0) {
+      return usage_error("deliveries redeliver: --limit: must be a positive number");
+    }
+  }
+  std::uint64_t total = 0;
+  for (;;) {
+    body["limit"] = remaining ? std::min<std::uint64_t>(*remaining, 1000) : 1000;
+    Result<ApiReply> reply = call_api("POST", daemon_url(config), "/v1/callbacks/redeliver",
+                                      config.api_token, body.dump());
+    if (!reply.ok()) {
+      std::cerr << "callbackd: " << reply.status().message() << "\n";
+      return 1;
+    }
+    auto json = nlohmann::json::parse(reply->body, nullptr, false);
+    if (reply->status != 200 || json.is_discarded() || !json.contains("queued")) {
+      const bool is_error = !json.is_discarded() && json.contains("error");
+      std::cerr << "callbackd: HTTP " << reply->status << " "
+                << (is_error ? json["error"].value("code", "error") + ": " +
+                                   json["error"].value("message", "")
+                             : reply->body)
+                << " (" << total << " queued before)\n";
+      return 1;
+    }
+    const auto queued = json["queued"].get<std::uint64_t>();
+    total += queued;
+    if (remaining) *remaining -= std::min(*remaining, queued);
+    if (json["next_cursor"].is_null() || (remaining && *remaining == 0)) break;
+    body["cursor"] = json["next_cursor"];
+  }
+  std::cout << "queued " << total << " deliveries\n";
+  return 0;
+}
+
 int verify(const Args& args) {
   std::map<std::string, std::string> own;
   for (const auto& [name, value] : args.options) {
@@ -261,7 +329,12 @@ int run_cli(int argc, char** argv) {
 
   std::set<std::string> own_names;
   if (command == "apps" && sub == "create") own_names = {"name", "scheme"};
-  if (command == "deliveries" && sub == "list") own_names = {"state", "app-id", "limit", "cursor"};
+  if (command == "deliveries" && sub == "list") {
+    own_names = {"state", "app-id", "task-id", "limit", "cursor"};
+  }
+  if (command == "deliveries" && sub == "redeliver" && args->words.size() == 2) {
+    own_names = {"state", "since", "until", "app", "limit"};
+  }
   CommandOptions options = split_options(*args, own_names);
   Result<Config> config = load_config(options.config);
   if (!config.ok()) {
@@ -292,8 +365,9 @@ int run_cli(int argc, char** argv) {
   if (command == "deliveries" && sub == "list" && args->words.size() == 2) {
     std::string query;
     for (const auto& [name, value] : options.own) {
-      query += (query.empty() ? "?" : "&") + (name == "app-id" ? std::string("app_id") : name) +
-               "=" + url_encode(value);
+      std::string key = name;
+      for (char& c : key) c = c == '-' ? '_' : c;
+      query += (query.empty() ? "?" : "&") + key + "=" + url_encode(value);
     }
     return call_and_print(*config, "GET", "/v1/callbacks" + query);
   }
@@ -303,6 +377,9 @@ int run_cli(int argc, char** argv) {
   if (command == "deliveries" && sub == "redeliver" && args->words.size() == 3) {
     return call_and_print(*config, "POST",
                           "/v1/callbacks/" + url_encode(args->words[2]) + "/redeliver");
+  }
+  if (command == "deliveries" && sub == "redeliver" && args->words.size() == 2) {
+    return redeliver_matching(*config, options.own);
   }
   if (command == "store" && sub == "copy" && args->words.size() == 2) return copy_store(*config);
   if (command == "probe" && (sub == "healthz" || sub == "readyz") && args->words.size() == 2) {

@@ -17,6 +17,71 @@ std::string rfc3339(TimePoint time) {
   return text;
 }
 
+std::optional<TimePoint> parse_rfc3339(std::string_view text) {
+  std::size_t at = 0;
+  // Reads exactly `digits` decimal digits.
+  auto number = [&](std::size_t digits) -> std::optional<int> {
+    if (at + digits > text.size()) return std::nullopt;
+    int value = 0;
+    for (std::size_t i = 0; i < digits; ++i) {
+      const char c = text[at + i];
+      if (c < '0' || c > '9') return std::nullopt;
+      value = value * 10 + (c - '0');
+    }
+    at += digits;
+    return value;
+  };
+  auto expect = [&](char c) {
+    if (at >= text.size() || (text[at] != c && !(c == 'T' && text[at] == 't'))) return false;
+    ++at;
+    return true;
+  };
+  const auto year = number(4);
+  if (!year || !expect('-')) return std::nullopt;
+  const auto month = number(2);
+  if (!month || !expect('-')) return std::nullopt;
+  const auto day = number(2);
+  if (!day || !expect('T')) return std::nullopt;
+  const auto hour = number(2);
+  if (!hour || !expect(':')) return std::nullopt;
+  const auto minute = number(2);
+  if (!minute || !expect(':')) return std::nullopt;
+  const auto second = number(2);
+  if (!second) return std::nullopt;
+  const std::chrono::year_month_day date{std::chrono::year(*year),
+                                         std::chrono::month(static_cast<unsigned>(*month)),
+                                         std::chrono::day(static_cast<unsigned>(*day))};
+  if (!date.ok() || *hour > 23 || *minute > 59 || *second > 60) return std::nullopt;
+  int millis = 0;
+  if (at < text.size() && text[at] == '.') {
+    ++at;
+    std::size_t digits = 0;
+    for (; at < text.size() && text[at] >= '0' && text[at] <= '9'; ++at, ++digits) {
+      if (digits < 3) millis = millis * 10 + (text[at] - '0');
+    }
+    if (digits == 0) return std::nullopt;
+    for (; digits < 3; ++digits) millis *= 10;
+  }
+  int offset_minutes = 0;
+  if (at < text.size() && (text[at] == 'Z' || text[at] == 'z')) {
+    ++at;
+  } else if (at < text.size() && (text[at] == '+' || text[at] == '-')) {
+    const int sign = text[at++] == '-' ? -1 : 1;
+    const auto hours = number(2);
+    if (!hours || !expect(':')) return std::nullopt;
+    const auto minutes = number(2);
+    if (!minutes || *hours > 23 || *minutes > 59) return std::nullopt;
+    offset_minutes = sign * (*hours * 60 + *minutes);
+  } else {
+    return std::nullopt;
+  }
+  if (at != text.size()) return std::nullopt;
+  const auto local = std::chrono::sys_days(date) + std::chrono::hours(*hour) +
+                     std::chrono::minutes(*minute) + std::chrono::seconds(*second) +
+                     std::chrono::milliseconds(millis);
+  return std::chrono::time_point_cast<Millis>(local - std::chrono::minutes(offset_minutes));
+}
+
 nlohmann::ordered_json delivery_json(const Delivery& delivery) {
   nlohmann::ordered_json attempts = nlohmann::ordered_json::array();
   for (const Attempt& a : delivery.attempts) {

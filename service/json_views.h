@@ -4,6 +4,7 @@
 #include <callbackd/delivery.h>
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -11,6 +12,9 @@ namespace callbackd {
 
 // "2026-11-24T09:00:00.123Z"
 std::string rfc3339(TimePoint time);
+// The reverse, for times given to the API: "2026-11-24T09:00:00Z", with an optional fraction
+// (kept to the millisecond) and "Z" or an offset ("+02:00"). nullopt when malformed.
+std::optional<TimePoint> parse_rfc3339(std::string_view text);
 
 // {"delivery_id","app_id","task_id","callback_url","state","attempts":[...],"next_attempt_at",
 //  "created_at"}

@@ -493,6 +493,38 @@ TEST_F(EngineTest, RedeliverGivesADeadDeliveryAFreshBudget) {
   EXPECT_EQ(engine->redeliver("dlv_nope").status().code(), StatusCode::kNotFound);
 }
 
+// Bulk redelivery wakes the dispatcher: with a poll interval of an hour, what it queued is
+// sent at once or not at all within the test.
+TEST_F(EngineTest, BulkRedeliveryWakesTheDispatcherAndCountsTheQueued) {
+  std::atomic<int> status{500};
+  Receiver receiver([&](const ReceivedRequest&) { return Reply{.status = status.load()}; });
+  EngineOptions options = fast_options();
+  options.retry_schedule = {};  // dead after one attempt, with no retry to poll for
+  options.poll_interval = 1h;
+  auto engine = open(options);
+  auto app = engine->create_app("acme");
+  engine->start();
+  std::vector<std::string> ids;
+  for (const char* task : {"b1", "b2", "b3"}) {
+    auto receipt = engine->enqueue(app->app.id, receiver.url(), completed(task));
+    ASSERT_TRUE(receipt.ok()) << receipt.status().to_string();
+    ids.push_back(receipt->delivery_id);
+  }
+  for (const std::string& id : ids) ASSERT_TRUE(wait_for_state(*engine, id, DeliveryState::kDead));
+
+  EXPECT_EQ(engine->redeliver_matching({.app_id = "app_nope"}).status().code(),
+            StatusCode::kNotFound);
+  status = 204;
+  Result<RedeliverBatch> batch = engine->redeliver_matching({.app_id = app->app.id});
+  ASSERT_TRUE(batch.ok()) << batch.status().to_string();
+  EXPECT_EQ(batch->app_ids.size(), 3u);
+  EXPECT_TRUE(batch->next_cursor.empty());
+  for (const std::string& id : ids) {
+    ASSERT_TRUE(wait_for_state(*engine, id, DeliveryState::kDelivered, 5s)) << id;
+  }
+  EXPECT_EQ(receiver.count(), 6u);
+}
+
 TEST_F(EngineTest, BadInputIsRefusedAndNothingIsStored) {
   auto engine = open(fast_options());
   auto app = engine->create_app("acme");

@@ -151,6 +151,34 @@ TEST_F(PostgresQueueTest, ANewerSchemaIsRefusedWithAClearMessage) {
       << queue.status().message();
 }
 
+// A database of schema version 1 gets the listing indexes when a newer callbackd opens it.
+TEST_F(PostgresQueueTest, AVersionOneDatabaseIsUpgradedWithTheListingIndexes) {
+  a_.reset();
+  b_.reset();
+  const std::string count_listing_indexes =
+      "(SELECT count(*) FROM pg_indexes WHERE tablename = 'deliveries' AND indexname IN "
+      "('deliveries_by_state_seq', 'deliveries_by_app_seq', 'deliveries_by_app_state_seq', "
+      "'deliveries_by_task'))";
+  const auto expect_indexes = [&](int n) {
+    return "DO $$ BEGIN IF " + count_listing_indexes + " <> " + std::to_string(n) +
+           " THEN RAISE EXCEPTION 'listing indexes: not " + std::to_string(n) + "'; END IF; END $$";
+  };
+  testing::run_postgres_sql(conninfo_,
+                            "DROP INDEX deliveries_by_state_seq, deliveries_by_app_seq, "
+                            "deliveries_by_app_state_seq, deliveries_by_task; "
+                            "UPDATE callbackd_schema SET version = 1");
+  ASSERT_NO_THROW(testing::run_postgres_sql(conninfo_, expect_indexes(0)));
+  a_ = open();
+  ASSERT_NE(a_, nullptr);
+  EXPECT_NO_THROW(testing::run_postgres_sql(conninfo_, expect_indexes(4)));
+  EXPECT_NO_THROW(testing::run_postgres_sql(
+      conninfo_,
+      "DO $$ BEGIN IF (SELECT max(version) FROM callbackd_schema) <> 2 OR "
+      "(SELECT count(*) FROM callbackd_schema) <> 1 THEN RAISE EXCEPTION 'version'; END IF; "
+      "END $$"));
+  EXPECT_TRUE(a_->list({.state = DeliveryState::kDead}).ok());
+}
+
 TEST_F(PostgresQueueTest, AnUnreachableDatabaseIsUnavailableAndNamesNoPassword) {
   auto queue = open_postgres_queue(
       {.conninfo = "postgres://callbackd:s3cret-pw@127.0.0.1:1/callbackd?connect_timeout=2"});

@@ -317,6 +317,182 @@ TEST_P(QueueConformanceTest, ListsPageInOrderAndCountsByStateAndApp) {
   EXPECT_EQ(unfinished[0], (std::pair<std::string, std::size_t>{"app_1", 4}));
 }
 
+// Filters for the listing and bulk tests: a second app and finished deliveries.
+class QueueFilterTest : public QueueConformanceTest {
+ protected:
+  void SetUp() override {
+    QueueConformanceTest::SetUp();
+    StoredApp app;
+    app.app.id = "app_2";
+    app.app.name = "other";
+    app.app.created_at = system_clock()->now();
+    app.sealed_secret = "s";
+    ASSERT_TRUE(queue_->insert_app(app).ok());
+  }
+  void enqueue_for(const std::string& app_id, const std::string& task) {
+    NewDelivery d = delivery(task);
+    d.id = "dlv_" + app_id + "_" + task;
+    d.app_id = app_id;
+    ASSERT_TRUE(queue_->enqueue(d).ok());
+  }
+  // Claims every due delivery and records one more attempt moving it to `next`.
+  void finish_due(DeliveryState next) {
+    std::vector<AttemptRecord> records;
+    for (const ClaimedDelivery& d : claim(1000)) {
+      records.push_back(record_of(d.lease, d.attempts_made + 1, next));
+    }
+    ASSERT_TRUE(queue_->record(records).ok());
+  }
+  // Finish times are kept to the millisecond: let one pass so "before" and "after" differ.
+  static TimePoint next_millisecond() {
+    const TimePoint start = system_clock()->now();
+    EXPECT_TRUE(testing::wait_until([&] { return system_clock()->now() > start + 1ms; }, 1s));
+    return system_clock()->now();
+  }
+  std::vector<std::string> listed(DeliveryFilter filter) {
+    std::vector<std::string> out;
+    for (int page = 0; page < 100; ++page) {
+      auto got = queue_->list(filter);
+      EXPECT_TRUE(got.ok()) << got.status().to_string();
+      if (!got.ok()) break;
+      EXPECT_LE(got->items.size(), filter.limit);
+      for (const Delivery& d : got->items) out.push_back(d.id);
+      if (got->next_cursor.empty()) break;
+      filter.cursor = got->next_cursor;
+    }
+    return out;
+  }
+  std::vector<std::string> in_state(DeliveryState s) { return listed({.state = s, .limit = 1000}); }
+  RedeliverBatch redeliver(const RedeliverFilter& filter) {
+    auto batch = queue_->redeliver_matching(filter);
+    EXPECT_TRUE(batch.ok()) << batch.status().to_string();
+    return batch.ok() ? *batch : RedeliverBatch{};
+  }
+};
+
+TEST_P(QueueFilterTest, ListsFilterByTaskAndEveryMixOfFiltersPageByPage) {
+  for (int i = 0; i < 5; ++i) {
+    enqueue_for("app_1", "t" + std::to_string(i));
+    enqueue_for("app_2", "t" + std::to_string(i));
+  }
+  // t0 and t1 of both apps end delivered; the others go back to waiting.
+  std::vector<AttemptRecord> records;
+  std::vector<LeaseToken> others;
+  for (const ClaimedDelivery& d : claim(100)) {
+    if (d.task_id == "t0" || d.task_id == "t1") {
+      records.push_back(record_of(d.lease, 1, DeliveryState::kDelivered));
+    } else {
+      others.push_back(d.lease);
+    }
+  }
+  ASSERT_EQ(records.size(), 4u);
+  ASSERT_TRUE(queue_->record(records).ok());
+  ASSERT_TRUE(queue_->release(others, 0ms).ok());
+
+  using V = std::vector<std::string>;
+  EXPECT_EQ(listed({.task_id = "t1", .limit = 1}), (V{"dlv_app_1_t1", "dlv_app_2_t1"}));
+  EXPECT_EQ(listed({.app_id = "app_2", .task_id = "t3", .limit = 1}), (V{"dlv_app_2_t3"}));
+  EXPECT_EQ(listed({.state = DeliveryState::kDelivered, .task_id = "t0", .limit = 1}),
+            (V{"dlv_app_1_t0", "dlv_app_2_t0"}));
+  EXPECT_EQ(listed({.state = DeliveryState::kPending, .app_id = "app_1", .task_id = "t0"}), V{});
+  EXPECT_EQ(listed({.task_id = "nope"}), V{});
+  EXPECT_EQ(listed({.state = DeliveryState::kPending, .app_id = "app_1", .limit = 2}),
+            (V{"dlv_app_1_t2", "dlv_app_1_t3", "dlv_app_1_t4"}));
+  EXPECT_EQ(listed({.app_id = "app_2", .limit = 2}),
+            (V{"dlv_app_2_t0", "dlv_app_2_t1", "dlv_app_2_t2", "dlv_app_2_t3", "dlv_app_2_t4"}));
+  EXPECT_EQ(listed({.state = DeliveryState::kDelivered, .limit = 3}),
+            (V{"dlv_app_1_t0", "dlv_app_2_t0", "dlv_app_1_t1", "dlv_app_2_t1"}));
+  EXPECT_EQ(listed({.state = DeliveryState::kDelivered, .app_id = "app_2", .limit = 1}),
+            (V{"dlv_app_2_t0", "dlv_app_2_t1"}));
+}
+
+TEST_P(QueueFilterTest, BulkRedeliveryQueuesTheMatchingDeadInBoundedBatchesAndNeverTwice) {
+  for (int i = 0; i < 5; ++i) enqueue_for("app_1", "d" + std::to_string(i));
+  enqueue_for("app_2", "other");
+  finish_due(DeliveryState::kDead);
+  enqueue_for("app_1", "ok");
+  finish_due(DeliveryState::kDelivered);
+  enqueue_for("app_1", "waiting");
+  next_millisecond();
+
+  RedeliverBatch first = redeliver({.app_id = "app_1", .limit = 2});
+  ASSERT_EQ(first.app_ids, (std::vector<std::string>{"app_1", "app_1"}));
+  ASSERT_FALSE(first.next_cursor.empty());
+  // Queued exactly as a single redelivery: pending, fresh budget, attempts numbered on.
+  const auto claimed = claim(10);
+  ASSERT_EQ(claimed.size(), 3u);  // the two queued and "waiting"
+  for (const ClaimedDelivery& d : claimed) {
+    if (d.task_id == "waiting") continue;
+    EXPECT_EQ(d.attempts_made, 1) << d.id;
+    EXPECT_EQ(d.budget_used, 0) << d.id;
+  }
+  // They fail again at once: dead again, but after the run began, so never queued twice.
+  std::vector<AttemptRecord> again;
+  for (const ClaimedDelivery& d : claimed) {
+    if (d.task_id != "waiting") {
+      again.push_back(record_of(d.lease, 2, DeliveryState::kDead));
+    } else {  // back to waiting, not due soon, so every backend reopens with it pending
+      ASSERT_TRUE(queue_->release(std::vector{d.lease}, 1h).ok());
+    }
+  }
+  ASSERT_TRUE(queue_->record(again).ok());
+
+  // A crash between calls loses nothing: a new instance goes on with the cursor.
+  queue_.reset();
+  queue_ = open();
+  ASSERT_NE(queue_, nullptr);
+  RedeliverBatch second = redeliver({.app_id = "app_1", .limit = 2, .cursor = first.next_cursor});
+  EXPECT_EQ(second.app_ids.size(), 2u);
+  ASSERT_FALSE(second.next_cursor.empty());
+  RedeliverBatch third = redeliver({.app_id = "app_1", .limit = 2, .cursor = second.next_cursor});
+  EXPECT_EQ(third.app_ids.size(), 1u);
+  EXPECT_TRUE(third.next_cursor.empty()) << "nothing left to queue";
+
+  // The two re-dead ones are the only dead of app_1 left; app_2's and the delivered one are
+  // untouched.
+  using V = std::vector<std::string>;
+  EXPECT_EQ(listed({.state = DeliveryState::kDead, .app_id = "app_1"}).size(), 2u);
+  EXPECT_EQ(listed({.state = DeliveryState::kDead, .app_id = "app_2"}), V{"dlv_app_2_other"});
+  EXPECT_EQ(in_state(DeliveryState::kDelivered), V{"dlv_app_1_ok"});
+  EXPECT_EQ(listed({.state = DeliveryState::kPending, .app_id = "app_1"}).size(), 4u)
+      << "the three queued and \"waiting\"";
+
+  // Delivered ones may be sent again too; a new run (no cursor) sees the re-dead ones.
+  next_millisecond();
+  EXPECT_EQ(redeliver({.state = DeliveryState::kDelivered}).app_ids, V{"app_1"});
+  EXPECT_EQ(redeliver({}).app_ids.size(), 3u) << "app_1's two re-dead and app_2's";
+  EXPECT_TRUE(in_state(DeliveryState::kDead).empty());
+  EXPECT_EQ(redeliver({}).app_ids.size(), 0u);
+}
+
+TEST_P(QueueFilterTest, BulkRedeliveryKeepsToTheFinishTimeRangeAndRefusesBadFilters) {
+  enqueue_for("app_1", "early");
+  finish_due(DeliveryState::kDead);
+  const TimePoint middle = next_millisecond();
+  next_millisecond();
+  enqueue_for("app_1", "late");
+  finish_due(DeliveryState::kDead);
+  next_millisecond();
+
+  using V = std::vector<std::string>;
+  EXPECT_EQ(redeliver({.finished_since = middle, .finished_until = middle}).app_ids, V{});
+  EXPECT_EQ(redeliver({.finished_until = middle}).app_ids, V{"app_1"});
+  EXPECT_EQ(in_state(DeliveryState::kDead), V{"dlv_app_1_late"});
+  EXPECT_EQ(redeliver({.finished_since = middle}).app_ids, V{"app_1"});
+  EXPECT_TRUE(in_state(DeliveryState::kDead).empty());
+
+  const auto code = [&](const RedeliverFilter& f) {
+    return queue_->redeliver_matching(f).status().code();
+  };
+  EXPECT_EQ(code({.state = DeliveryState::kPending}), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code({.limit = 0}), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code({.limit = 1001}), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code({.cursor = "x"}), StatusCode::kInvalidArgument);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, QueueFilterTest, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+
 TEST_P(QueueConformanceTest, DeliveredRowsArePrunedWithTheirAttempts) {
   enqueue("p");
   const LeaseToken token = claim(1).at(0).lease;

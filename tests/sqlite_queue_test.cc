@@ -528,6 +528,44 @@ TEST_F(SqliteQueueTest, ClaimAndRenewUseTheirIndexesWithoutSortingOrScanning) {
   EXPECT_EQ(renew_plan.find("SCAN deliveries"), std::string::npos) << renew_plan;
 }
 
+// Listing stays fast with a million rows stored: every mix of filters (state, app, task) is a
+// SEARCH on an index made for it, paged by seq without sorting, never a walk over all rows in
+// seq order; a bulk redelivery takes the oldest finished rows off the (state, due_at) index.
+TEST_F(SqliteQueueTest, EveryListingAndBulkRedeliverySearchesAnIndexWithoutSorting) {
+  auto c = sqlite::Connection::open(path().string(), false);
+  ASSERT_TRUE(c.ok());
+  using sqlite::statements::kList;
+  using sqlite::statements::list_index;
+  const std::string all_plan = query_plan(**c, kList[list_index(false, false, false)]);
+  EXPECT_NE(all_plan.find("INTEGER PRIMARY KEY (rowid>?)"), std::string::npos) << all_plan;
+  const struct {
+    bool state, app, task;
+    const char* index;
+  } cases[] = {{true, false, false, "deliveries_by_state_seq (state=? AND seq>?)"},
+               {false, true, false, "deliveries_by_app_seq (app_id=? AND seq>?)"},
+               {true, true, false, "deliveries_by_app_state_seq (app_id=? AND state=? AND seq>?)"},
+               {false, false, true, "deliveries_by_task (task_id=? AND seq>?)"},
+               {true, false, true, "deliveries_by_task"},
+               {false, true, true, "INDEX"},  // (app_id, task_id) is unique: one row at most
+               {true, true, true, "INDEX"}};
+  for (const auto& c_ : cases) {
+    const std::string plan = query_plan(**c, kList[list_index(c_.state, c_.app, c_.task)]);
+    EXPECT_NE(plan.find(std::string("SEARCH deliveries USING ")), std::string::npos) << plan;
+    EXPECT_NE(plan.find(c_.index), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("SCAN"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
+  }
+  for (const char* sql : sqlite::statements::kRedeliverMatching) {
+    const std::string plan = query_plan(**c, sql);
+    EXPECT_EQ(plan.find("SCAN"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
+  }
+  const std::string bulk_plan = query_plan(**c, sqlite::statements::kRedeliverMatching[0]);
+  EXPECT_NE(bulk_plan.find("deliveries_by_state_due (state=? AND due_at>? AND due_at<?)"),
+            std::string::npos)
+      << bulk_plan;
+}
+
 TEST_F(SqliteQueueTest, ASecondOpenerIsRefusedNamingTheHolder) {
   Result<std::unique_ptr<SqliteQueue>> second =
       SqliteQueue::open({.path = path(), .clock = clock_});
@@ -619,6 +657,10 @@ TEST_F(SqliteQueueTest, AVersionOneStoreIsUpgradedInPlace) {
   auto version = (*c)->prepare("PRAGMA user_version");
   ASSERT_EQ((*version)->step(), SQLITE_ROW);
   EXPECT_EQ((*version)->int64(0), sqlite::kSchemaVersion);
+  // The upgrade brought the listing indexes too: a state listing no longer walks every row.
+  const std::string plan = query_plan(
+      **c, sqlite::statements::kList[sqlite::statements::list_index(true, false, false)]);
+  EXPECT_NE(plan.find("deliveries_by_state_seq"), std::string::npos) << plan;
 }
 
 TEST_F(SqliteQueueTest, AStoreFromANewerVersionIsRefused) {

@@ -15,7 +15,8 @@ namespace {
 
 // Rows per INSERT, so no statement grows without bound on a large store.
 constexpr int kChunk = 500;
-constexpr int kSqliteSchemaVersion = 2;
+// The SQLite schema this copy reads (storage/sqlite/schema.h); version 3 added only indexes.
+constexpr int kSqliteSchemaVersion = 3;
 
 constexpr const char* kSqliteVersion = "PRAGMA user_version";
 constexpr const char* kSqliteApps =

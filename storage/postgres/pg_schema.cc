@@ -9,7 +9,8 @@ namespace {
 // Any number that other applications on the database are unlikely to lock: "callbackd".
 constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(7780)";
 
-// Version 1. Times are milliseconds since the epoch; due_at on the database's own clock.
+// Version 1 (later versions add to it below). Times are milliseconds since the epoch; due_at on the
+// database's own clock.
 constexpr const char* kSchema = R"sql(
 CREATE TABLE apps (
   id text PRIMARY KEY,
@@ -56,14 +57,28 @@ CREATE TABLE attempts (
 );
 )sql";
 
+// Version 2: listings page by seq under every mix of filters, each off its own index (task_id
+// alone narrows to one row per app). On a large existing table the upgrade holds writes while
+// the indexes build.
+constexpr const char* kUpgradeTo2 = R"sql(
+CREATE INDEX deliveries_by_state_seq ON deliveries (state, seq);
+CREATE INDEX deliveries_by_app_seq ON deliveries (app_id, seq);
+CREATE INDEX deliveries_by_app_state_seq ON deliveries (app_id, state, seq);
+CREATE INDEX deliveries_by_task ON deliveries (task_id, seq);
+)sql";
+
 Status upgrade(Connection& c, std::int64_t found) {
   if (found == 0) {
     if (Status s = c.exec("create schema", kSchema); !s.ok()) return s;
-    return c.exec("record schema version", "INSERT INTO callbackd_schema (version) VALUES (" +
-                                               std::to_string(kSchemaVersion) + ")");
   }
-  // Later versions: one step per version, then UPDATE callbackd_schema.
-  return Status::Ok();
+  // One step per version after the first.
+  if (found < 2) {
+    if (Status s = c.exec("upgrade schema to version 2", kUpgradeTo2); !s.ok()) return s;
+  }
+  return c.exec("record schema version",
+                "DELETE FROM callbackd_schema; "
+                "INSERT INTO callbackd_schema (version) VALUES (" +
+                    std::to_string(kSchemaVersion) + ")");
 }
 
 }  // namespace

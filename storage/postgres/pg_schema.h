@@ -8,7 +8,7 @@
 
 namespace callbackd::postgres {
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 // Creates the tables on an empty database (or schema on the search_path) and upgrades an
 // older one in place. kFailedPrecondition when the database was written by a newer callbackd.

@@ -2,6 +2,7 @@
 // is the transaction's now() in milliseconds since the epoch, the same for every process.
 #pragma once
 
+#include <array>
 #include <string>
 
 namespace callbackd::postgres::statements {
@@ -109,11 +110,26 @@ inline const std::string kPutSetting =
   "seq, id, app_id, task_id, callback_url, state, due_at, created_at"
 inline const std::string kDeliveryById =
     "SELECT " CALLBACKD_DELIVERY_COLUMNS " FROM deliveries WHERE id = $1";
-inline const std::string kList = "SELECT " CALLBACKD_DELIVERY_COLUMNS
-                                 " FROM deliveries "
-                                 "WHERE seq > $1 AND ($2::smallint IS NULL OR state = $2) "
-                                 "  AND ($3::text IS NULL OR app_id = $3) "
-                                 "ORDER BY seq LIMIT $4";
+// Listings page by seq; each mix of filters has its own text so the planner uses the index made
+// for it ((state, seq), (app_id, seq), (app_id, state, seq), (task_id, seq)) rather than one
+// generic plan. $1 the cursor (last seq shown), $2 the limit, then state, app_id and task_id,
+// numbered on in that order for those given.
+inline const std::string& list_statement(bool state, bool app_id, bool task_id) {
+  static const auto texts = [] {
+    std::array<std::string, 8> all;
+    for (int i = 0; i < 8; ++i) {
+      std::string where = "seq > $1";
+      int n = 2;
+      if (i & 1) where += " AND state = $" + std::to_string(++n) + "::smallint";
+      if (i & 2) where += " AND app_id = $" + std::to_string(++n);
+      if (i & 4) where += " AND task_id = $" + std::to_string(++n);
+      all[i] = "SELECT " CALLBACKD_DELIVERY_COLUMNS " FROM deliveries WHERE " + where +
+               " ORDER BY seq LIMIT $2";
+    }
+    return all;
+  }();
+  return texts[(state ? 1 : 0) | (app_id ? 2 : 0) | (task_id ? 4 : 0)];
+}
 #undef CALLBACKD_DELIVERY_COLUMNS
 inline const std::string kAttempts =
     "SELECT n, started_at, duration_ms, http_status, error, error_detail, response_head "
@@ -121,6 +137,24 @@ inline const std::string kAttempts =
 inline const std::string kCountByState = "SELECT state, count(*) FROM deliveries GROUP BY state";
 inline const std::string kUnfinishedByApp =
     "SELECT app_id, count(*) FROM deliveries WHERE state IN (0, 1) GROUP BY app_id";
+// Bulk redelivery: finished rows of one state whose finish time (due_at) is in [$2, $3), oldest
+// first off the (state, due_at) index, back to pending exactly as kRedeliver does; $1 the state,
+// $4 the limit, $5 app_id when named. Rows another transaction holds are left for a later call.
+#define CALLBACKD_MATCHING(WHERE) \
+  "FROM deliveries WHERE state = $1 AND due_at >= $2 AND due_at < $3" WHERE
+#define CALLBACKD_REDELIVER_MATCHING(WHERE) \
+  "UPDATE deliveries SET state = 0, due_at = " CALLBACKD_NOW_MS                                 \
+  ", budget_used = 0 WHERE seq IN (SELECT seq " CALLBACKD_MATCHING(WHERE) " ORDER BY due_at " \
+  "LIMIT $4 FOR UPDATE SKIP LOCKED) AND state = $1 RETURNING app_id"
+inline const std::string kRedeliverMatching[2] = {CALLBACKD_REDELIVER_MATCHING(""),
+                                                  CALLBACKD_REDELIVER_MATCHING(" AND app_id = $5")};
+#undef CALLBACKD_REDELIVER_MATCHING
+// Whether any match is left after a batch; $4 is unused but typed so the parameters are the same.
+inline const std::string kMatchingLeft[2] = {
+    "SELECT $4::bigint " CALLBACKD_MATCHING("") " LIMIT 1",
+    "SELECT $4::bigint " CALLBACKD_MATCHING(" AND app_id = $5") " LIMIT 1"};
+#undef CALLBACKD_MATCHING
+inline const std::string kNowMs = "SELECT " CALLBACKD_NOW_MS;
 inline const std::string kRedeliver = "UPDATE deliveries SET state = 0, due_at = " CALLBACKD_NOW_MS
                                       ", budget_used = 0 "
                                       "WHERE id = $1 AND state IN (2, 3)";

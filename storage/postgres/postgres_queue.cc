@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "../redeliver_range.h"
 #include "pg_schema.h"
 #include "pg_statements.h"
 
@@ -540,11 +541,15 @@ Result<DeliveryPage> PostgresQueue::list(const DeliveryFilter& filter) {
   }
   const std::size_t limit = filter.limit == 0 ? 50 : std::min<std::size_t>(filter.limit, 1000);
   auto c = pool_->borrow();
-  auto rows = c->run(
-      "list deliveries", kList,
-      {number(after),
-       filter.state ? std::optional(number(static_cast<int>(*filter.state))) : std::nullopt,
-       filter.app_id, number(static_cast<std::int64_t>(limit + 1))});  // one more: a next page?
+  Params params{number(after),
+                number(static_cast<std::int64_t>(limit + 1))};  // one more: a next page?
+  if (filter.state) params.push_back(number(static_cast<int>(*filter.state)));
+  if (filter.app_id) params.push_back(*filter.app_id);
+  if (filter.task_id) params.push_back(*filter.task_id);
+  auto rows = c->run("list deliveries",
+                     list_statement(filter.state.has_value(), filter.app_id.has_value(),
+                                    filter.task_id.has_value()),
+                     params);
   if (!rows.ok()) return rows.status();
   DeliveryPage page;
   const int shown = std::min(rows->size(), static_cast<int>(limit));
@@ -596,6 +601,30 @@ Result<Delivery> PostgresQueue::redeliver(std::string_view delivery_id) {
   return Status::FailedPrecondition("delivery \"" + std::string(delivery_id) + "\" is " +
                                     std::string(to_string(delivery->state)) +
                                     "; only delivered or dead deliveries can be redelivered");
+}
+
+Result<RedeliverBatch> PostgresQueue::redeliver_matching(const RedeliverFilter& filter) {
+  RedeliverBatch batch;
+  Status s = transaction([&](Connection& c) -> Status {
+    batch = RedeliverBatch{};
+    auto now = c.run("read the time", kNowMs);
+    if (!now.ok()) return now.status();
+    auto range = redeliver_range(filter, now->int64(0, 0));
+    if (!range.ok()) return range.status();
+    Params params{number(static_cast<int>(filter.state)), number(range->since_ms),
+                  number(range->until_ms), number(static_cast<std::int64_t>(filter.limit))};
+    if (filter.app_id) params.push_back(*filter.app_id);
+    const int with_app = filter.app_id ? 1 : 0;
+    auto queued = c.run("redeliver matching", kRedeliverMatching[with_app], params);
+    if (!queued.ok()) return queued.status();
+    for (int r = 0; r < queued->size(); ++r) batch.app_ids.push_back(queued->text(r, 0));
+    auto left = c.run("find more to redeliver", kMatchingLeft[with_app], params);
+    if (!left.ok()) return left.status();
+    if (left->size() > 0) batch.next_cursor = redeliver_cursor(*range);
+    return batch.app_ids.empty() ? Status::Ok() : notify_due(c);
+  });
+  if (!s.ok()) return s;
+  return batch;
 }
 
 }  // namespace callbackd

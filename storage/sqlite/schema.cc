@@ -41,6 +41,10 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_by_state_due ON deliveries (state, due_at, host_key);
 CREATE INDEX deliveries_by_host ON deliveries (host_key, state, due_at);
+CREATE INDEX deliveries_by_state_seq ON deliveries (state, seq);
+CREATE INDEX deliveries_by_app_seq ON deliveries (app_id, seq);
+CREATE INDEX deliveries_by_app_state_seq ON deliveries (app_id, state, seq);
+CREATE INDEX deliveries_by_task ON deliveries (task_id, seq);
 
 CREATE TABLE attempts (
   delivery_seq INTEGER NOT NULL,
@@ -68,6 +72,15 @@ CREATE INDEX deliveries_by_state_due ON deliveries (state, due_at, host_key);
 CREATE INDEX deliveries_by_host ON deliveries (host_key, state, due_at);
 )sql";
 
+// Listing pages by seq under any mix of filters: one index per combination (task_id alone
+// narrows to a handful of rows, one per app).
+constexpr const char* kUpgradeFrom2 = R"sql(
+CREATE INDEX deliveries_by_state_seq ON deliveries (state, seq);
+CREATE INDEX deliveries_by_app_seq ON deliveries (app_id, seq);
+CREATE INDEX deliveries_by_app_state_seq ON deliveries (app_id, state, seq);
+CREATE INDEX deliveries_by_task ON deliveries (task_id, seq);
+)sql";
+
 Result<std::int64_t> user_version(Connection& connection) {
   auto version = connection.prepare("PRAGMA user_version");
   if (!version.ok()) return version.status();
@@ -88,8 +101,11 @@ Status upgrade(Connection& connection, std::int64_t found) {
     }
     return connection.exec(kSchema);
   }
-  if (found == 1) {
+  if (found <= 1) {
     if (Status s = connection.exec(kUpgradeFrom1); !s.ok()) return s;
+  }
+  if (found <= 2) {
+    if (Status s = connection.exec(kUpgradeFrom2); !s.ok()) return s;
   }
   return Status::Ok();
 }

@@ -8,8 +8,9 @@
 namespace callbackd::sqlite {
 
 // Version 1: the first release. Version 2: deliveries carry their endpoint (host_key, which
-// claims can skip) and their lease token (lease_owner, lease_gen).
-inline constexpr int kSchemaVersion = 2;
+// claims can skip) and their lease token (lease_owner, lease_gen). Version 3: indexes that
+// page listings by seq under every filter combination (state, app, app + state, task).
+inline constexpr int kSchemaVersion = 3;
 
 // WAL, synchronous=FULL (a commit returns once it is on disk), a busy timeout.
 Status configure_connection(Connection& connection);

@@ -13,6 +13,7 @@
 #include <limits>
 #include <random>
 
+#include "../redeliver_range.h"
 #include "integrity_check.h"
 #include "schema.h"
 #include "statements.h"
@@ -706,21 +707,15 @@ Result<DeliveryPage> SqliteQueue::list(const DeliveryFilter& filter) {
   DeliveryPage page;
   std::vector<std::int64_t> seqs;
   {
-    auto rows = c.prepare(kList);
+    auto rows = c.prepare(kList[list_index(filter.state.has_value(), filter.app_id.has_value(),
+                                           filter.task_id.has_value())]);
     if (!rows.ok()) return rows.status();
     (*rows)->bind(1, after);
-    if (filter.state) {
-      (*rows)->bind(2, static_cast<std::int64_t>(*filter.state));
-    } else {
-      (*rows)->bind_null(2);
-    }
-    if (filter.app_id) {
-      (*rows)->bind(3, *filter.app_id);
-    } else {
-      (*rows)->bind_null(3);
-    }
+    if (filter.state) (*rows)->bind(3, static_cast<std::int64_t>(*filter.state));
+    if (filter.app_id) (*rows)->bind(4, *filter.app_id);
+    if (filter.task_id) (*rows)->bind(5, *filter.task_id);
     // One extra row tells whether another page follows.
-    (*rows)->bind(4, static_cast<std::int64_t>(limit + 1));
+    (*rows)->bind(2, static_cast<std::int64_t>(limit + 1));
     int rc;
     while ((rc = (*rows)->step()) == SQLITE_ROW) {
       seqs.push_back((*rows)->int64(0));
@@ -784,6 +779,36 @@ Result<Delivery> SqliteQueue::redeliver(std::string_view delivery_id) {
   return Status::FailedPrecondition("delivery \"" + std::string(delivery_id) + "\" is " +
                                     std::string(to_string(delivery->state)) +
                                     "; only delivered or dead deliveries can be redelivered");
+}
+
+Result<RedeliverBatch> SqliteQueue::redeliver_matching(const RedeliverFilter& filter) {
+  auto range = redeliver_range(filter, clock_.now_ms());
+  if (!range.ok()) return range.status();
+  const int with_app = filter.app_id ? 1 : 0;
+  RedeliverBatch batch;
+  Status s = write_transaction(Durability::kOnDisk, [&](Connection& c) -> Status {
+    batch = RedeliverBatch{};  // a retried transaction starts over
+    for (const char* sql : {kRedeliverMatching[with_app], kMatchingLeft[with_app]}) {
+      auto rows = c.prepare(sql);
+      if (!rows.ok()) return rows.status();
+      (*rows)->bind(1, clock_.now_ms()).bind(2, static_cast<std::int64_t>(filter.state));
+      (*rows)->bind(3, range->since_ms).bind(4, range->until_ms);
+      (*rows)->bind(5, static_cast<std::int64_t>(filter.limit));
+      if (filter.app_id) (*rows)->bind(6, *filter.app_id);
+      int rc;
+      while ((rc = (*rows)->step()) == SQLITE_ROW) {
+        if (sql == kMatchingLeft[with_app]) {
+          batch.next_cursor = redeliver_cursor(*range);
+        } else {
+          batch.app_ids.push_back((*rows)->text(0));
+        }
+      }
+      if (rc != SQLITE_DONE) return c.error("redeliver matching");
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return batch;
 }
 
 }  // namespace callbackd

@@ -70,10 +70,28 @@ inline constexpr const char* kPutSetting =
 inline constexpr const char* kDeliveryById =
     "SELECT seq, id, app_id, task_id, callback_url, state, due_at, created_at "
     "FROM deliveries WHERE id = ?1";
-inline constexpr const char* kList =
-    "SELECT seq, id, app_id, task_id, callback_url, state, due_at, created_at FROM deliveries "
-    "WHERE seq > ?1 AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR app_id = ?3) "
-    "ORDER BY seq LIMIT ?4";
+// Listings page by seq; each mix of filters has its own text so the planner picks the index
+// made for it (state, seq), (app_id, seq), (app_id, state, seq) or (task_id, seq) instead of
+// walking every row in seq order. ?1 the cursor (last seq shown), ?2 the limit, ?3 state,
+// ?4 app_id, ?5 task_id. Indexed by list_index(). With a task, the unary + keeps the planner
+// off the state indexes: a task_id matches a row per app at most, a state maybe millions.
+#define CALLBACKD_LIST(WHERE)                                                                 \
+  "SELECT seq, id, app_id, task_id, callback_url, state, due_at, created_at FROM deliveries " \
+  "WHERE seq > ?1" WHERE " ORDER BY seq LIMIT ?2"
+inline constexpr const char* kList[8] = {
+    CALLBACKD_LIST(""),
+    CALLBACKD_LIST(" AND state = ?3"),
+    CALLBACKD_LIST(" AND app_id = ?4"),
+    CALLBACKD_LIST(" AND app_id = ?4 AND state = ?3"),
+    CALLBACKD_LIST(" AND task_id = ?5"),
+    CALLBACKD_LIST(" AND task_id = ?5 AND +state = ?3"),
+    CALLBACKD_LIST(" AND task_id = ?5 AND app_id = ?4"),
+    CALLBACKD_LIST(" AND task_id = ?5 AND app_id = ?4 AND +state = ?3"),
+};
+#undef CALLBACKD_LIST
+constexpr int list_index(bool state, bool app_id, bool task_id) {
+  return (state ? 1 : 0) | (app_id ? 2 : 0) | (task_id ? 4 : 0);
+}
 inline constexpr const char* kAttempts =
     "SELECT n, started_at, duration_ms, http_status, error, error_detail, response_head "
     "FROM attempts WHERE delivery_seq = ?1 ORDER BY n";
@@ -81,6 +99,23 @@ inline constexpr const char* kCountByState =
     "SELECT state, count(*) FROM deliveries GROUP BY state";
 inline constexpr const char* kUnfinishedByApp =
     "SELECT app_id, count(*) FROM deliveries WHERE state IN (0, 1) GROUP BY app_id";
+// Bulk redelivery: finished rows of one state whose finish time (due_at) is in [?3, ?4), oldest
+// first off the (state, due_at) index, back to pending exactly as kRedeliver does. ?1 now, ?2
+// the state, ?5 the limit, ?6 app_id. Indexed by whether an app is named.
+#define CALLBACKD_MATCHING(WHERE) \
+  "FROM deliveries WHERE state = ?2 AND due_at >= ?3 AND due_at < ?4" WHERE
+inline constexpr const char* kRedeliverMatching[2] = {
+    "UPDATE deliveries SET state = 0, due_at = ?1, budget_used = 0 WHERE seq IN (SELECT "
+    "seq " CALLBACKD_MATCHING("") " ORDER BY due_at LIMIT ?5) RETURNING app_id",
+    "UPDATE deliveries SET state = 0, due_at = ?1, budget_used = 0 WHERE seq IN (SELECT "
+    "seq " CALLBACKD_MATCHING(" AND app_id = ?6") " ORDER BY due_at LIMIT ?5) RETURNING app_id",
+};
+// Whether any match is left after a batch (same parameters).
+inline constexpr const char* kMatchingLeft[2] = {
+    "SELECT ?1, ?5, 1 " CALLBACKD_MATCHING("") " LIMIT 1",
+    "SELECT ?1, ?5, 1 " CALLBACKD_MATCHING(" AND app_id = ?6") " LIMIT 1",
+};
+#undef CALLBACKD_MATCHING
 inline constexpr const char* kRedeliver =
     "UPDATE deliveries SET state = 0, due_at = ?2, budget_used = 0 "
     "WHERE id = ?1 AND state IN (2, 3)";

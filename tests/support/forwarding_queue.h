@@ -60,6 +60,9 @@ class ForwardingQueue : public Queue {
     return inner_->count_unfinished_by_app();
   }
   Result<Delivery> redeliver(std::string_view id) override { return inner_->redeliver(id); }
+  Result<RedeliverBatch> redeliver_matching(const RedeliverFilter& filter) override {
+    return inner_->redeliver_matching(filter);
+  }
   Status check_writable() override { return inner_->check_writable(); }
   void on_due_elsewhere(std::function<void()> wake) override {
     inner_->on_due_elsewhere(std::move(wake));

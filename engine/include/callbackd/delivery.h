@@ -110,13 +110,33 @@ struct Delivery {
 struct DeliveryFilter {
   std::optional<DeliveryState> state;
   std::optional<std::string> app_id;
-  std::size_t limit = 50;  // capped at 1000
-  std::string cursor;      // next_cursor of the previous page; empty for the first
+  std::optional<std::string> task_id;  // exact match
+  std::size_t limit = 50;              // capped at 1000
+  std::string cursor;                  // next_cursor of the previous page; empty for the first
 };
 
 struct DeliveryPage {
   std::vector<Delivery> items;  // oldest first; attempts are filled in
   std::string next_cursor;      // empty on the last page
+};
+
+// Which finished deliveries a bulk redelivery queues again.
+struct RedeliverFilter {
+  DeliveryState state = DeliveryState::kDead;  // kDead or kDelivered
+  std::optional<std::string> app_id;
+  // When the delivery became dead or delivered, both bounds inclusive.
+  std::optional<TimePoint> finished_since;
+  std::optional<TimePoint> finished_until;
+  std::size_t limit = 1000;  // deliveries queued per call, 1..1000
+  // next_cursor of the previous call; empty for the first. It fixes the end of the range at the
+  // first call's time, so deliveries that finish later (ones it queued that fail again among
+  // them) are never queued by a later call of the same run.
+  std::string cursor;
+};
+
+struct RedeliverBatch {
+  std::vector<std::string> app_ids;  // the app of each delivery queued (its count is the total)
+  std::string next_cursor;           // empty when nothing matching is left
 };
 
 // A number per state, indexed by DeliveryState.

@@ -136,6 +136,10 @@ class Engine {
   Result<DeliveryPage> list(const DeliveryFilter& filter) const;
   // Puts a delivered or dead delivery back to pending, due now, with a fresh retry budget.
   Result<Delivery> redeliver(std::string_view delivery_id);
+  // Bulk recovery: up to filter.limit finished deliveries matching the filter, each as
+  // redeliver() does; call again with next_cursor until it is empty. kNotFound for an unknown
+  // app, kInvalidArgument naming a bad field.
+  Result<RedeliverBatch> redeliver_matching(const RedeliverFilter& filter);
 
   // Deliveries in each state, indexed by DeliveryState.
   Result<DeliveryCounts> count_by_state() const;

@@ -175,7 +175,8 @@ class Queue {
 
   // --- reads and operator actions
   virtual Result<Delivery> find_delivery(std::string_view delivery_id) = 0;
-  // Oldest first, filtered by state and app; cursor-paged.
+  // Oldest first, filtered by state, app and task; cursor-paged. Every combination of filters
+  // is served by an index, so a page costs the same with a million rows stored.
   virtual Result<DeliveryPage> list(const DeliveryFilter& filter) = 0;
   virtual Result<DeliveryCounts> count_by_state() = 0;
   // Pending plus in-flight deliveries of each app that has any (for per-app quotas).
@@ -183,6 +184,12 @@ class Queue {
   // Delivered or dead -> pending, due now, with a fresh retry budget (budget_used = 0).
   // kFailedPrecondition for a pending or in-flight delivery, kNotFound for an unknown id.
   virtual Result<Delivery> redeliver(std::string_view delivery_id) = 0;
+  // Up to filter.limit deliveries matching the filter, oldest finished first, each exactly as
+  // redeliver() does, in one transaction; next_cursor is set while more match. A delivery it
+  // queued is no longer dead (or delivered), so calling again, with the cursor or after a
+  // crash, never queues one twice. kInvalidArgument for a malformed cursor or a state other
+  // than dead or delivered.
+  virtual Result<RedeliverBatch> redeliver_matching(const RedeliverFilter& filter) = 0;
 
   // --- several processes
   // Lets a shared store wake this process when another one stored work that is due now (for

@@ -1,0 +1,22 @@
+// The body of POST /v1/callbacks/redeliver (bulk recovery) read into a RedeliverFilter.
+#pragma once
+
+#include <callbackd/delivery.h>
+
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace callbackd {
+
+// What is wrong with a request, as the API answers it (400 with this code and message).
+struct RequestProblem {
+  std::string code;     // "malformed_json" or "invalid_field"
+  std::string message;  // names the field at fault
+};
+
+// {"state"?,"app_id"?,"finished_since"?,"finished_until"?,"limit"?,"cursor"?}; an empty body
+// means every default (dead deliveries, any app, any time, 1000 a call).
+std::variant<RedeliverFilter, RequestProblem> parse_redeliver_request(std::string_view body);
+
+}  // namespace callbackd
