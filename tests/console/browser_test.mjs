@@ -236,7 +236,8 @@ async function main() {
 
   step('open a dead delivery');
   await page.goto(`${daemon.base}/console/#/deliveries?state=dead`);
-  await page.waitForSelector('tr[data-delivery] a');
+  await page.waitForFunction(() => !location.hash.includes('task_id') && document.body.dataset.page === 'deliveries'
+    && document.querySelectorAll('tr[data-delivery] a').length === 50);
   const deliveryId = await text('tr[data-delivery] a');
   await page.click('tr[data-delivery] a');
   await page.waitForFunction((id) => document.querySelector('#page h1')?.textContent === id, {}, deliveryId);
