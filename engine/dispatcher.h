@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "app_keyring.h"
+#include "attempt_history.h"
 #include "host_scheduler.h"
 #include "http_client.h"
 #include "lease_times.h"
@@ -47,6 +48,7 @@ struct DispatcherOptions {
   // Called (io thread) once an attempt that left its delivery delivered or dead is stored.
   std::function<void(const std::string& app_id)> on_finished;
   std::string ca_bundle_path;
+  AttemptHistory* history = nullptr;  // optional; counts each finished attempt
 };
 
 class Dispatcher : private StoreLink::Listener {
