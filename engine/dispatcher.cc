@@ -371,6 +371,7 @@ void Dispatcher::on_attempt_done(std::int64_t seq, TimePoint started_at, HttpRes
                 attempt.number, attempt.http_status, to_string(attempt.error),
                 to_string(next.state));
   if (options_.observer) options_.observer->on_attempt(attempt, next.state);
+  if (options_.history) options_.history->add(clock_->now(), attempt.error == AttemptError::kNone);
   store_.record(AttemptRecord{d.lease, std::move(attempt), next.state, next.retry_after});
 
   pump();

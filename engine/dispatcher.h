@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "app_keyring.h"
+#include "attempt_history.h"
 #include "endpoint_breaker.h"
 #include "host_scheduler.h"
 #include "http_client.h"
@@ -51,6 +52,7 @@ struct DispatcherOptions {
   std::function<void(const std::string& app_id)> on_finished;
   std::string ca_bundle_path;
   BreakerOptions breaker;
+  AttemptHistory* history = nullptr;  // optional; counts each finished attempt
 };
 
 class Dispatcher : private StoreLink::Listener {

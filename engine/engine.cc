@@ -12,6 +12,7 @@
 
 #include "app_keyring.h"
 #include "app_quota.h"
+#include "attempt_history.h"
 #include "callback_url.h"
 #include "dispatcher.h"
 #include "encoding.h"
@@ -33,7 +34,7 @@ std::string new_secret(SignatureScheme scheme) {
 }
 
 DispatcherOptions dispatcher_options(const EngineOptions& options, const NetworkGuard& guard,
-                                     AppQuota& quota) {
+                                     AppQuota& quota, AttemptHistory& history) {
   DispatcherOptions d;
   d.max_in_flight = options.max_in_flight;
   d.max_in_flight_per_host = std::min(options.max_in_flight_per_host, options.max_in_flight);
@@ -49,6 +50,7 @@ DispatcherOptions dispatcher_options(const EngineOptions& options, const Network
   d.ca_bundle_path = options.ca_bundle_path;
   d.breaker = options.breaker;
   d.on_finished = [&quota](const std::string& app_id) { quota.give_back(app_id); };
+  d.history = &history;
   return d;
 }
 
@@ -118,7 +120,7 @@ class Engine::Impl {
         keys_(*queue_, box_),
         quota_(options_.max_pending_per_app, unfinished),
         dispatcher_(io_, *queue_, keys_, RetryPolicy(options_.retry_schedule),
-                    dispatcher_options(options_, guard_, quota_), options_.clock) {
+                    dispatcher_options(options_, guard_, quota_, history_), options_.clock) {
     queue_->on_due_elsewhere([this] { dispatcher_.notify_pending(); });
   }
 
@@ -138,6 +140,7 @@ class Engine::Impl {
   const NetworkGuard& guard() const { return guard_; }
   const SecretBox& box() const { return box_; }
   AppQuota& quota() { return quota_; }
+  const AttemptHistory& history() const { return history_; }
   // Rotations commit and reach the keyring in the same order, one at a time.
   std::mutex& rotation_mutex() { return rotation_mutex_; }
 
@@ -171,6 +174,7 @@ class Engine::Impl {
   const std::shared_ptr<Queue> queue_;
   AppKeyring keys_;
   AppQuota quota_;
+  AttemptHistory history_;  // before dispatcher_, which counts into it
   asio::io_context io_;
   Dispatcher dispatcher_;  // after io_: destroyed before it
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
@@ -234,6 +238,11 @@ Result<AppWithSecret> Engine::rotate_secret(std::string_view app_id) {
   impl_->keys().put(key);
   spdlog::info("event=secret_rotated app_id={}", key->app.id);
   return AppWithSecret{key->app, key->secret};
+}
+
+Result<AppPage> Engine::list_apps(std::size_t limit, std::string_view cursor) const {
+  if (limit < 1 || limit > 1000) return Status::InvalidArgument("limit: must be from 1 to 1000");
+  return impl_->queue().list_apps(limit, cursor);
 }
 
 Result<EnqueueReceipt> Engine::enqueue(std::string_view app_id, std::string_view callback_url,
@@ -369,6 +378,10 @@ Result<RedeliverBatch> Engine::redeliver_matching(const RedeliverFilter& filter)
 }
 
 Result<DeliveryCounts> Engine::count_by_state() const { return impl_->queue().count_by_state(); }
+
+std::vector<MinuteCounts> Engine::attempts_last_hour() const {
+  return impl_->history().last_hour(impl_->clock().now());
+}
 
 std::size_t Engine::in_flight() const { return impl_->dispatcher().in_flight(); }
 

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "console_files.h"
 #include "embedded_files.h"
 #include "ingest.h"
 #include "json_shape.h"
@@ -97,6 +98,25 @@ std::optional<std::string> percent_decode(std::string_view text) {
   return out;
 }
 
+// key=value pairs of a query string, each value percent-decoded (nullopt when it cannot be).
+std::vector<std::pair<std::string, std::optional<std::string>>> query_pairs(
+    std::string_view query) {
+  std::vector<std::pair<std::string, std::optional<std::string>>> pairs;
+  std::size_t start = 0;
+  while (start < query.size()) {
+    std::size_t end = query.find('&', start);
+    if (end == std::string_view::npos) end = query.size();
+    const std::string_view pair = query.substr(start, end - start);
+    start = end + 1;
+    if (pair.empty()) continue;
+    const std::size_t equals = pair.find('=');
+    pairs.emplace_back(
+        std::string(pair.substr(0, equals)),
+        percent_decode(equals == std::string_view::npos ? "" : pair.substr(equals + 1)));
+  }
+  return pairs;
+}
+
 }  // namespace
 
 ApiResponse error_response(int status, std::string_view code, std::string_view message) {
@@ -181,6 +201,7 @@ std::optional<ApiResponse> Api::route(const ApiRequest& request, const Respond& 
     return ApiResponse{
         200, metrics_.render(engine_), "text/plain; version=0.0.4; charset=utf-8", {}};
   }
+  if (auto r = console_response(m, path)) return *r;
   if (s.size() < 2 || s[0] != "v1") {
     return error_response(404, "not_found", "no route for " + path);
   }
@@ -193,13 +214,17 @@ std::optional<ApiResponse> Api::route(const ApiRequest& request, const Respond& 
 
   if (s[1] == "apps") {
     if (s.size() == 2) {
-      if (auto r = allow({"POST"})) return *r;
+      if (auto r = allow({"GET", "POST"})) return *r;
+      if (m == "GET") return list_apps(query);
       return create_app(request);
     }
     if (s.size() == 4 && !s[2].empty() && s[3] == "rotate-secret") {
       if (auto r = allow({"POST"})) return *r;
       return rotate_secret(s[2]);
     }
+  } else if (s[1] == "stats" && s.size() == 2) {
+    if (auto r = allow({"GET"})) return *r;
+    return stats();
   } else if (s[1] == "callbacks") {
     if (s.size() == 2) {
       if (auto r = allow({"GET", "POST"})) return *r;
@@ -262,6 +287,64 @@ ApiResponse Api::create_app(const ApiRequest& request) {
                              {"name", app->app.name},
                              {"signing_secret", app->signing_secret},
                              {"signature_scheme", to_string(app->app.scheme)}});
+}
+
+ApiResponse Api::list_apps(const std::string& query) {
+  std::size_t limit = 100;
+  std::string cursor;
+  for (const auto& [key, value] : query_pairs(query)) {
+    if (!value) return error_response(400, "invalid_field", key + ": bad percent-encoding");
+    if (key == "limit") {
+      char* end_ptr = nullptr;
+      const long n = std::strtol(value->c_str(), &end_ptr, 10);
+      if (value->empty() || *end_ptr != '\0' || n < 1 || n > 1000) {
+        return error_response(400, "invalid_field", "limit: must be a number from 1 to 1000");
+      }
+      limit = static_cast<std::size_t>(n);
+    } else if (key == "cursor") {
+      cursor = *value;
+    } else {
+      return error_response(400, "invalid_field", key + ": unknown query parameter");
+    }
+  }
+  Result<AppPage> page = engine_.list_apps(limit, cursor);
+  if (!page.ok()) return from_status(page.status(), "not_found");
+  ordered_json items = ordered_json::array();
+  for (const App& app : page->items) {
+    items.push_back({{"app_id", app.id},
+                     {"name", app.name},
+                     {"signature_scheme", to_string(app.scheme)},
+                     {"created_at", rfc3339(app.created_at)}});
+  }
+  return json_response(
+      200, {{"items", std::move(items)},
+            {"next_cursor",
+             page->next_cursor.empty() ? ordered_json() : ordered_json(page->next_cursor)}});
+}
+
+ApiResponse Api::stats() {
+  Result<DeliveryCounts> counts = engine_.count_by_state();
+  if (!counts.ok()) return from_status(counts.status(), "not_found");
+  ordered_json deliveries;
+  for (DeliveryState state : {DeliveryState::kPending, DeliveryState::kInFlight,
+                              DeliveryState::kDelivered, DeliveryState::kDead}) {
+    deliveries[std::string(to_string(state))] = (*counts)[static_cast<std::size_t>(state)];
+  }
+  ordered_json minutes = ordered_json::array();
+  std::size_t succeeded = 0, attempts = 0;
+  for (const MinuteCounts& m : engine_.attempts_last_hour()) {
+    minutes.push_back({{"minute", rfc3339(m.minute)},
+                       {"attempts", m.attempts()},
+                       {"succeeded", m.succeeded},
+                       {"failed", m.failed}});
+    succeeded += m.succeeded;
+    attempts += m.attempts();
+  }
+  return json_response(
+      200, {{"deliveries", std::move(deliveries)},
+            {"attempts_per_minute", std::move(minutes)},
+            {"success_rate",
+             attempts == 0 ? ordered_json() : ordered_json(double(succeeded) / double(attempts))}});
 }
 
 ApiResponse Api::rotate_secret(const std::string& app_id) {

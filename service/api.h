@@ -52,6 +52,8 @@ class Api {
   std::optional<ApiResponse> route(const ApiRequest& request, const Respond& respond);
   ApiResponse create_app(const ApiRequest& request);
   ApiResponse rotate_secret(const std::string& app_id);
+  ApiResponse list_apps(const std::string& query);
+  ApiResponse stats();
   void enqueue(const ApiRequest& request, const Respond& respond);
   ApiResponse get_delivery(const std::string& delivery_id);
   ApiResponse list_deliveries(const std::string& query);

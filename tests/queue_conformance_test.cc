@@ -120,6 +120,34 @@ TEST_P(QueueConformanceTest, AppsAreStoredWithTheirSealedSecretsAsGiven) {
   EXPECT_EQ(queue_->update_app_secrets(again).code(), StatusCode::kNotFound);
 }
 
+TEST_P(QueueConformanceTest, AppsAreListedByIdInPagesWithoutSecrets) {
+  for (const char* id : {"app_3", "app_2"}) {
+    StoredApp app;
+    app.app.id = id;
+    app.app.name = std::string("name of ") + id;
+    app.app.scheme = SignatureScheme::kStandard;
+    app.app.created_at = from_unix_ms(1767225600123);
+    app.sealed_secret = "sealed";
+    ASSERT_TRUE(queue_->insert_app(app).ok());
+  }
+  auto first = queue_->list_apps(2, "");
+  ASSERT_TRUE(first.ok()) << first.status().to_string();
+  ASSERT_EQ(first->items.size(), 2u);
+  EXPECT_EQ(first->items[0].id, "app_1");
+  EXPECT_EQ(first->items[0].name, "acme");
+  EXPECT_EQ(first->items[1].id, "app_2");
+  EXPECT_EQ(first->items[1].name, "name of app_2");
+  EXPECT_EQ(first->items[1].scheme, SignatureScheme::kStandard);
+  EXPECT_EQ(first->items[1].created_at, from_unix_ms(1767225600123));
+  EXPECT_EQ(first->next_cursor, "app_2");
+
+  auto second = queue_->list_apps(2, first->next_cursor);
+  ASSERT_TRUE(second.ok()) << second.status().to_string();
+  ASSERT_EQ(second->items.size(), 1u);
+  EXPECT_EQ(second->items[0].id, "app_3");
+  EXPECT_EQ(second->next_cursor, "");
+}
+
 TEST_P(QueueConformanceTest, SettingsRoundTripAnyBytes) {
   EXPECT_FALSE(queue_->get_setting("k")->has_value());
   ASSERT_TRUE(queue_->put_setting("k", std::string("a\0b", 3)).ok());

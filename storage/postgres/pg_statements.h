@@ -15,6 +15,8 @@ inline const std::string kInsertApp =
 inline const std::string kFindApp =
     "SELECT id, name, scheme, secret, previous_secret, previous_until, created_at "
     "FROM apps WHERE id = $1";
+inline const std::string kListApps =
+    "SELECT id, name, scheme, created_at FROM apps WHERE id > $1 ORDER BY id LIMIT $2";
 inline const std::string kUpdateAppSecrets =
     "UPDATE apps SET secret = $2, previous_secret = $3, previous_until = $4 WHERE id = $1";
 inline const std::string kKnownApps = "SELECT id FROM apps WHERE id = ANY($1::text[])";

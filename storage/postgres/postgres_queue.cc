@@ -163,6 +163,20 @@ Result<StoredApp> PostgresQueue::find_app(std::string_view app_id) {
   return app;
 }
 
+Result<AppPage> PostgresQueue::list_apps(std::size_t limit, std::string_view after_id) {
+  auto c = pool_->borrow();
+  auto rows = c->run("list apps", kListApps, {std::string(after_id), std::to_string(limit)});
+  if (!rows.ok()) return rows.status();
+  AppPage page;
+  for (int r = 0; r < rows->size(); ++r) {
+    page.items.push_back(App{rows->text(r, 0), rows->text(r, 1),
+                             static_cast<SignatureScheme>(rows->int64(r, 2)),
+                             from_unix_ms(rows->int64(r, 3))});
+  }
+  if (page.items.size() == limit) page.next_cursor = page.items.back().id;
+  return page;
+}
+
 Status PostgresQueue::update_app_secrets(const StoredApp& app) {
   auto c = pool_->borrow();
   auto updated =

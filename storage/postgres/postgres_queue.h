@@ -23,6 +23,7 @@ class PostgresQueue final : public Queue {
   Status insert_app(const StoredApp& app) override;
   Result<StoredApp> find_app(std::string_view app_id) override;
   Status update_app_secrets(const StoredApp& app) override;
+  Result<AppPage> list_apps(std::size_t limit, std::string_view after_id) override;
 
   Result<Enqueued> enqueue(const NewDelivery& delivery) override;
   void enqueue_async(NewDelivery delivery, EnqueueDone done) override;

@@ -278,6 +278,23 @@ Result<StoredApp> SqliteQueue::find_app(std::string_view app_id) {
   return app;
 }
 
+Result<AppPage> SqliteQueue::list_apps(std::size_t limit, std::string_view after_id) {
+  ReadLease lease = read_connection();
+  auto rows = (*lease).prepare(kListApps);
+  if (!rows.ok()) return rows.status();
+  (*rows)->bind(1, after_id).bind(2, static_cast<std::int64_t>(limit));
+  AppPage page;
+  int rc;
+  while ((rc = (*rows)->step()) == SQLITE_ROW) {
+    page.items.push_back(App{(*rows)->text(0), (*rows)->text(1),
+                             static_cast<SignatureScheme>((*rows)->int64(2)),
+                             from_unix_ms((*rows)->int64(3))});
+  }
+  if (rc != SQLITE_DONE) return (*lease).error("list apps");
+  if (page.items.size() == limit) page.next_cursor = page.items.back().id;
+  return page;
+}
+
 Status SqliteQueue::update_app_secrets(const StoredApp& app) {
   return write_transaction(Durability::kOnDisk, [&](Connection& c) -> Status {
     auto update = c.prepare(kUpdateAppSecrets);

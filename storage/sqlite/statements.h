@@ -12,6 +12,8 @@ inline constexpr const char* kFindApp =
     "FROM apps WHERE id = ?1";
 inline constexpr const char* kUpdateAppSecrets =
     "UPDATE apps SET secret = ?2, previous_secret = ?3, previous_until = ?4 WHERE id = ?1";
+inline constexpr const char* kListApps =
+    "SELECT id, name, scheme, created_at FROM apps WHERE id > ?1 ORDER BY id LIMIT ?2";
 inline constexpr const char* kAppExists = "SELECT 1 FROM apps WHERE id = ?1";
 inline constexpr const char* kInsertDelivery =
     "INSERT INTO deliveries (id, app_id, task_id, callback_url, state, due_at, "

@@ -34,7 +34,7 @@ if (!binary || !documentPath) {
 
 // Routes other branches add; until they are in this build (the daemon answers 404 not_found),
 // they are listed here, said out loud, and not counted as missing.
-const NOT_YET_BUILT = new Set(['/v1/stats']);
+const NOT_YET_BUILT = new Set([]);
 
 const TOKEN = 'openapi-check-token';
 const failures = [];
@@ -194,7 +194,11 @@ async function exercise() {
   await call('POST', '/v1/apps', '/v1/apps', 400, { body: '{"name":' });
   await call('POST', '/v1/apps', '/v1/apps', 413, { body: tooLarge });
   await call('POST', '/v1/apps', '/v1/apps', 401, { token: '', body: { name: 'acme' } });
-  await call('GET', '/v1/apps', '/v1/apps', 405);
+  await call('GET', '/v1/apps', '/v1/apps', 200);
+  await call('GET', '/v1/apps', '/v1/apps?limit=1', 200);
+  await call('GET', '/v1/apps', '/v1/apps?limit=0', 400);
+  await call('GET', '/v1/apps', '/v1/apps', 401, { token: '' });
+  await call('DELETE', '/v1/apps', '/v1/apps', 405);
 
   const rotate = '/v1/apps/{app_id}/rotate-secret';
   await call('POST', rotate, `/v1/apps/${app.app_id}/rotate-secret`, 200);
@@ -264,6 +268,7 @@ async function exercise() {
   await call('POST', '/v1/endpoints', '/v1/endpoints', 405);
   await call('GET', '/v1/stats', '/v1/stats', 200);
   await call('GET', '/v1/stats', '/v1/stats', 401, { token: '' });
+  await call('POST', '/v1/stats', '/v1/stats', 405);
 }
 
 try {

@@ -18,6 +18,9 @@ class ForwardingQueue : public Queue {
   Status update_app_secrets(const StoredApp& app) override {
     return inner_->update_app_secrets(app);
   }
+  Result<AppPage> list_apps(std::size_t limit, std::string_view after_id) override {
+    return inner_->list_apps(limit, after_id);
+  }
   Result<Enqueued> enqueue(const NewDelivery& d) override { return inner_->enqueue(d); }
   void enqueue_async(NewDelivery d, EnqueueDone done) override {
     inner_->enqueue_async(std::move(d), std::move(done));

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace callbackd {
 
@@ -29,6 +30,12 @@ struct App {
   std::string name;
   SignatureScheme scheme = SignatureScheme::kHex;
   TimePoint created_at;
+};
+
+// One page of apps, by id; never a secret.
+struct AppPage {
+  std::vector<App> items;
+  std::string next_cursor;  // the last id of a full page; empty on the last page
 };
 
 // Returned once, at creation or rotation: the only time the secret leaves callbackd.

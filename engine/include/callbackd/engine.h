@@ -30,6 +30,14 @@ namespace callbackd {
 
 using namespace std::chrono_literals;
 
+// Attempts that finished within one minute (wall time).
+struct MinuteCounts {
+  TimePoint minute;  // the minute's start
+  std::size_t succeeded = 0;
+  std::size_t failed = 0;
+  std::size_t attempts() const { return succeeded + failed; }
+};
+
 // Told what the engine does, for metrics. Called on engine threads (enqueue on the caller's,
 // attempts on the dispatcher's): implementations must be thread-safe and quick.
 class EngineObserver {
@@ -117,6 +125,8 @@ class Engine {
   Result<App> app(std::string_view app_id) const;
   // Replaces the app's secret with a fresh one and returns it.
   Result<AppWithSecret> rotate_secret(std::string_view app_id);
+  // Apps by id, `limit` (1..1000) a page; `cursor` is the previous page's next_cursor.
+  Result<AppPage> list_apps(std::size_t limit, std::string_view cursor) const;
 
   // Builds, validates and durably stores the callback for a finished task; returns once the
   // commit is on disk. A repeated (app_id, task_id) returns the existing delivery unchanged.
@@ -139,6 +149,9 @@ class Engine {
 
   // Deliveries in each state, indexed by DeliveryState.
   Result<DeliveryCounts> count_by_state() const;
+  // Attempts finished in each of the last 60 minutes, oldest first, the current minute last.
+  // Counted in memory by this engine: empty after a restart, other processes not included.
+  std::vector<MinuteCounts> attempts_last_hour() const;
   // Attempts running now.
   std::size_t in_flight() const;
   // Endpoints seen by this process since it started, with their breaker state.

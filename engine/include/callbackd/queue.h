@@ -126,6 +126,8 @@ class Queue {
   virtual Result<StoredApp> find_app(std::string_view app_id) = 0;
   // Replaces the secret fields of an existing app (rotation). kNotFound if missing.
   virtual Status update_app_secrets(const StoredApp& app) = 0;
+  // Up to `limit` apps with ids after `after_id` (empty: from the first), by id.
+  virtual Result<AppPage> list_apps(std::size_t limit, std::string_view after_id) = 0;
 
   // --- ingest
   // Stores the delivery and returns once its commit is durable. Callers on many threads
