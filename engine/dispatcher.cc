@@ -58,6 +58,7 @@ Dispatcher::Dispatcher(asio::io_context& io, Queue& queue, AppKeyring& keys, Ret
       next_prune_(clock_->steady_now()),
       next_forget_(clock_->steady_now()),
       scheduler_(scheduler_options(options_)),
+      breaker_(options_.breaker, times_.lease),
       store_(io, queue, clock_, *this) {}
 
 Dispatcher::~Dispatcher() = default;
@@ -123,12 +124,15 @@ bool Dispatcher::try_reserve(std::string_view host_key) {
   {
     std::lock_guard lock(scheduler_mutex_);
     if (!accepting_) return false;
+    // An open endpoint gets no attempt now: the caller stores the delivery pending.
+    if (!breaker_.may_hand_off(host_key, clock_->steady_now())) return false;
     reserved = scheduler_.try_reserve(host_key, evicted);
     if (evicted) scheduler_.note_spilled(evicted->host);
     if (reserved) {
       ++reservations_;
     } else {
       scheduler_.note_spilled(host_key);  // the caller stores it pending instead
+      breaker_.probe_lost(host_key, clock_->steady_now());
     }
   }
   if (evicted) {
@@ -148,6 +152,7 @@ void Dispatcher::cancel_reservation(const std::string& host_key) {
   {
     std::lock_guard lock(scheduler_mutex_);
     scheduler_.cancel_reservation(host_key);
+    breaker_.probe_lost(host_key, clock_->steady_now());
     --reservations_;
   }
   asio::post(io_, [this] { maybe_finish_stop(); });
@@ -187,6 +192,20 @@ std::vector<HostView> Dispatcher::hosts() const {
   return scheduler_.views();
 }
 
+std::vector<EndpointHealth> Dispatcher::endpoints(const EndpointQuery& query) const {
+  std::lock_guard lock(scheduler_mutex_);
+  std::vector<EndpointHealth> all = breaker_.views(query, clock_->steady_now(), clock_->now());
+  for (EndpointHealth& e : all) {
+    if (auto host = scheduler_.view(e.endpoint)) e.in_flight = host->in_flight;
+  }
+  return all;
+}
+
+EndpointCounts Dispatcher::endpoint_counts() const {
+  std::lock_guard lock(scheduler_mutex_);
+  return breaker_.counts();
+}
+
 // ---------------------------------------------------------------- held deliveries
 
 bool Dispatcher::hold(ClaimedDelivery delivery, SteadyTime leased_at, bool reserved) {
@@ -207,6 +226,33 @@ void Dispatcher::drop_waiting(std::unordered_map<std::int64_t, Held>::iterator i
   held_.erase(it);
 }
 
+void Dispatcher::hold_back(std::unordered_map<std::int64_t, Held>::iterator it, SteadyTime now) {
+  Millis until_probe{0};
+  {
+    std::lock_guard lock(scheduler_mutex_);
+    scheduler_.finished(it->second.delivery.host_key, std::nullopt, now);
+    until_probe = breaker_.hold_for(it->second.delivery.host_key, now);
+  }
+  // Due again when the endpoint may be probed, so claims do not bring it straight back.
+  store_.release(it->second.delivery.lease, std::max(until_probe, deferral(options_)));
+  held_.erase(it);
+}
+
+void Dispatcher::report(const BreakerTransition& t) {
+  if (t.to == BreakerState::kOpen) {
+    spdlog::warn(
+        "event=breaker_open endpoint={} failure_rate={:.2f} attempts={} cooldown_ms={} "
+        "reason={}",
+        t.endpoint, t.failure_rate, t.attempts, t.cooldown.count(),
+        t.probe ? "probe_failed" : "failure_rate");
+  } else if (t.to == BreakerState::kHalfOpen) {
+    spdlog::info("event=breaker_half_open endpoint={}", t.endpoint);
+  } else {
+    spdlog::info("event=breaker_closed endpoint={}", t.endpoint);
+  }
+  if (options_.observer) options_.observer->on_breaker_transition(t.to);
+}
+
 void Dispatcher::stale_write(std::string_view write, const LeaseToken& token) {
   // The lease ran out and the delivery was claimed again (by this or another process): the
   // write is refused, never applied, and said out loud.
@@ -221,13 +267,20 @@ void Dispatcher::pump() {
   const SteadyTime now = clock_->steady_now();
   for (;;) {
     std::optional<HostScheduler::Pick> pick;
+    auto admission = EndpointBreaker::Admission::kRun;
     {
       std::lock_guard lock(scheduler_mutex_);
       pick = scheduler_.next(now);
+      if (pick) admission = breaker_.admit(pick->host, now);
     }
     if (!pick) return;
     auto it = held_.find(pick->job);
+    if (it != held_.end() && admission == EndpointBreaker::Admission::kHold) {
+      hold_back(it, now);
+      continue;
+    }
     if (it != held_.end() && it->second.lease_end - now >= times_.start_minimum) {
+      it->second.probe = admission == EndpointBreaker::Admission::kProbe;
       start_attempt(it->second);
       continue;
     }
@@ -293,11 +346,16 @@ void Dispatcher::on_attempt_done(std::int64_t seq, TimePoint started_at, HttpRes
   auto it = held_.find(seq);
   if (it == held_.end()) return;  // cannot happen: a running delivery stays held
   const ClaimedDelivery& d = it->second.delivery;
+  std::optional<BreakerTransition> transition;
   {
     std::lock_guard lock(scheduler_mutex_);
+    const SteadyTime now = clock_->steady_now();
     scheduler_.finished(d.host_key, AttemptOutcome{response.http_status != 0, response.duration},
-                        clock_->steady_now());
+                        now);
+    transition =
+        breaker_.record(d.host_key, response.error, response.http_status, it->second.probe, now);
   }
+  if (transition) report(*transition);
 
   Attempt attempt;
   attempt.number = d.attempts_made + 1;
@@ -325,6 +383,12 @@ void Dispatcher::on_attempt_done(std::int64_t seq, TimePoint started_at, HttpRes
 void Dispatcher::on_claimed(Result<std::vector<ClaimedDelivery>> claimed,
                             std::optional<Millis> next_due, SteadyTime sent_at) {
   const auto for_host = std::exchange(claiming_for_host_, std::nullopt);
+  const auto probe_for = std::exchange(claiming_probe_, std::nullopt);
+  if (probe_for && (!claimed.ok() || claimed->empty())) {
+    // Nothing of that endpoint is due: look again in a while; a fresh callback may probe first.
+    std::lock_guard lock(scheduler_mutex_);
+    breaker_.probe_not_found(*probe_for, clock_->steady_now(), options_.breaker.cooldown);
+  }
   if (!claimed.ok()) {
     spdlog::error("event=claim_failed error=\"{}\"", claimed.status().to_string());
   } else {
@@ -356,7 +420,9 @@ void Dispatcher::on_claimed(Result<std::vector<ClaimedDelivery>> claimed,
         scheduler_.note_spilled(host_key);
       }
     }
-    if (for_host) {
+    if (probe_for) {
+      // One delivery, the probe: it starts as soon as its endpoint's line lets it.
+    } else if (for_host) {
       // As many as it had room for: the store may hold more of them.
       if (asked >= for_host->second) {
         std::lock_guard lock(scheduler_mutex_);
@@ -437,8 +503,18 @@ void Dispatcher::maybe_claim() {
   ClaimRequest request;
   {
     std::lock_guard lock(scheduler_mutex_);
-    // A quick host's overflow first: it is claimed by host, not behind other hosts' rows.
-    if (auto spilled = scheduler_.take_spilled()) {
+    std::optional<HostScheduler::SpilledHost> spilled;
+    // A half-open endpoint's probe first: its oldest due delivery, and only that.
+    std::optional<std::string> probe = breaker_.take_probe_claim(clock_->steady_now());
+    // An open endpoint's overflow waits in the store until it closes.
+    while (!probe && (spilled = scheduler_.take_spilled()) && !breaker_.closed(spilled->host)) {
+    }
+    if (probe) {
+      request.limit = 1;
+      request.only_host = *probe;
+      claiming_probe_ = std::move(probe);
+    } else if (spilled) {
+      // A quick host's overflow first: it is claimed by host, not behind other hosts' rows.
       request.limit = std::min(options_.claim_batch, spilled->room);
       request.only_host = spilled->host;
       claiming_for_host_.emplace(std::move(spilled->host), request.limit);
@@ -446,7 +522,12 @@ void Dispatcher::maybe_claim() {
       if (!claim_wanted_) return;
       request.limit = std::min(options_.claim_batch, scheduler_.waiting_room());
       if (request.limit == 0) return;  // a finishing attempt calls back here
-      request.skip_hosts = scheduler_.full_hosts(kMaxSkippedHosts);
+      // Open endpoints first: their deliveries wait in the store.
+      request.skip_hosts = breaker_.unhealthy(kMaxSkippedHosts / 2);
+      for (std::string& host :
+           scheduler_.full_hosts(kMaxSkippedHosts - request.skip_hosts.size())) {
+        request.skip_hosts.push_back(std::move(host));
+      }
       claim_wanted_ = false;
     }
   }
@@ -489,11 +570,17 @@ void Dispatcher::on_tick() {
   prune_wanted_ = false;
   store_.maintain(/*recover=*/true, prune, options_.retention);
   store_.retry();
-  if (now >= next_forget_) {
-    next_forget_ = now + kForgetInterval;
+  std::vector<BreakerTransition> half_open;
+  {
     std::lock_guard lock(scheduler_mutex_);
-    scheduler_.forget_idle(now);
+    half_open = breaker_.advance(now);
+    if (now >= next_forget_) {
+      next_forget_ = now + kForgetInterval;
+      scheduler_.forget_idle(now);
+      breaker_.forget_idle(now);
+    }
   }
+  for (const BreakerTransition& t : half_open) report(t);
   claim_wanted_ = true;
   maybe_claim();
   arm_timer(now + options_.poll_interval);

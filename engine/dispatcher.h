@@ -2,7 +2,9 @@
 // - the HostScheduler decides which held delivery starts next (fairness, caps, adaptive
 //   per-host concurrency);
 // - the StoreLink claims, renews, records and releases on a storage thread;
-// - the HttpClient runs each attempt.
+// - the HttpClient runs each attempt;
+// - the EndpointBreaker holds back attempts to endpoints that keep failing (their deliveries
+//   stay in the store, pending, spending nothing) and lets one probe through after a cool-down.
 // What it keeps itself is the set of held deliveries and their leases: every held lease is
 // renewed before it could run out, an attempt starts only with enough lease left to finish and
 // be recorded, and a write refused for a stale token is counted and logged.
@@ -25,6 +27,7 @@
 
 #include "app_keyring.h"
 #include "attempt_history.h"
+#include "endpoint_breaker.h"
 #include "host_scheduler.h"
 #include "http_client.h"
 #include "lease_times.h"
@@ -48,6 +51,7 @@ struct DispatcherOptions {
   // Called (io thread) once an attempt that left its delivery delivered or dead is stored.
   std::function<void(const std::string& app_id)> on_finished;
   std::string ca_bundle_path;
+  BreakerOptions breaker;
   AttemptHistory* history = nullptr;  // optional; counts each finished attempt
 };
 
@@ -80,6 +84,9 @@ class Dispatcher : private StoreLink::Listener {
   std::size_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
   // Any thread. What the scheduler knows of each host.
   std::vector<HostView> hosts() const;
+  // Any thread. What the breaker knows of each endpoint, with attempts in flight.
+  std::vector<EndpointHealth> endpoints(const EndpointQuery& query) const;
+  EndpointCounts endpoint_counts() const;
 
  private:
   // A delivery this dispatcher holds a lease on: waiting in its host's line, or running.
@@ -88,6 +95,7 @@ class Dispatcher : private StoreLink::Listener {
     SteadyTime lease_end;   // a conservative estimate of when the store ends the lease
     bool running = false;   // its attempt started; it leaves once its record is stored
     bool renewing = false;  // a renewal is on its way
+    bool probe = false;     // its attempt is a half-open endpoint's probe
   };
 
   // StoreLink::Listener
@@ -102,6 +110,9 @@ class Dispatcher : private StoreLink::Listener {
   // Takes a claimed delivery into a host's line; false when the line had no room.
   bool hold(ClaimedDelivery delivery, SteadyTime leased_at, bool reserved);
   void drop_waiting(std::unordered_map<std::int64_t, Held>::iterator it);
+  // Its endpoint's breaker is open: back to the store, no attempt spent.
+  void hold_back(std::unordered_map<std::int64_t, Held>::iterator it, SteadyTime now);
+  void report(const BreakerTransition& transition);
   void pump();
   void start_attempt(Held& held);
   void on_attempt_done(std::int64_t seq, TimePoint started_at, HttpResponse response);
@@ -137,12 +148,15 @@ class Dispatcher : private StoreLink::Listener {
   bool claim_wanted_ = true;
   // The claim out is for this one host's deliveries, at most this many (see take_spilled).
   std::optional<std::pair<std::string, std::size_t>> claiming_for_host_;
+  // The claim out is for this half-open endpoint's probe.
+  std::optional<std::string> claiming_probe_;
   bool prune_wanted_ = true;
   std::function<void()> stop_done_;
 
-  // Shared with enqueue threads: the scheduler and who may reserve a place in it.
+  // Shared with enqueue threads: the scheduler, the breaker and who may reserve a place.
   mutable std::mutex scheduler_mutex_;
   HostScheduler scheduler_;
+  EndpointBreaker breaker_;
   bool accepting_ = false;
   std::size_t reservations_ = 0;  // reserved, not yet handed off or cancelled
 

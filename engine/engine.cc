@@ -48,6 +48,7 @@ DispatcherOptions dispatcher_options(const EngineOptions& options, const Network
     return guard.allows(address);
   };
   d.ca_bundle_path = options.ca_bundle_path;
+  d.breaker = options.breaker;
   d.on_finished = [&quota](const std::string& app_id) { quota.give_back(app_id); };
   d.history = &history;
   return d;
@@ -92,6 +93,15 @@ Status validate(const EngineOptions& options) {
   }
   if (options.retention <= Millis(0)) return Status::InvalidArgument("retention: must be positive");
   if (!options.clock) return Status::InvalidArgument("clock: must be set");
+  const BreakerOptions& b = options.breaker;
+  if (!(b.failure_rate > 0 && b.failure_rate <= 1)) {
+    return Status::InvalidArgument("breaker.failure_rate: must be above 0 and at most 1");
+  }
+  if (b.min_attempts == 0) return Status::InvalidArgument("breaker.min_attempts: must be >= 1");
+  if (b.window <= Millis(0) || b.cooldown <= Millis(0) || b.max_cooldown <= Millis(0)) {
+    return Status::InvalidArgument("breaker: window, cooldown and max_cooldown must be positive");
+  }
+  if (b.max_endpoints == 0) return Status::InvalidArgument("breaker.max_endpoints: must be >= 1");
   if (options.max_pending_per_app == 0) {
     return Status::InvalidArgument("max_pending_per_app: must be >= 1");
   }
@@ -374,6 +384,12 @@ std::vector<MinuteCounts> Engine::attempts_last_hour() const {
 }
 
 std::size_t Engine::in_flight() const { return impl_->dispatcher().in_flight(); }
+
+std::vector<EndpointHealth> Engine::endpoints(const EndpointQuery& query) const {
+  return impl_->dispatcher().endpoints(query);
+}
+
+EndpointCounts Engine::endpoint_counts() const { return impl_->dispatcher().endpoint_counts(); }
 
 QueueStats Engine::store_stats() const { return impl_->queue().stats(); }
 

@@ -11,6 +11,7 @@
 #include "json_shape.h"
 #include "json_views.h"
 #include "redeliver_request.h"
+#include "units.h"
 
 namespace callbackd {
 
@@ -245,6 +246,10 @@ std::optional<ApiResponse> Api::route(const ApiRequest& request, const Respond& 
       return redeliver(s[2]);
     }
   }
+  if (s[1] == "endpoints" && s.size() == 2) {
+    if (auto r = allow({"GET"})) return *r;
+    return list_endpoints(query);
+  }
   return error_response(404, "not_found", "no route for " + path);
 }
 
@@ -430,6 +435,38 @@ ApiResponse Api::redeliver(const std::string& delivery_id) {
   Result<Delivery> delivery = engine_.redeliver(delivery_id);
   if (!delivery.ok()) return from_status(delivery.status(), "delivery_not_found");
   return json_response(200, delivery_json(*delivery));
+}
+
+ApiResponse Api::list_endpoints(const std::string& query) {
+  EndpointQuery filter;
+  for (std::size_t start = 0; start < query.size();) {
+    const std::size_t end = std::min(query.find('&', start), query.size());
+    const std::string pair = query.substr(start, end - start);
+    start = end + 1;
+    if (pair.empty()) continue;
+    const std::size_t equals = pair.find('=');
+    const std::string key = pair.substr(0, equals);
+    std::optional<std::string> value =
+        percent_decode(equals == std::string::npos ? "" : pair.substr(equals + 1));
+    if (!value) return error_response(400, "invalid_field", key + ": bad percent-encoding");
+    if (key == "state") {
+      filter.state = parse_breaker_state(*value);
+      if (!filter.state) {
+        return error_response(400, "invalid_field", "state: must be open, half_open or closed");
+      }
+    } else if (key == "limit") {
+      std::optional<std::uint64_t> limit = parse_unsigned(*value);
+      if (!limit || *limit < 1 || *limit > 1000) {
+        return error_response(400, "invalid_field", "limit: must be a number from 1 to 1000");
+      }
+      filter.limit = static_cast<std::size_t>(*limit);
+    } else {
+      return error_response(400, "invalid_field", key + ": unknown query parameter");
+    }
+  }
+  ordered_json items = ordered_json::array();
+  for (const EndpointHealth& e : engine_.endpoints(filter)) items.push_back(endpoint_json(e));
+  return json_response(200, {{"items", std::move(items)}});
 }
 
 ApiResponse Api::redeliver_matching(const ApiRequest& request) {

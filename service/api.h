@@ -58,6 +58,7 @@ class Api {
   ApiResponse get_delivery(const std::string& delivery_id);
   ApiResponse list_deliveries(const std::string& query);
   ApiResponse redeliver(const std::string& delivery_id);
+  ApiResponse list_endpoints(const std::string& query);
   ApiResponse redeliver_matching(const ApiRequest& request);
   ApiResponse openapi_document();
   bool authorized(const ApiRequest& request) const;

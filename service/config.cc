@@ -5,6 +5,8 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/network_v4.hpp>
 #include <boost/asio/ip/network_v6.hpp>
+#include <charconv>
+#include <cstdio>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -34,6 +36,7 @@ Status not_a(std::string_view value, std::string_view what) {
 constexpr Millis kMaxDuration = std::chrono::days(30);
 constexpr Millis kMaxRetention = std::chrono::days(3650);
 constexpr Millis kMaxAttemptTimeout = std::chrono::hours(1);
+constexpr Millis kMaxBreakerDuration = std::chrono::hours(1);
 
 // `max_text` names the bound in the message: "30d".
 Status set_duration(Millis& out, const std::string& value, Millis max = kMaxDuration,
@@ -54,6 +57,10 @@ Status set_count(std::size_t& out, const std::string& value) {
   }
   out = static_cast<std::size_t>(*n);
   return Status::Ok();
+}
+
+Status set_breaker_duration(Millis& out, const std::string& value) {
+  return set_duration(out, value, kMaxBreakerDuration, "1h");
 }
 
 Status check_cidr(const std::string& value) {
@@ -199,6 +206,48 @@ const std::vector<KeyDef>& key_defs() {
          c.max_connections = static_cast<std::size_t>(*n);
          return Status::Ok();
        }},
+      {"breaker_enabled", "true",
+       "per endpoint circuit breaker: hold back attempts to an endpoint that keeps failing", false,
+       [](Config& c, const Values& v) {
+         if (v.back() != "true" && v.back() != "false") return not_a(v.back(), "true or false");
+         c.breaker_enabled = v.back() == "true";
+         return Status::Ok();
+       }},
+      {"breaker_failure_rate", "0.5",
+       "share of failed attempts in the window that opens an endpoint's breaker", false,
+       [](Config& c, const Values& v) {
+         const std::string& text = v.back();
+         double rate = 0;
+         const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), rate);
+         if (ec != std::errc() || end != text.data() + text.size() || !(rate > 0 && rate <= 1)) {
+           return not_a(text, "a number above 0 and at most 1 (e.g. 0.5)");
+         }
+         c.breaker_failure_rate = rate;
+         return Status::Ok();
+       }},
+      {"breaker_min_attempts", "20", "attempts the window must hold before the breaker may open",
+       false,
+       [](Config& c, const Values& v) {
+         std::optional<std::uint64_t> n = parse_unsigned(v.back());
+         if (!n || *n == 0 || *n > 1'000'000) {
+           return not_a(v.back(), "a whole number from 1 to 1000000");
+         }
+         c.breaker_min_attempts = static_cast<std::size_t>(*n);
+         return Status::Ok();
+       }},
+      {"breaker_window", "60s", "sliding window the failure rate is measured over", false,
+       [](Config& c, const Values& v) { return set_breaker_duration(c.breaker_window, v.back()); }},
+      {"breaker_cooldown", "30s", "how long an endpoint stays open before one probe", false,
+       [](Config& c, const Values& v) {
+         return set_breaker_duration(c.breaker_cooldown, v.back());
+       }},
+      {"breaker_max_cooldown", "5m",
+       "cap of the cool-down, which doubles after each failed probe (never below "
+       "breaker_cooldown)",
+       false,
+       [](Config& c, const Values& v) {
+         return set_breaker_duration(c.breaker_max_cooldown, v.back());
+       }},
   };
   return defs;
 }
@@ -254,6 +303,12 @@ Result<SourceValues> read_toml(std::string_view text, const std::string& where) 
     auto scalar = [&](const toml::node& n) -> std::optional<std::string> {
       if (const auto* s = n.as_string()) return s->get();
       if (const auto* i = n.as_integer()) return std::to_string(i->get());
+      if (const auto* b = n.as_boolean()) return std::string(b->get() ? "true" : "false");
+      if (const auto* f = n.as_floating_point()) {
+        char text[32];
+        std::snprintf(text, sizeof text, "%.15g", f->get());
+        return std::string(text);
+      }
       return std::nullopt;
     };
     Values values;
@@ -267,7 +322,7 @@ Result<SourceValues> read_toml(std::string_view text, const std::string& where) 
     } else if (auto text = scalar(node)) {
       values = def->is_list ? split_commas(*text) : Values{*text};
     } else {
-      return Status::InvalidArgument(label + ": must be a string or an integer");
+      return Status::InvalidArgument(label + ": must be a string, a number or a boolean");
     }
     out.values[name] = std::move(values);
     out.labels[name] = label;

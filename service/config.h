@@ -41,6 +41,13 @@ struct Config {
   std::size_t max_pending_per_app = 100000;
   std::size_t max_response_bytes = 1024;
   std::size_t max_connections = 1024;
+  // Per endpoint circuit breaker (see BreakerOptions in callbackd/endpoint_health.h).
+  bool breaker_enabled = true;
+  double breaker_failure_rate = 0.5;
+  std::size_t breaker_min_attempts = 20;
+  Millis breaker_window = 60s;
+  Millis breaker_cooldown = 30s;
+  Millis breaker_max_cooldown = 5min;
 
   std::filesystem::path database_path() const { return data_dir / "callbackd.db"; }
 };

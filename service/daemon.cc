@@ -55,6 +55,12 @@ EngineOptions engine_options(const Config& config, std::shared_ptr<Queue> queue,
   options.max_pending_per_app = config.max_pending_per_app;
   options.max_response_bytes = config.max_response_bytes;
   options.max_body_bytes = config.max_body_bytes;
+  options.breaker.enabled = config.breaker_enabled;
+  options.breaker.failure_rate = config.breaker_failure_rate;
+  options.breaker.min_attempts = config.breaker_min_attempts;
+  options.breaker.window = config.breaker_window;
+  options.breaker.cooldown = config.breaker_cooldown;
+  options.breaker.max_cooldown = config.breaker_max_cooldown;
   options.version = CALLBACKD_VERSION;  // User-Agent: callbackd/<the project's version>
   // The key itself only ever comes from the environment (or the key file), never a flag. Taken
   // out of the environment once read: children, /proc/<pid>/environ and core dumps never see it.

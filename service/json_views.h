@@ -2,6 +2,7 @@
 #pragma once
 
 #include <callbackd/delivery.h>
+#include <callbackd/endpoint_health.h>
 
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -19,6 +20,10 @@ std::optional<TimePoint> parse_rfc3339(std::string_view text);
 // {"delivery_id","app_id","task_id","callback_url","state","attempts":[...],"next_attempt_at",
 //  "created_at"}
 nlohmann::ordered_json delivery_json(const Delivery& delivery);
+
+// {"endpoint","state","attempts","failures","failure_rate","last_error","last_failure_at",
+//  "opened_at","next_probe_at","in_flight"}
+nlohmann::ordered_json endpoint_json(const EndpointHealth& endpoint);
 
 // {"error":{"code":…,"message":…}}
 std::string error_json(std::string_view code, std::string_view message);

@@ -83,6 +83,10 @@ void Metrics::on_stale_lease(std::string_view write) {
   }
 }
 
+void Metrics::on_breaker_transition(BreakerState to) {
+  breaker_transitions_[static_cast<std::size_t>(to)].fetch_add(1, std::memory_order_relaxed);
+}
+
 void Metrics::on_http_response(int status) {
   const int family = status / 100;
   if (family >= 0 && family < static_cast<int>(http_responses_.size())) {
@@ -139,6 +143,21 @@ std::string Metrics::render(const Engine& engine) const {
     sample(out, "callbackd_store_connections", "state=\"in_use\"", store.connections_in_use);
     sample(out, "callbackd_store_connections", "state=\"idle\"",
            store.connections - store.connections_in_use);
+  }
+
+  // Counts only: a label per endpoint would grow without bound (GET /v1/endpoints names them).
+  const EndpointCounts endpoints = engine.endpoint_counts();
+  header(out, "callbackd_endpoints", "gauge",
+         "Endpoints seen by this process, by circuit breaker state.");
+  for (BreakerState s : {BreakerState::kClosed, BreakerState::kOpen, BreakerState::kHalfOpen}) {
+    sample(out, "callbackd_endpoints", "state=\"" + std::string(to_string(s)) + "\"",
+           endpoints[static_cast<std::size_t>(s)]);
+  }
+  header(out, "callbackd_breaker_transitions_total", "counter",
+         "Endpoint circuit breaker state changes, by the state entered.");
+  for (BreakerState s : {BreakerState::kOpen, BreakerState::kHalfOpen, BreakerState::kClosed}) {
+    sample(out, "callbackd_breaker_transitions_total", "to=\"" + std::string(to_string(s)) + "\"",
+           breaker_transitions_[static_cast<std::size_t>(s)].load());
   }
 
   header(out, "callbackd_attempts_in_flight", "gauge", "Attempts running now.");

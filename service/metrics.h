@@ -32,6 +32,7 @@ class Metrics final : public EngineObserver {
   void on_enqueued(std::chrono::microseconds latency, bool created) override;
   void on_attempt(const Attempt& attempt, DeliveryState next_state) override;
   void on_stale_lease(std::string_view write) override;
+  void on_breaker_transition(BreakerState to) override;
   void on_http_response(int status);
 
   // The exposition text. `engine` supplies the gauges (queue depth, in flight).
@@ -43,8 +44,9 @@ class Metrics final : public EngineObserver {
   std::array<std::atomic<std::uint64_t>, 4> finished_{};  // by DeliveryState
   std::atomic<std::uint64_t> enqueued_created_{0};
   std::atomic<std::uint64_t> enqueued_existing_{0};
-  std::array<std::atomic<std::uint64_t>, 6> http_responses_{};      // by status class 0xx..5xx
-  std::array<std::atomic<std::uint64_t>, 3> stale_lease_writes_{};  // record, renew, release
+  std::array<std::atomic<std::uint64_t>, 6> http_responses_{};       // by status class 0xx..5xx
+  std::array<std::atomic<std::uint64_t>, 3> stale_lease_writes_{};   // record, renew, release
+  std::array<std::atomic<std::uint64_t>, 3> breaker_transitions_{};  // by BreakerState
   Histogram attempt_seconds_;
   Histogram enqueue_seconds_;
 };

@@ -46,6 +46,12 @@ TEST(Config, DefaultsAreDesignMdsTable) {
   EXPECT_EQ(config->retention, std::chrono::duration_cast<Millis>(std::chrono::days(7)));
   EXPECT_EQ(config->log_level, "info");
   EXPECT_EQ(config->database_path(), std::filesystem::path("./data/callbackd.db"));
+  EXPECT_TRUE(config->breaker_enabled);
+  EXPECT_EQ(config->breaker_failure_rate, 0.5);
+  EXPECT_EQ(config->breaker_min_attempts, 20u);
+  EXPECT_EQ(config->breaker_window, 60s);
+  EXPECT_EQ(config->breaker_cooldown, 30s);
+  EXPECT_EQ(config->breaker_max_cooldown, 5min);
 }
 
 class ConfigFileTest : public ::testing::Test {
@@ -89,6 +95,28 @@ attempt_timeout = "5s"
   EXPECT_EQ(config->max_body_bytes, 2u << 20);
 }
 
+// TOML booleans and floats are read as such; the environment and flags give the same as text.
+TEST_F(ConfigFileTest, BreakerKeysTakeABooleanAndAFraction) {
+  ConfigSources sources;
+  sources.file = write(
+      "breaker_enabled = false\nbreaker_failure_rate = 0.25\nbreaker_min_attempts = 5\n"
+      "breaker_window = \"10s\"\nbreaker_cooldown = \"250ms\"\nbreaker_max_cooldown = \"1h\"\n");
+  Result<Config> config = load_config(sources);
+  ASSERT_TRUE(config.ok()) << config.status().to_string();
+  EXPECT_FALSE(config->breaker_enabled);
+  EXPECT_EQ(config->breaker_failure_rate, 0.25);
+  EXPECT_EQ(config->breaker_min_attempts, 5u);
+  EXPECT_EQ(config->breaker_window, 10s);
+  EXPECT_EQ(config->breaker_cooldown, 250ms);
+  EXPECT_EQ(config->breaker_max_cooldown, 1h);
+  sources.environment = {{"CALLBACKD_BREAKER_ENABLED", "true"}};
+  sources.flags = {{"breaker-failure-rate", "1"}};
+  config = load_config(sources);
+  ASSERT_TRUE(config.ok()) << config.status().to_string();
+  EXPECT_TRUE(config->breaker_enabled);
+  EXPECT_EQ(config->breaker_failure_rate, 1.0);
+}
+
 TEST_F(ConfigFileTest, AnEmptyScheduleMeansNoRetries) {
   ConfigSources sources;
   sources.file = write("retry_schedule = []\n");
@@ -104,12 +132,21 @@ TEST_F(ConfigFileTest, ErrorsNameTheSourceAndTheKey) {
   } cases[] = {
       {"max_inflight = 3\n", {}, {}, "unknown key \"max_inflight\""},
       {"listen = [\"a\"]\n", {}, {}, "listen: takes one value, not a list"},
-      {"retention = 3.5\n", {}, {}, "retention: must be a string or an integer"},
+      {"retention = 3.5\n", {}, {}, "retention: \"3.5\" is not a positive duration"},
       // Found by the config fuzzer: a float too big for an integer must not be converted.
       {"max_in_flight = 9999999999999999999.9\n",
        {},
        {},
-       "max_in_flight: must be a string or an integer"},
+       "max_in_flight: \"1e+19\" is not a whole number"},
+      {"listen = 2024-01-01\n", {}, {}, "listen: must be a string, a number or a boolean"},
+      {"breaker_enabled = 1\n", {}, {}, "breaker_enabled: \"1\" is not true or false"},
+      {"breaker_failure_rate = 1.5\n", {}, {}, "breaker_failure_rate: \"1.5\" is not a number"},
+      {"", {{"CALLBACKD_BREAKER_FAILURE_RATE", "0"}}, {}, "\"0\" is not a number above 0"},
+      {"", {}, {{"breaker-min-attempts", "0"}}, "--breaker-min-attempts: \"0\" is not a whole"},
+      {"",
+       {},
+       {{"breaker-cooldown", "2h"}},
+       "--breaker-cooldown: \"2h\" is not a positive duration up to 1h"},
       {"attempt_timeout = \n", {}, {}, "line 1"},
       {"", {{"CALLBACKD_NOPE", "1"}}, {}, "CALLBACKD_NOPE: not a configuration key"},
       {"",

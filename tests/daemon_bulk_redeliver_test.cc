@@ -26,12 +26,14 @@ using testing::wait_until;
 class DaemonBulkRedeliverTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    // Deliveries must die on the schedule: two dozen quick failures to one receiver would open
+    // its circuit breaker and hold them pending instead (daemon_breaker_test covers that).
     daemon_ = std::make_unique<testing::DaemonProcess>(
         CALLBACKD_BINARY,
-        std::vector<std::string>{"serve", "--listen=127.0.0.1:0",
-                                 "--data-dir=" + (dir_ / "data").string(),
-                                 "--retry-schedule=5ms,5ms,5ms,5ms,5ms", "--poll-interval=10ms",
-                                 "--allow-networks=127.0.0.0/8", "--api-token=" + kToken},
+        std::vector<std::string>{
+            "serve", "--listen=127.0.0.1:0", "--data-dir=" + (dir_ / "data").string(),
+            "--retry-schedule=5ms,5ms,5ms,5ms,5ms", "--poll-interval=10ms",
+            "--allow-networks=127.0.0.0/8", "--api-token=" + kToken, "--breaker-enabled=false"},
         dir_ / "daemon.log");
     ASSERT_TRUE(daemon_->wait_listening()) << daemon_->log();
   }

@@ -34,7 +34,7 @@ if (!binary || !documentPath) {
 
 // Routes other branches add; until they are in this build (the daemon answers 404 not_found),
 // they are listed here, said out loud, and not counted as missing.
-const NOT_YET_BUILT = new Set(['/v1/endpoints']);
+const NOT_YET_BUILT = new Set([]);
 
 const TOKEN = 'openapi-check-token';
 const failures = [];
@@ -261,7 +261,7 @@ async function exercise() {
   if (queued?.queued !== 1) failures.push(`bulk redeliver queued ${JSON.stringify(queued)}, not 1`);
   await call('POST', bulk, bulk, 200);  // no body: every dead delivery
 
-  // Routes of other branches (NOT_YET_BUILT until merged).
+  // Endpoint health; then routes of other branches (NOT_YET_BUILT until merged).
   await call('GET', '/v1/endpoints', '/v1/endpoints', 200);
   await call('GET', '/v1/endpoints', '/v1/endpoints?state=sideways', 400);
   await call('GET', '/v1/endpoints', '/v1/endpoints', 401, { token: '' });

@@ -13,6 +13,7 @@
 #include <callbackd/app.h>
 #include <callbackd/clock.h>
 #include <callbackd/delivery.h>
+#include <callbackd/endpoint_health.h>
 #include <callbackd/payload.h>
 #include <callbackd/queue.h>
 #include <callbackd/status.h>
@@ -50,6 +51,8 @@ class EngineObserver {
   // A write about a claimed delivery ("record", "renew" or "release") was refused because its
   // lease had ended and the delivery was claimed again.
   virtual void on_stale_lease(std::string_view /*write*/) {}
+  // An endpoint's circuit breaker changed state.
+  virtual void on_breaker_transition(BreakerState /*to*/) {}
 };
 
 struct EngineOptions {
@@ -64,6 +67,9 @@ struct EngineOptions {
 
   std::size_t max_in_flight = 256;          // concurrent attempts in all
   std::size_t max_in_flight_per_host = 32;  // concurrent attempts to one host:port
+  // Per endpoint circuit breaker: attempts to an endpoint that keeps failing wait in the store
+  // (no attempt spent) until a probe after a cool-down succeeds. See endpoint_health.h.
+  BreakerOptions breaker;
 
   // How often the store is polled for due retries and expired leases. Fresh enqueues never
   // wait for it: they are handed to the dispatcher as soon as they are committed.
@@ -148,6 +154,9 @@ class Engine {
   std::vector<MinuteCounts> attempts_last_hour() const;
   // Attempts running now.
   std::size_t in_flight() const;
+  // Endpoints seen by this process since it started, with their breaker state.
+  std::vector<EndpointHealth> endpoints(const EndpointQuery& query) const;
+  EndpointCounts endpoint_counts() const;
   // The store's backend and connection use.
   QueueStats store_stats() const;
   // Ok while the store takes writes; kStorageUnavailable (disk full, I/O error) until it does
