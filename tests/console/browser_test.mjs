@@ -13,6 +13,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import puppeteer from 'puppeteer-core';
 
+// The daemon reads CALLBACKD_* variables as configuration (and refuses unknown ones): start it from
+// a clean callbackd environment, as tests/support/daemon_process.cc does (the test run exports
+// CALLBACKD_TEST_POSTGRES).
+function withoutCallbackdVariables() {
+  return Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('CALLBACKD_')));
+}
+
 const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, value, i, all) => {
   if (i % 2 === 0) pairs.push([value.replace(/^--/, ''), all[i + 1]]);
   return pairs;
@@ -87,10 +94,13 @@ async function startDaemon() {
     'retry_schedule = ["50ms", "50ms", "50ms", "50ms", "50ms"]',
     'attempt_timeout = "2s"',
     'poll_interval = "20ms"',
+    // Every failure here is on purpose and the test waits for them to die on the schedule; the
+    // breaker would hold them back (the endpoints page still shows the host's failures).
+    'breaker_enabled = false',
     'allow_networks = ["127.0.0.0/8"]',
     '',
   ].join('\n'));
-  const daemon = spawn(args.daemon, ['serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const daemon = spawn(args.daemon, ['serve', '--config', config], { env: withoutCallbackdVariables(), stdio: ['ignore', 'ignore', 'pipe'] });
   cleanups.push(() => daemon.kill('SIGTERM'));
   let log = '';
   daemon.stderr.on('data', (chunk) => { log += chunk; });

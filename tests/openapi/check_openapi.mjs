@@ -16,6 +16,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 
+// The daemon reads CALLBACKD_* variables as configuration (and refuses unknown ones): start it from
+// a clean callbackd environment, as tests/support/daemon_process.cc does (the test run exports
+// CALLBACKD_TEST_POSTGRES).
+function withoutCallbackdVariables() {
+  return Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('CALLBACKD_')));
+}
+
 let Ajv2020;
 let addFormats;
 try {
@@ -60,7 +67,7 @@ const daemon = spawn(binary, [
   'serve', '--listen=127.0.0.1:0', `--data-dir=${dataDir}`, `--api-token=${TOKEN}`,
   '--retry-schedule=5ms,5ms,5ms,5ms,5ms', '--attempt-timeout=3s', '--poll-interval=10ms',
   '--allow-networks=127.0.0.0/8', '--max-body-bytes=1KiB', '--log-level=info',
-], { stdio: ['ignore', 'ignore', 'pipe'] });
+], { env: withoutCallbackdVariables(), stdio: ['ignore', 'ignore', 'pipe'] });
 let log = '';
 const port = await new Promise((resolve, reject) => {
   const timer = setTimeout(() => reject(new Error(`daemon did not start:\n${log}`)), 15000);

@@ -7,6 +7,8 @@
 # their calls; the scratch root has /run/systemd/system, as a machine booted with systemd has.
 #   check-deb.sh BUILD_DIR
 set -euo pipefail
+# The daemon reads CALLBACKD_* as configuration (the test run exports CALLBACKD_TEST_POSTGRES).
+while read -r variable; do unset "$variable"; done < <(compgen -e | grep '^CALLBACKD_' || true)
 build=$1
 scratch=$(mktemp -d /tmp/callbackd-deb-XXXXXX)
 trap 'rm -rf "$scratch"' EXIT

@@ -5,6 +5,8 @@
 # finds the package (find_package(callbackd)), builds and delivers a callback with it.
 #   check-install.sh BUILD_DIR SOURCE_DIR CXX
 set -euo pipefail
+# The daemon reads CALLBACKD_* as configuration (the test run exports CALLBACKD_TEST_POSTGRES).
+while read -r variable; do unset "$variable"; done < <(compgen -e | grep '^CALLBACKD_' || true)
 build=$1 source=$2 cxx=$3
 scratch=$(mktemp -d /tmp/callbackd-install-XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
