@@ -240,6 +240,15 @@ void Dispatcher::hold_back(std::unordered_map<std::int64_t, Held>::iterator it, 
 
 void Dispatcher::report(const BreakerTransition& t) {
   if (t.to == BreakerState::kOpen) {
+    // Its waiting deliveries become due when it may be probed, so claims stop walking past them.
+    const SteadyTime now = clock_->steady_now();
+    Millis hold{0};
+    {
+      std::lock_guard lock(scheduler_mutex_);
+      hold = breaker_.hold_for(t.endpoint, now);
+    }
+    if (options_.breaker.defer_backlog && hold > Millis(0))
+      store_.defer_host(t.endpoint, now + hold);
     spdlog::warn(
         "event=breaker_open endpoint={} failure_rate={:.2f} attempts={} cooldown_ms={} "
         "reason={}",

@@ -15,6 +15,9 @@ namespace {
 // the storage thread (and the renewals queued behind it) for long.
 constexpr std::size_t kPruneBatch = 1000;
 
+// An open endpoint's backlog is deferred this many rows per statement, for the same reason.
+constexpr std::size_t kDeferBatch = 10000;
+
 }  // namespace
 
 StoreLink::StoreLink(asio::io_context& io, Queue& queue, std::shared_ptr<const Clock> clock,
@@ -36,8 +39,8 @@ void StoreLink::run(Work work, Then then) {
 }
 
 bool StoreLink::idle() const {
-  return !claiming_ && !recording_ && !releasing_ && !renewing_ && !maintaining_ &&
-         records_.empty() && releases_.empty() && renewals_.empty();
+  return !claiming_ && !recording_ && !releasing_ && !renewing_ && !maintaining_ && !deferring_ &&
+         records_.empty() && releases_.empty() && renewals_.empty() && deferrals_.empty();
 }
 
 // ---------------------------------------------------------------- claims
@@ -152,6 +155,44 @@ void StoreLink::flush_renewals() {
         }
         listener_.on_renewed(renewed, *result, sent_at);
         flush_renewals();
+      });
+}
+
+// ---------------------------------------------------------------- deferrals
+
+void StoreLink::defer_host(std::string host_key, SteadyTime until) {
+  Deferral& d = deferrals_[std::move(host_key)];
+  d.until = std::max(d.until, until);
+  flush_deferrals();
+}
+
+void StoreLink::flush_deferrals() {
+  if (deferring_ || deferrals_.empty()) return;
+  deferring_ = true;
+  auto node = deferrals_.extract(deferrals_.begin());
+  std::string host = std::move(node.key());
+  const Deferral d = node.mapped();
+  run(
+      [this, host, until = d.until] {
+        // The delay is taken here, as the statement runs, so time spent queued behind other
+        // calls does not push the rows past `until`. Rounded up, as held deliveries are.
+        const auto delay = std::chrono::ceil<Millis>(until - clock_->steady_now());
+        return queue_.defer_host(host, std::max(delay, Millis(0)), kDeferBatch);
+      },
+      [this, host, d](Result<std::size_t> moved) mutable {
+        deferring_ = false;
+        if (!moved.ok()) {
+          // Only a shortcut: claims still skip the endpoint's rows while it is open.
+          spdlog::error("event=defer_failed endpoint={} error=\"{}\"", host,
+                        moved.status().to_string());
+        } else if (*moved == kDeferBatch && clock_->steady_now() < d.until) {
+          Deferral& next = deferrals_[host];  // a newer call for the host may be waiting
+          next.until = std::max(next.until, d.until);
+          next.moved = d.moved + *moved;
+        } else if (d.moved + *moved > 0) {
+          spdlog::info("event=breaker_deferred endpoint={} count={}", host, d.moved + *moved);
+        }
+        flush_deferrals();
       });
 }
 

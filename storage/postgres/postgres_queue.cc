@@ -488,6 +488,16 @@ Result<std::optional<Millis>> PostgresQueue::next_due_in() {
   return std::optional<Millis>(Millis(rows->int64(0, 0)));
 }
 
+Result<std::size_t> PostgresQueue::defer_host(std::string_view host_key, Millis delay,
+                                              std::size_t limit) {
+  auto c = pool_->borrow();
+  auto rows = c->run(
+      "defer host", kDeferHost,
+      {std::string(host_key), number(delay.count()), number(static_cast<std::int64_t>(limit))});
+  if (!rows.ok()) return rows.status();
+  return static_cast<std::size_t>(rows->affected());
+}
+
 Result<std::size_t> PostgresQueue::prune_delivered(Millis age, std::size_t limit) {
   auto c = pool_->borrow();
   auto rows = c->run("prune", kPruneDelivered,

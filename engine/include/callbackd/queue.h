@@ -158,6 +158,12 @@ class Queue {
   virtual Result<StaleTokens> record(std::span<const AttemptRecord> records) = 0;
   // Returns leased deliveries to pending, due `delay` from now, recording no attempt.
   virtual Result<StaleTokens> release(std::span<const LeaseToken> tokens, Millis delay) = 0;
+  // Pushes up to `limit` pending deliveries of one endpoint that are due before `delay` from now
+  // to exactly then (never earlier; attempt counts untouched) and answers how many moved; a
+  // caller repeats while a full batch moved. For an endpoint whose breaker is open: claims then
+  // no longer walk past its backlog, and it is due again when the endpoint may be probed.
+  virtual Result<std::size_t> defer_host(std::string_view host_key, Millis delay,
+                                         std::size_t limit) = 0;
   // Moves deliveries whose lease has ended back to pending, due now, and answers how many.
   // Only leases of other queue instances (processes that died or stalled): an instance renews
   // what it holds and never takes back its own.
