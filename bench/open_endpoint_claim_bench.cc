@@ -19,7 +19,7 @@
 namespace callbackd {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Stopwatch = std::chrono::steady_clock;
 constexpr Millis kLease{30000};
 constexpr const char* kOpenHost = "https://dead.example:443";
 constexpr std::int64_t kLiveRows = 10'000;
@@ -54,9 +54,9 @@ void seed(const std::string& path, std::int64_t open_rows) {
 double median_claim_us(SqliteQueue& queue) {
   std::vector<double> us;
   for (int i = 0; i < kClaims; ++i) {
-    const auto start = Clock::now();
+    const auto start = Stopwatch::now();
     auto claimed = queue.claim({.limit = 64, .lease = kLease, .skip_hosts = {kOpenHost}});
-    us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
+    us.push_back(std::chrono::duration<double, std::micro>(Stopwatch::now() - start).count());
     if (!claimed.ok() || claimed->size() != 64) {
       std::fprintf(stderr, "claim did not return 64 rows\n");
       std::exit(1);
@@ -85,16 +85,19 @@ int main(int argc, char** argv) {
     return 1;
   }
   const double before = median_claim_us(**queue);
-  const auto start = Clock::now();
+  const auto start = Stopwatch::now();
   std::size_t moved = 0, statements = 0;
+  HostDeferral request{kOpenHost, Millis(30000), std::nullopt, 10'000};
   for (;;) {
-    auto n = (*queue)->defer_host(kOpenHost, Millis(30000), 10'000);
-    if (!n.ok()) return 1;
-    moved += *n;
+    auto batch = (*queue)->defer_host(request);
+    if (!batch.ok()) return 1;
+    moved += batch->moved;
     ++statements;
-    if (*n < 10'000) break;
+    if (batch->moved < request.limit) break;
+    request.until = batch->until;
   }
-  const double defer_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  const double defer_ms =
+      std::chrono::duration<double, std::milli>(Stopwatch::now() - start).count();
   const double after = median_claim_us(**queue);
   std::printf(
       "open host with %lld due rows, claim of 64 (median of %d):\n"

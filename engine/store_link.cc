@@ -72,6 +72,7 @@ void StoreLink::claim(ClaimRequest request) {
 
 void StoreLink::record(AttemptRecord record) {
   records_.push_back(std::move(record));
+  ++records_queued_;
   flush_records();
 }
 
@@ -91,7 +92,9 @@ void StoreLink::flush_records() {
                           std::make_move_iterator(batch->end()));
           return;
         }
+        records_stored_ += batch->size();
         listener_.on_recorded(*batch, *result);
+        flush_deferrals();
         flush_records();
       });
 }
@@ -161,36 +164,51 @@ void StoreLink::flush_renewals() {
 // ---------------------------------------------------------------- deferrals
 
 void StoreLink::defer_host(std::string host_key, SteadyTime until) {
-  Deferral& d = deferrals_[std::move(host_key)];
-  d.until = std::max(d.until, until);
+  auto [it, fresh] = deferrals_.try_emplace(std::move(host_key));
+  if (fresh || until > it->second.until) {
+    it->second = Deferral{until, std::nullopt, records_queued_, it->second.moved};
+  }
   flush_deferrals();
 }
 
 void StoreLink::flush_deferrals() {
-  if (deferring_ || deferrals_.empty()) return;
+  if (deferring_) return;
+  // Records queued before the call go first: a retry they schedule is deferred with the rest.
+  auto next = std::find_if(deferrals_.begin(), deferrals_.end(), [&](const auto& d) {
+    return d.second.after_records <= records_stored_;
+  });
+  if (next == deferrals_.end()) return;
   deferring_ = true;
-  auto node = deferrals_.extract(deferrals_.begin());
+  auto node = deferrals_.extract(next);
   std::string host = std::move(node.key());
   const Deferral d = node.mapped();
   run(
-      [this, host, until = d.until] {
-        // The delay is taken here, as the statement runs, so time spent queued behind other
-        // calls does not push the rows past `until`. Rounded up, as held deliveries are.
-        const auto delay = std::chrono::ceil<Millis>(until - clock_->steady_now());
-        return queue_.defer_host(host, std::max(delay, Millis(0)), kDeferBatch);
+      [this, host, d] {
+        HostDeferral request{host, Millis(0), d.store_until, kDeferBatch};
+        // The first batch takes its delay here, as it runs, so time spent queued behind other
+        // calls does not push the rows past `until`; rounded up, as held deliveries are. Later
+        // batches use the store time it answered.
+        if (!d.store_until) {
+          request.delay =
+              std::max(std::chrono::ceil<Millis>(d.until - clock_->steady_now()), Millis(0));
+        }
+        return queue_.defer_host(request);
       },
-      [this, host, d](Result<std::size_t> moved) mutable {
+      [this, host, d](Result<Deferred> deferred) {
         deferring_ = false;
-        if (!moved.ok()) {
+        if (!deferred.ok()) {
           // Only a shortcut: claims still skip the endpoint's rows while it is open.
           spdlog::error("event=defer_failed endpoint={} error=\"{}\"", host,
-                        moved.status().to_string());
-        } else if (*moved == kDeferBatch && clock_->steady_now() < d.until) {
-          Deferral& next = deferrals_[host];  // a newer call for the host may be waiting
-          next.until = std::max(next.until, d.until);
-          next.moved = d.moved + *moved;
-        } else if (d.moved + *moved > 0) {
-          spdlog::info("event=breaker_deferred endpoint={} count={}", host, d.moved + *moved);
+                        deferred.status().to_string());
+        } else if (deferred->moved == kDeferBatch) {
+          auto [it, fresh] = deferrals_.try_emplace(host);
+          // Unless a later call for the endpoint is waiting (it starts over), the next batch.
+          if (fresh || it->second.until <= d.until) {
+            it->second = Deferral{d.until, deferred->until, 0, d.moved + deferred->moved};
+          }
+        } else if (d.moved + deferred->moved > 0) {
+          spdlog::info("event=breaker_deferred endpoint={} count={}", host,
+                       d.moved + deferred->moved);
         }
         flush_deferrals();
       });

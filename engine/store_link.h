@@ -11,6 +11,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -53,7 +54,8 @@ class StoreLink {
   void renew(std::vector<LeaseToken> tokens, Millis lease);
   // Moves the endpoint's pending deliveries due before `until` to `until`, in batches that leave
   // room for other calls between them (an open endpoint's backlog, out of the claims' way). A
-  // later call for the same endpoint replaces an earlier one still waiting.
+  // later call for the same endpoint replaces an earlier one still waiting. It runs after the
+  // records queued before it, so the retries they schedule move too.
   void defer_host(std::string host_key, SteadyTime until);
   // Lease recovery and pruning of delivered rows older than `retention`.
   void maintain(bool recover, bool prune, Millis retention);
@@ -79,6 +81,8 @@ class StoreLink {
   bool claiming_ = false;
   std::vector<AttemptRecord> records_;
   bool recording_ = false;
+  std::uint64_t records_queued_ = 0;                    // ever
+  std::uint64_t records_stored_ = 0;                    // ever
   std::map<Millis, std::vector<LeaseToken>> releases_;  // by delay
   bool releasing_ = false;
   std::vector<LeaseToken> renewals_;
@@ -87,7 +91,9 @@ class StoreLink {
   bool maintaining_ = false;
   struct Deferral {
     SteadyTime until{};
-    std::size_t moved = 0;  // by earlier batches
+    std::optional<TimePoint> store_until;  // `until` as the store's first batch answered it
+    std::uint64_t after_records = 0;       // waits until this many records are stored
+    std::size_t moved = 0;                 // by earlier batches
   };
   std::map<std::string, Deferral, std::less<>> deferrals_;  // by endpoint
   bool deferring_ = false;
