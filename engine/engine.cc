@@ -383,6 +383,8 @@ std::vector<MinuteCounts> Engine::attempts_last_hour() const {
   return impl_->history().last_hour(impl_->clock().now());
 }
 
+TimePoint Engine::now() const { return impl_->clock().now(); }
+
 std::size_t Engine::in_flight() const { return impl_->dispatcher().in_flight(); }
 
 std::vector<EndpointHealth> Engine::endpoints(const EndpointQuery& query) const {

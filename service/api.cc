@@ -455,7 +455,7 @@ ApiResponse Api::list_endpoints(const std::string& query) {
 }
 
 ApiResponse Api::redeliver_matching(const ApiRequest& request) {
-  auto parsed = parse_redeliver_request(request.body);
+  auto parsed = parse_redeliver_request(request.body, engine_.now());
   if (auto* problem = std::get_if<RequestProblem>(&parsed)) {
     return error_response(400, problem->code, problem->message);
   }

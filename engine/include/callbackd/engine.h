@@ -152,6 +152,8 @@ class Engine {
   // Attempts finished in each of the last 60 minutes, oldest first, the current minute last.
   // Counted in memory by this engine: empty after a restart, other processes not included.
   std::vector<MinuteCounts> attempts_last_hour() const;
+  // The engine's clock (EngineOptions::clock): what "two hours ago" means in a request.
+  TimePoint now() const;
   // Attempts running now.
   std::size_t in_flight() const;
   // Endpoints seen by this process since it started, with their breaker state.
