@@ -450,7 +450,11 @@ ApiResponse Api::list_endpoints(const std::string& query) {
     }
   }
   ordered_json items = ordered_json::array();
-  for (const EndpointHealth& e : engine_.endpoints(filter)) items.push_back(endpoint_json(e));
+  for (const EndpointHealth& e : engine_.endpoints(filter)) {
+    Result<std::size_t> waiting = engine_.pending_for_endpoint(e.endpoint);
+    if (!waiting.ok()) return from_status(waiting.status(), "not_found");
+    items.push_back(endpoint_json(e, *waiting));
+  }
   return json_response(200, {{"items", std::move(items)}});
 }
 

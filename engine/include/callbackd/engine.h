@@ -158,6 +158,8 @@ class Engine {
   std::size_t in_flight() const;
   // Endpoints seen by this process since it started, with their breaker state.
   std::vector<EndpointHealth> endpoints(const EndpointQuery& query) const;
+  // Pending deliveries of one endpoint in the store (held by its breaker or not yet due).
+  Result<std::size_t> pending_for_endpoint(std::string_view endpoint) const;
   EndpointCounts endpoint_counts() const;
   // The store's backend and connection use.
   QueueStats store_stats() const;
