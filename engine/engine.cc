@@ -383,7 +383,13 @@ std::vector<MinuteCounts> Engine::attempts_last_hour() const {
   return impl_->history().last_hour(impl_->clock().now());
 }
 
+TimePoint Engine::now() const { return impl_->clock().now(); }
+
 std::size_t Engine::in_flight() const { return impl_->dispatcher().in_flight(); }
+
+Result<std::size_t> Engine::pending_for_endpoint(std::string_view endpoint) const {
+  return impl_->queue().count_pending_for_host(endpoint);
+}
 
 std::vector<EndpointHealth> Engine::endpoints(const EndpointQuery& query) const {
   return impl_->dispatcher().endpoints(query);

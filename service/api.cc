@@ -117,6 +117,17 @@ std::vector<std::pair<std::string, std::optional<std::string>>> query_pairs(
   return pairs;
 }
 
+// A page size from a query string: 1 to 1000.
+std::optional<std::size_t> parse_page_limit(std::string_view text) {
+  std::optional<std::uint64_t> limit = parse_unsigned(text);
+  if (!limit || *limit < 1 || *limit > 1000) return std::nullopt;
+  return static_cast<std::size_t>(*limit);
+}
+
+ApiResponse bad_page_limit() {
+  return error_response(400, "invalid_field", "limit: must be a number from 1 to 1000");
+}
+
 }  // namespace
 
 ApiResponse error_response(int status, std::string_view code, std::string_view message) {
@@ -295,12 +306,9 @@ ApiResponse Api::list_apps(const std::string& query) {
   for (const auto& [key, value] : query_pairs(query)) {
     if (!value) return error_response(400, "invalid_field", key + ": bad percent-encoding");
     if (key == "limit") {
-      char* end_ptr = nullptr;
-      const long n = std::strtol(value->c_str(), &end_ptr, 10);
-      if (value->empty() || *end_ptr != '\0' || n < 1 || n > 1000) {
-        return error_response(400, "invalid_field", "limit: must be a number from 1 to 1000");
-      }
-      limit = static_cast<std::size_t>(n);
+      std::optional<std::size_t> n = parse_page_limit(*value);
+      if (!n) return bad_page_limit();
+      limit = *n;
     } else if (key == "cursor") {
       cursor = *value;
     } else {
@@ -386,17 +394,7 @@ ApiResponse Api::get_delivery(const std::string& delivery_id) {
 
 ApiResponse Api::list_deliveries(const std::string& query) {
   DeliveryFilter filter;
-  std::size_t start = 0;
-  while (start < query.size()) {
-    std::size_t end = query.find('&', start);
-    if (end == std::string::npos) end = query.size();
-    const std::string pair = query.substr(start, end - start);
-    start = end + 1;
-    if (pair.empty()) continue;
-    const std::size_t equals = pair.find('=');
-    const std::string key = pair.substr(0, equals);
-    std::optional<std::string> value =
-        percent_decode(equals == std::string::npos ? "" : pair.substr(equals + 1));
+  for (const auto& [key, value] : query_pairs(query)) {
     if (!value) return error_response(400, "invalid_field", key + ": bad percent-encoding");
     if (key == "state") {
       filter.state = parse_delivery_state(*value);
@@ -409,12 +407,9 @@ ApiResponse Api::list_deliveries(const std::string& query) {
     } else if (key == "task_id") {
       filter.task_id = *value;
     } else if (key == "limit") {
-      char* end_ptr = nullptr;
-      const long limit = std::strtol(value->c_str(), &end_ptr, 10);
-      if (value->empty() || *end_ptr != '\0' || limit < 1 || limit > 1000) {
-        return error_response(400, "invalid_field", "limit: must be a number from 1 to 1000");
-      }
-      filter.limit = static_cast<std::size_t>(limit);
+      std::optional<std::size_t> limit = parse_page_limit(*value);
+      if (!limit) return bad_page_limit();
+      filter.limit = *limit;
     } else if (key == "cursor") {
       filter.cursor = *value;
     } else {
@@ -439,15 +434,7 @@ ApiResponse Api::redeliver(const std::string& delivery_id) {
 
 ApiResponse Api::list_endpoints(const std::string& query) {
   EndpointQuery filter;
-  for (std::size_t start = 0; start < query.size();) {
-    const std::size_t end = std::min(query.find('&', start), query.size());
-    const std::string pair = query.substr(start, end - start);
-    start = end + 1;
-    if (pair.empty()) continue;
-    const std::size_t equals = pair.find('=');
-    const std::string key = pair.substr(0, equals);
-    std::optional<std::string> value =
-        percent_decode(equals == std::string::npos ? "" : pair.substr(equals + 1));
+  for (const auto& [key, value] : query_pairs(query)) {
     if (!value) return error_response(400, "invalid_field", key + ": bad percent-encoding");
     if (key == "state") {
       filter.state = parse_breaker_state(*value);
@@ -455,22 +442,24 @@ ApiResponse Api::list_endpoints(const std::string& query) {
         return error_response(400, "invalid_field", "state: must be open, half_open or closed");
       }
     } else if (key == "limit") {
-      std::optional<std::uint64_t> limit = parse_unsigned(*value);
-      if (!limit || *limit < 1 || *limit > 1000) {
-        return error_response(400, "invalid_field", "limit: must be a number from 1 to 1000");
-      }
-      filter.limit = static_cast<std::size_t>(*limit);
+      std::optional<std::size_t> limit = parse_page_limit(*value);
+      if (!limit) return bad_page_limit();
+      filter.limit = *limit;
     } else {
       return error_response(400, "invalid_field", key + ": unknown query parameter");
     }
   }
   ordered_json items = ordered_json::array();
-  for (const EndpointHealth& e : engine_.endpoints(filter)) items.push_back(endpoint_json(e));
+  for (const EndpointHealth& e : engine_.endpoints(filter)) {
+    Result<std::size_t> waiting = engine_.pending_for_endpoint(e.endpoint);
+    if (!waiting.ok()) return from_status(waiting.status(), "not_found");
+    items.push_back(endpoint_json(e, *waiting));
+  }
   return json_response(200, {{"items", std::move(items)}});
 }
 
 ApiResponse Api::redeliver_matching(const ApiRequest& request) {
-  auto parsed = parse_redeliver_request(request.body);
+  auto parsed = parse_redeliver_request(request.body, engine_.now());
   if (auto* problem = std::get_if<RequestProblem>(&parsed)) {
     return error_response(400, problem->code, problem->message);
   }

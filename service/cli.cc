@@ -185,8 +185,7 @@ std::optional<std::string> time_option(const std::string& text) {
 int redeliver_matching(const Config& config, std::map<std::string, std::string> own) {
   nlohmann::json body = {{"state", own.contains("state") ? own["state"] : "dead"}};
   if (own.contains("app")) body["app_id"] = own["app"];
-  for (const auto& [option, field] :
-       {std::pair{"since", "finished_since"}, std::pair{"until", "finished_until"}}) {
+  for (const auto& [option, field] : {std::pair{"since", "since"}, std::pair{"until", "until"}}) {
     if (!own.contains(option)) continue;
     std::optional<std::string> time = time_option(own[option]);
     if (!time) {

@@ -111,7 +111,7 @@ nlohmann::ordered_json delivery_json(const Delivery& delivery) {
   return out;
 }
 
-nlohmann::ordered_json endpoint_json(const EndpointHealth& e) {
+nlohmann::ordered_json endpoint_json(const EndpointHealth& e, std::size_t waiting) {
   const auto time_or_null = [](const std::optional<TimePoint>& t) {
     return t ? nlohmann::ordered_json(rfc3339(*t)) : nlohmann::ordered_json();
   };
@@ -121,12 +121,15 @@ nlohmann::ordered_json endpoint_json(const EndpointHealth& e) {
   out["attempts"] = e.attempts;
   out["failures"] = e.failures;
   out["failure_rate"] = e.failure_rate;
+  out["success_rate"] =
+      e.attempts == 0 ? nlohmann::ordered_json() : nlohmann::ordered_json(1.0 - e.failure_rate);
   out["last_error"] =
       e.last_error ? nlohmann::ordered_json(to_string(*e.last_error)) : nlohmann::ordered_json();
   out["last_failure_at"] = time_or_null(e.last_failure_at);
   out["opened_at"] = time_or_null(e.opened_at);
   out["next_probe_at"] = time_or_null(e.next_probe_at);
   out["in_flight"] = e.in_flight;
+  out["waiting"] = waiting;
   return out;
 }
 

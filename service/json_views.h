@@ -21,9 +21,10 @@ std::optional<TimePoint> parse_rfc3339(std::string_view text);
 //  "created_at"}
 nlohmann::ordered_json delivery_json(const Delivery& delivery);
 
-// {"endpoint","state","attempts","failures","failure_rate","last_error","last_failure_at",
-//  "opened_at","next_probe_at","in_flight"}
-nlohmann::ordered_json endpoint_json(const EndpointHealth& endpoint);
+// {"endpoint","state","attempts","failures","failure_rate","success_rate","last_error",
+//  "last_failure_at","opened_at","next_probe_at","in_flight","waiting"}
+// `waiting`: the endpoint's pending deliveries in the store.
+nlohmann::ordered_json endpoint_json(const EndpointHealth& endpoint, std::size_t waiting);
 
 // {"error":{"code":…,"message":…}}
 std::string error_json(std::string_view code, std::string_view message);

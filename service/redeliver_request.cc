@@ -4,10 +4,12 @@
 
 #include "json_shape.h"
 #include "json_views.h"
+#include "units.h"
 
 namespace callbackd {
 
-std::variant<RedeliverFilter, RequestProblem> parse_redeliver_request(std::string_view body) {
+std::variant<RedeliverFilter, RequestProblem> parse_redeliver_request(std::string_view body,
+                                                                      TimePoint now) {
   RedeliverFilter filter;
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return filter;
   const auto invalid = [](std::string message) {
@@ -30,7 +32,7 @@ std::variant<RedeliverFilter, RequestProblem> parse_redeliver_request(std::strin
       filter.limit = value.get<std::size_t>();
       continue;
     }
-    const bool is_time = key == "finished_since" || key == "finished_until";
+    const bool is_time = key == "since" || key == "until";
     if (key != "state" && key != "app_id" && key != "cursor" && !is_time) {
       return invalid(key + ": unknown field");
     }
@@ -47,14 +49,19 @@ std::variant<RedeliverFilter, RequestProblem> parse_redeliver_request(std::strin
     } else if (key == "cursor") {
       filter.cursor = text;
     } else {
-      const std::optional<TimePoint> time = parse_rfc3339(text);
-      if (!time) return invalid(key + ": must be an RFC 3339 time such as 2026-11-24T09:00:00Z");
-      (key == "finished_since" ? filter.finished_since : filter.finished_until) = time;
+      // An age ("2h": two hours before now) or a time.
+      std::optional<TimePoint> time = parse_rfc3339(text);
+      if (std::optional<Millis> age = parse_duration(text)) time = now - *age;
+      if (!time) {
+        return invalid(key + ": must be an age such as 2h or an RFC 3339 time such as " +
+                       "2026-11-24T09:00:00Z");
+      }
+      (key == "since" ? filter.finished_since : filter.finished_until) = time;
     }
   }
   if (filter.finished_since && filter.finished_until &&
       *filter.finished_until < *filter.finished_since) {
-    return invalid("finished_until: before finished_since");
+    return invalid("until: before since");
   }
   return filter;
 }

@@ -15,8 +15,10 @@ struct RequestProblem {
   std::string message;  // names the field at fault
 };
 
-// {"state"?,"app_id"?,"finished_since"?,"finished_until"?,"limit"?,"cursor"?}; an empty body
-// means every default (dead deliveries, any app, any time, 1000 a call).
-std::variant<RedeliverFilter, RequestProblem> parse_redeliver_request(std::string_view body);
+// {"state"?,"app_id"?,"since"?,"until"?,"limit"?,"cursor"?}; an empty body means every default
+// (dead deliveries, any app, any time, 1000 a call). since/until are RFC 3339 times or ages
+// ("2h": two hours before `now`).
+std::variant<RedeliverFilter, RequestProblem> parse_redeliver_request(std::string_view body,
+                                                                      TimePoint now);
 
 }  // namespace callbackd

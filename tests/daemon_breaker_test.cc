@@ -100,7 +100,11 @@ TEST_F(DaemonBreakerTest, ShowsAnOpenEndpointInTheApiMetricsAndLogUntilItRecover
   EXPECT_TRUE(e["opened_at"].is_string());
   EXPECT_TRUE(e["next_probe_at"].is_string());
   EXPECT_TRUE(e["in_flight"].is_number_unsigned());
-  EXPECT_EQ(e.size(), 10u) << e.dump();
+  EXPECT_EQ(e["success_rate"], 0.0);
+  EXPECT_EQ(e.size(), 12u) << e.dump();
+  // What waits for it: the held deliveries, pending in the store (all four between probes).
+  EXPECT_TRUE(wait_until([&] { return endpoint(down_key).value("waiting", -1) == 4; }, 10s))
+      << get("/v1/endpoints").dump();
   EXPECT_TRUE(wait_until(
       [&] {
         const std::string m = metrics();
@@ -137,6 +141,7 @@ TEST_F(DaemonBreakerTest, ShowsAnOpenEndpointInTheApiMetricsAndLogUntilItRecover
   failing = false;
   ASSERT_TRUE(wait_until([&] { return delivered(held); }, 30s)) << get("/v1/endpoints").dump();
   EXPECT_EQ(endpoint(down_key)["state"], "closed");
+  EXPECT_EQ(endpoint(down_key)["waiting"], 0);
   std::map<std::string, std::vector<std::string>> numbers;
   for (const ReceivedRequest& r : down.requests()) {
     numbers[r.headers.at("x-callback-id")].push_back(r.headers.at("x-callback-attempt"));

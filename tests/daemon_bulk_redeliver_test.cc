@@ -90,9 +90,9 @@ TEST_F(DaemonBulkRedeliverTest, DeadDeliveriesAreQueuedInBatchesByApiAndCliAndDe
     EXPECT_EQ(error["message"].get<std::string>().rfind(field, 0), 0u) << error;
   };
   refused(R"({"state":"pending"})", 400, "invalid_field", "state:");
-  refused(R"({"finished_since":"yesterday"})", 400, "invalid_field", "finished_since:");
-  refused(R"({"finished_until":"2026-01-01T00:00:00Z","finished_since":"2026-02-01T00:00:00Z"})",
-          400, "invalid_field", "finished_until:");
+  refused(R"({"since":"yesterday"})", 400, "invalid_field", "since:");
+  refused(R"({"until":"2026-01-01T00:00:00Z","since":"2026-02-01T00:00:00Z"})", 400,
+          "invalid_field", "until:");
   refused(R"({"limit":1001})", 400, "invalid_field", "limit:");
   refused(R"({"cursor":"nonsense"})", 400, "invalid_field", "cursor:");
   refused(R"({"colour":"red"})", 400, "invalid_field", "colour:");

@@ -317,6 +317,22 @@ TEST_P(QueueConformanceTest, ListsPageInOrderAndCountsByStateAndApp) {
   EXPECT_EQ(unfinished[0], (std::pair<std::string, std::size_t>{"app_1", 4}));
 }
 
+TEST_P(QueueConformanceTest, CountsThePendingDeliveriesOfOneEndpoint) {
+  enqueue("a1", kHostA);
+  enqueue("a2", kHostA);
+  enqueue("a3", kHostA);
+  enqueue("b1", kHostB);
+  // One of A's in flight, then delivered: neither counts as waiting.
+  const std::vector<ClaimedDelivery> claimed = claim(1, 30s, {kHostB});
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_EQ(*queue_->count_pending_for_host(kHostA), 2u);
+  ASSERT_TRUE(
+      queue_->record(std::vector{record_of(claimed[0].lease, 1, DeliveryState::kDelivered)}).ok());
+  EXPECT_EQ(*queue_->count_pending_for_host(kHostA), 2u);
+  EXPECT_EQ(*queue_->count_pending_for_host(kHostB), 1u);
+  EXPECT_EQ(*queue_->count_pending_for_host("https://unknown.example:443"), 0u);
+}
+
 // Filters for the listing and bulk tests: a second app and finished deliveries.
 class QueueFilterTest : public QueueConformanceTest {
  protected:

@@ -28,15 +28,17 @@ TEST(Rfc3339Test, ReadsUtcOffsetsAndFractionsToTheMillisecond) {
   }
 }
 
+const TimePoint kNow = std::chrono::sys_days(std::chrono::year(2026) / 11 / 24) + 15h;
+
 std::string problem_of(std::string_view body) {
-  auto parsed = parse_redeliver_request(body);
+  auto parsed = parse_redeliver_request(body, kNow);
   auto* problem = std::get_if<RequestProblem>(&parsed);
   return problem ? problem->code + " " + problem->message : "";
 }
 
 TEST(RedeliverRequestTest, AnEmptyBodyMeansEveryDeadDeliveryAThousandACall) {
   for (const char* body : {"", " \n", "{}"}) {
-    auto parsed = parse_redeliver_request(body);
+    auto parsed = parse_redeliver_request(body, kNow);
     ASSERT_TRUE(std::holds_alternative<RedeliverFilter>(parsed)) << body;
     const RedeliverFilter& f = std::get<RedeliverFilter>(parsed);
     EXPECT_EQ(f.state, DeliveryState::kDead);
@@ -48,8 +50,9 @@ TEST(RedeliverRequestTest, AnEmptyBodyMeansEveryDeadDeliveryAThousandACall) {
 
 TEST(RedeliverRequestTest, EveryFieldIsRead) {
   auto parsed = parse_redeliver_request(
-      R"({"state":"delivered","app_id":"app_1","finished_since":"2026-11-24T10:00:00Z",)"
-      R"("finished_until":"2026-11-24T12:00:00.250Z","limit":7,"cursor":"t123"})");
+      R"({"state":"delivered","app_id":"app_1","since":"2026-11-24T10:00:00Z",)"
+      R"("until":"2026-11-24T12:00:00.250Z","limit":7,"cursor":"t123"})",
+      kNow);
   ASSERT_TRUE(std::holds_alternative<RedeliverFilter>(parsed)) << problem_of("");
   const RedeliverFilter& f = std::get<RedeliverFilter>(parsed);
   EXPECT_EQ(f.state, DeliveryState::kDelivered);
@@ -60,18 +63,26 @@ TEST(RedeliverRequestTest, EveryFieldIsRead) {
   EXPECT_EQ(f.cursor, "t123");
 }
 
+TEST(RedeliverRequestTest, SinceAndUntilTakeAnAgeBeforeNow) {
+  auto parsed = parse_redeliver_request(R"({"since":"2h","until":"10m"})", kNow);
+  ASSERT_TRUE(std::holds_alternative<RedeliverFilter>(parsed));
+  const RedeliverFilter& f = std::get<RedeliverFilter>(parsed);
+  EXPECT_EQ(f.finished_since, kNow - 2h);
+  EXPECT_EQ(f.finished_until, kNow - 10min);
+}
+
 TEST(RedeliverRequestTest, BadFieldsAreNamed) {
   EXPECT_EQ(problem_of(R"({"state":"pending"})"), "invalid_field state: must be dead or delivered");
   EXPECT_EQ(problem_of(R"({"state":7})"), "invalid_field state: must be a string");
   EXPECT_EQ(problem_of(R"({"limit":0})"), "invalid_field limit: must be a number from 1 to 1000");
   EXPECT_EQ(problem_of(R"({"limit":"5"})"), "invalid_field limit: must be a number from 1 to 1000");
   EXPECT_EQ(problem_of(R"({"limit":2.5})"), "invalid_field limit: must be a number from 1 to 1000");
-  EXPECT_EQ(problem_of(R"({"finished_since":"2h"})").rfind("invalid_field finished_since:", 0), 0u);
-  EXPECT_EQ(problem_of(R"({"finished_since":"2026-11-24T12:00:00Z",)"
-                       R"("finished_until":"2026-11-24T11:00:00Z"})"),
-            "invalid_field finished_until: before finished_since");
-  EXPECT_EQ(problem_of(R"({"since":"2026-11-24T12:00:00Z"})"),
-            "invalid_field since: unknown field");
+  EXPECT_EQ(problem_of(R"({"since":"yesterday"})").rfind("invalid_field since:", 0), 0u);
+  EXPECT_EQ(problem_of(R"({"since":"2026-11-24T12:00:00Z","until":"2026-11-24T11:00:00Z"})"),
+            "invalid_field until: before since");
+  EXPECT_EQ(problem_of(R"({"since":"1h","until":"2h"})"), "invalid_field until: before since");
+  EXPECT_EQ(problem_of(R"({"finished_since":"2026-11-24T12:00:00Z"})"),
+            "invalid_field finished_since: unknown field");
   EXPECT_EQ(problem_of(R"({"state":"dead","state":"dead"})").rfind("invalid_field state:", 0), 0u);
   EXPECT_EQ(problem_of("[1]"), "malformed_json body: must be a JSON object");
   EXPECT_EQ(problem_of("{").rfind("malformed_json", 0), 0u);

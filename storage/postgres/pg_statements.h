@@ -143,6 +143,8 @@ inline const std::string& list_statement(bool state, bool app_id, bool task_id) 
 inline const std::string kAttempts =
     "SELECT n, started_at, duration_ms, http_status, error, error_detail, response_head "
     "FROM attempts WHERE delivery_seq = $1 ORDER BY n";
+inline const std::string kPendingForHost =
+    "SELECT count(*) FROM deliveries WHERE host_key = $1 AND state = 0";
 inline const std::string kCountByState = "SELECT state, count(*) FROM deliveries GROUP BY state";
 inline const std::string kUnfinishedByApp =
     "SELECT app_id, count(*) FROM deliveries WHERE state IN (0, 1) GROUP BY app_id";

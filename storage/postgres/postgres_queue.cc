@@ -605,6 +605,14 @@ Result<std::vector<std::pair<std::string, std::size_t>>> PostgresQueue::count_un
   return counts;
 }
 
+Result<std::size_t> PostgresQueue::count_pending_for_host(std::string_view host_key) {
+  auto c = pool_->borrow();
+  auto rows =
+      c->run("count pending deliveries of a host", kPendingForHost, {std::string(host_key)});
+  if (!rows.ok()) return rows.status();
+  return static_cast<std::size_t>(rows->int64(0, 0));
+}
+
 Result<Delivery> PostgresQueue::redeliver(std::string_view delivery_id) {
   bool changed = false;
   {

@@ -47,6 +47,7 @@ class PostgresQueue final : public Queue {
   Result<DeliveryPage> list(const DeliveryFilter& filter) override;
   Result<DeliveryCounts> count_by_state() override;
   Result<std::vector<std::pair<std::string, std::size_t>>> count_unfinished_by_app() override;
+  Result<std::size_t> count_pending_for_host(std::string_view host_key) override;
   Result<Delivery> redeliver(std::string_view delivery_id) override;
   Result<RedeliverBatch> redeliver_matching(const RedeliverFilter& filter) override;
   void on_due_elsewhere(std::function<void()> wake) override;

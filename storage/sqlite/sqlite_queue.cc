@@ -796,6 +796,15 @@ Result<std::vector<std::pair<std::string, std::size_t>>> SqliteQueue::count_unfi
   return counts;
 }
 
+Result<std::size_t> SqliteQueue::count_pending_for_host(std::string_view host_key) {
+  ReadLease lease = read_connection();
+  auto rows = (*lease).prepare(kPendingForHost);
+  if (!rows.ok()) return rows.status();
+  (*rows)->bind(1, host_key);
+  if ((*rows)->step() != SQLITE_ROW) return (*lease).error("count pending deliveries of a host");
+  return static_cast<std::size_t>((*rows)->int64(0));
+}
+
 Result<Delivery> SqliteQueue::redeliver(std::string_view delivery_id) {
   bool changed = false;
   Status s = write_transaction(Durability::kOnDisk, [&](Connection& c) -> Status {

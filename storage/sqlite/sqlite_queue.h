@@ -55,6 +55,7 @@ class SqliteQueue final : public Queue {
   Result<DeliveryPage> list(const DeliveryFilter& filter) override;
   Result<DeliveryCounts> count_by_state() override;
   Result<std::vector<std::pair<std::string, std::size_t>>> count_unfinished_by_app() override;
+  Result<std::size_t> count_pending_for_host(std::string_view host_key) override;
   Result<Delivery> redeliver(std::string_view delivery_id) override;
   Result<RedeliverBatch> redeliver_matching(const RedeliverFilter& filter) override;
   QueueStats stats() const override { return {"sqlite", 0, 0}; }

@@ -107,6 +107,8 @@ inline constexpr const char* kAttempts =
     "FROM attempts WHERE delivery_seq = ?1 ORDER BY n";
 inline constexpr const char* kCountByState =
     "SELECT state, count(*) FROM deliveries GROUP BY state";
+inline constexpr const char* kPendingForHost =
+    "SELECT count(*) FROM deliveries WHERE host_key = ?1 AND state = 0";
 inline constexpr const char* kUnfinishedByApp =
     "SELECT app_id, count(*) FROM deliveries WHERE state IN (0, 1) GROUP BY app_id";
 // Bulk redelivery: finished rows of one state whose finish time (due_at) is in [?3, ?4), oldest

@@ -334,6 +334,10 @@ async function endpointsPage(page, daemon, hook) {
   await page.waitForSelector('tr[data-endpoint]');
   const endpoints = await page.$$eval('tr[data-endpoint]', (rows) => rows.map((r) => r.dataset.endpoint));
   check(endpoints.some((e) => e.startsWith(`${host.protocol}//${host.hostname}`)), `the receiver's host is listed: ${endpoints}`);
+  // The row shows what the API says about it: state, success rate and what waits for it.
+  const listed = direct.body.items.find((e) => e.endpoint.startsWith(`${host.protocol}//${host.hostname}`));
+  const cells = await page.$eval(`tr[data-endpoint="${listed.endpoint}"]`, (row) => [...row.cells].map((c) => c.textContent));
+  check(cells[1] === listed.state.replace('_', ' ') && cells[10] === String(listed.waiting), `the endpoint row shows its state and waiting count: ${cells}`);
 }
 
 let failurePage = null;  // screenshotted as failure.png when a check fails

@@ -256,14 +256,14 @@ async function exercise() {
 
   const bulk = '/v1/callbacks/redeliver';
   await call('POST', bulk, bulk, 400, { body: { state: 'pending' } });
-  await call('POST', bulk, bulk, 400, { body: { finished_since: 'yesterday' } });
+  await call('POST', bulk, bulk, 400, { body: { since: 'yesterday' } });
   await call('POST', bulk, bulk, 400, { body: { limit: 5000 } });
   await call('POST', bulk, bulk, 404, { body: { app_id: 'app_nope' } });
   await call('POST', bulk, bulk, 413, { body: tooLarge });
   await call('POST', bulk, bulk, 401, { token: '', body: {} });
   await call('GET', bulk, bulk, 405);
   const queued = (await call('POST', bulk, bulk, 200, {
-    body: { state: 'dead', app_id: app.app_id, finished_since: '2020-01-01T00:00:00.000Z', limit: 1 },
+    body: { state: 'dead', app_id: app.app_id, since: '2020-01-01T00:00:00.000Z', limit: 1 },
   })).json;
   if (queued?.queued !== 1) failures.push(`bulk redeliver queued ${JSON.stringify(queued)}, not 1`);
   await call('POST', bulk, bulk, 200);  // no body: every dead delivery

@@ -59,6 +59,9 @@ class ForwardingQueue : public Queue {
   Result<Delivery> find_delivery(std::string_view id) override { return inner_->find_delivery(id); }
   Result<DeliveryPage> list(const DeliveryFilter& filter) override { return inner_->list(filter); }
   Result<DeliveryCounts> count_by_state() override { return inner_->count_by_state(); }
+  Result<std::size_t> count_pending_for_host(std::string_view host_key) override {
+    return inner_->count_pending_for_host(host_key);
+  }
   Result<std::vector<std::pair<std::string, std::size_t>>> count_unfinished_by_app() override {
     return inner_->count_unfinished_by_app();
   }

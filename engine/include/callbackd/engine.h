@@ -152,10 +152,14 @@ class Engine {
   // Attempts finished in each of the last 60 minutes, oldest first, the current minute last.
   // Counted in memory by this engine: empty after a restart, other processes not included.
   std::vector<MinuteCounts> attempts_last_hour() const;
+  // The engine's clock (EngineOptions::clock): what "two hours ago" means in a request.
+  TimePoint now() const;
   // Attempts running now.
   std::size_t in_flight() const;
   // Endpoints seen by this process since it started, with their breaker state.
   std::vector<EndpointHealth> endpoints(const EndpointQuery& query) const;
+  // Pending deliveries of one endpoint in the store (held by its breaker or not yet due).
+  Result<std::size_t> pending_for_endpoint(std::string_view endpoint) const;
   EndpointCounts endpoint_counts() const;
   // The store's backend and connection use.
   QueueStats store_stats() const;

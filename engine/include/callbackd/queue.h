@@ -199,6 +199,8 @@ class Queue {
   virtual Result<DeliveryCounts> count_by_state() = 0;
   // Pending plus in-flight deliveries of each app that has any (for per-app quotas).
   virtual Result<std::vector<std::pair<std::string, std::size_t>>> count_unfinished_by_app() = 0;
+  // Pending deliveries of one endpoint (scheme://host:port), due or not: what waits for it.
+  virtual Result<std::size_t> count_pending_for_host(std::string_view host_key) = 0;
   // Delivered or dead -> pending, due now, with a fresh retry budget (budget_used = 0).
   // kFailedPrecondition for a pending or in-flight delivery, kNotFound for an unknown id.
   virtual Result<Delivery> redeliver(std::string_view delivery_id) = 0;
