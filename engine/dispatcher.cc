@@ -240,6 +240,15 @@ void Dispatcher::hold_back(std::unordered_map<std::int64_t, Held>::iterator it, 
 
 void Dispatcher::report(const BreakerTransition& t) {
   if (t.to == BreakerState::kOpen) {
+    // Its waiting deliveries become due when it may be probed, so claims stop walking past them.
+    const SteadyTime now = clock_->steady_now();
+    Millis hold{0};
+    {
+      std::lock_guard lock(scheduler_mutex_);
+      hold = breaker_.hold_for(t.endpoint, now);
+    }
+    if (options_.breaker.defer_backlog && hold > Millis(0))
+      store_.defer_host(t.endpoint, now + hold);
     spdlog::warn(
         "event=breaker_open endpoint={} failure_rate={:.2f} attempts={} cooldown_ms={} "
         "reason={}",
@@ -347,6 +356,7 @@ void Dispatcher::on_attempt_done(std::int64_t seq, TimePoint started_at, HttpRes
   if (it == held_.end()) return;  // cannot happen: a running delivery stays held
   const ClaimedDelivery& d = it->second.delivery;
   std::optional<BreakerTransition> transition;
+  Millis until_probe{0};
   {
     std::lock_guard lock(scheduler_mutex_);
     const SteadyTime now = clock_->steady_now();
@@ -354,6 +364,7 @@ void Dispatcher::on_attempt_done(std::int64_t seq, TimePoint started_at, HttpRes
                         now);
     transition =
         breaker_.record(d.host_key, response.error, response.http_status, it->second.probe, now);
+    if (options_.breaker.defer_backlog) until_probe = breaker_.hold_for(d.host_key, now);
   }
   if (transition) report(*transition);
 
@@ -366,7 +377,9 @@ void Dispatcher::on_attempt_done(std::int64_t seq, TimePoint started_at, HttpRes
   attempt.error_detail = std::move(response.error_detail);
   attempt.response_head = std::move(response.body_head);
 
-  const NextStep next = policy_.after_attempt(attempt.error, d.budget_used + 1);
+  NextStep next = policy_.after_attempt(attempt.error, d.budget_used + 1);
+  // Open (this attempt opened it, or was a straggler): the retry joins the deferred backlog.
+  next.retry_after = std::max(next.retry_after, until_probe);
   spdlog::debug("event=attempt delivery_id={} attempt={} status={} error={} next_state={}", d.id,
                 attempt.number, attempt.http_status, to_string(attempt.error),
                 to_string(next.state));

@@ -15,6 +15,9 @@ namespace {
 // the storage thread (and the renewals queued behind it) for long.
 constexpr std::size_t kPruneBatch = 1000;
 
+// An open endpoint's backlog is deferred this many rows per statement, for the same reason.
+constexpr std::size_t kDeferBatch = 10000;
+
 }  // namespace
 
 StoreLink::StoreLink(asio::io_context& io, Queue& queue, std::shared_ptr<const Clock> clock,
@@ -36,8 +39,8 @@ void StoreLink::run(Work work, Then then) {
 }
 
 bool StoreLink::idle() const {
-  return !claiming_ && !recording_ && !releasing_ && !renewing_ && !maintaining_ &&
-         records_.empty() && releases_.empty() && renewals_.empty();
+  return !claiming_ && !recording_ && !releasing_ && !renewing_ && !maintaining_ && !deferring_ &&
+         records_.empty() && releases_.empty() && renewals_.empty() && deferrals_.empty();
 }
 
 // ---------------------------------------------------------------- claims
@@ -69,6 +72,7 @@ void StoreLink::claim(ClaimRequest request) {
 
 void StoreLink::record(AttemptRecord record) {
   records_.push_back(std::move(record));
+  ++records_queued_;
   flush_records();
 }
 
@@ -88,7 +92,9 @@ void StoreLink::flush_records() {
                           std::make_move_iterator(batch->end()));
           return;
         }
+        records_stored_ += batch->size();
         listener_.on_recorded(*batch, *result);
+        flush_deferrals();
         flush_records();
       });
 }
@@ -152,6 +158,59 @@ void StoreLink::flush_renewals() {
         }
         listener_.on_renewed(renewed, *result, sent_at);
         flush_renewals();
+      });
+}
+
+// ---------------------------------------------------------------- deferrals
+
+void StoreLink::defer_host(std::string host_key, SteadyTime until) {
+  auto [it, fresh] = deferrals_.try_emplace(std::move(host_key));
+  if (fresh || until > it->second.until) {
+    it->second = Deferral{until, std::nullopt, records_queued_, it->second.moved};
+  }
+  flush_deferrals();
+}
+
+void StoreLink::flush_deferrals() {
+  if (deferring_) return;
+  // Records queued before the call go first: a retry they schedule is deferred with the rest.
+  auto next = std::find_if(deferrals_.begin(), deferrals_.end(), [&](const auto& d) {
+    return d.second.after_records <= records_stored_;
+  });
+  if (next == deferrals_.end()) return;
+  deferring_ = true;
+  auto node = deferrals_.extract(next);
+  std::string host = std::move(node.key());
+  const Deferral d = node.mapped();
+  run(
+      [this, host, d] {
+        HostDeferral request{host, Millis(0), d.store_until, kDeferBatch};
+        // The first batch takes its delay here, as it runs, so time spent queued behind other
+        // calls does not push the rows past `until`; rounded up, as held deliveries are. Later
+        // batches use the store time it answered.
+        if (!d.store_until) {
+          request.delay =
+              std::max(std::chrono::ceil<Millis>(d.until - clock_->steady_now()), Millis(0));
+        }
+        return queue_.defer_host(request);
+      },
+      [this, host, d](Result<Deferred> deferred) {
+        deferring_ = false;
+        if (!deferred.ok()) {
+          // Only a shortcut: claims still skip the endpoint's rows while it is open.
+          spdlog::error("event=defer_failed endpoint={} error=\"{}\"", host,
+                        deferred.status().to_string());
+        } else if (deferred->moved == kDeferBatch) {
+          auto [it, fresh] = deferrals_.try_emplace(host);
+          // Unless a later call for the endpoint is waiting (it starts over), the next batch.
+          if (fresh || it->second.until <= d.until) {
+            it->second = Deferral{d.until, deferred->until, 0, d.moved + deferred->moved};
+          }
+        } else if (d.moved + deferred->moved > 0) {
+          spdlog::info("event=breaker_deferred endpoint={} count={}", host,
+                       d.moved + deferred->moved);
+        }
+        flush_deferrals();
       });
 }
 

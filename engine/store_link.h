@@ -11,10 +11,12 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace callbackd {
@@ -50,6 +52,11 @@ class StoreLink {
   void release(LeaseToken token, Millis delay);
   // Extends these leases by `lease`; one renewal at a time, the next one batches the rest.
   void renew(std::vector<LeaseToken> tokens, Millis lease);
+  // Moves the endpoint's pending deliveries due before `until` to `until`, in batches that leave
+  // room for other calls between them (an open endpoint's backlog, out of the claims' way). A
+  // later call for the same endpoint replaces an earlier one still waiting. It runs after the
+  // records queued before it, so the retries they schedule move too.
+  void defer_host(std::string host_key, SteadyTime until);
   // Lease recovery and pruning of delivered rows older than `retention`.
   void maintain(bool recover, bool prune, Millis retention);
   // Sends what is waiting again (after a failed write).
@@ -64,6 +71,7 @@ class StoreLink {
   void flush_records();
   void flush_releases();
   void flush_renewals();
+  void flush_deferrals();
 
   boost::asio::io_context& io_;
   Queue& queue_;
@@ -73,12 +81,22 @@ class StoreLink {
   bool claiming_ = false;
   std::vector<AttemptRecord> records_;
   bool recording_ = false;
+  std::uint64_t records_queued_ = 0;                    // ever
+  std::uint64_t records_stored_ = 0;                    // ever
   std::map<Millis, std::vector<LeaseToken>> releases_;  // by delay
   bool releasing_ = false;
   std::vector<LeaseToken> renewals_;
   Millis renewal_lease_{0};
   bool renewing_ = false;
   bool maintaining_ = false;
+  struct Deferral {
+    SteadyTime until{};
+    std::optional<TimePoint> store_until;  // `until` as the store's first batch answered it
+    std::uint64_t after_records = 0;       // waits until this many records are stored
+    std::size_t moved = 0;                 // by earlier batches
+  };
+  std::map<std::string, Deferral, std::less<>> deferrals_;  // by endpoint
+  bool deferring_ = false;
 
   // Last member: its thread is joined first on destruction.
   boost::asio::thread_pool storage_thread_{1};

@@ -509,6 +509,60 @@ TEST_P(QueueFilterTest, BulkRedeliveryKeepsToTheFinishTimeRangeAndRefusesBadFilt
 INSTANTIATE_TEST_SUITE_P(Backends, QueueFilterTest, ::testing::Values("sqlite", "postgres"),
                          [](const auto& info) { return info.param; });
 
+// An open endpoint's backlog is moved out of the claims' way: only its pending rows due before
+// the new time move, to exactly that time, a bounded batch per call; never earlier.
+TEST_P(QueueConformanceTest, DeferringAHostMovesOnlyItsEarlierPendingRowsAndNeverEarlier) {
+  for (const char* task : {"late", "flight", "dead", "done"}) enqueue(task, kHostA);
+  const auto held = queue_->claim({.limit = 4, .lease = 30s, .only_host = kHostA});
+  ASSERT_TRUE(held.ok() && held->size() == 4u);
+  ASSERT_TRUE(queue_
+                  ->record(std::vector{record_of(held->at(0).lease, 1, DeliveryState::kPending, 2h),
+                                       record_of(held->at(2).lease, 1, DeliveryState::kDead),
+                                       record_of(held->at(3).lease, 1, DeliveryState::kDelivered)})
+                  ->empty());
+  for (const char* task : {"a1", "a2", "a3"}) enqueue(task, kHostA);
+  enqueue("b1", kHostB);
+  auto due_at = [&](const std::string& id) {
+    auto d = queue_->find_delivery(id);
+    EXPECT_TRUE(d.ok() && d->next_attempt_at) << id;
+    return d.ok() && d->next_attempt_at ? *d->next_attempt_at : TimePoint{};
+  };
+  const TimePoint late_due = due_at("dlv_late");
+  const TimePoint b1_due = due_at("dlv_b1");
+
+  const TimePoint before = system_clock()->now();
+  auto first = queue_->defer_host({.host_key = kHostA, .delay = 1h, .limit = 2});
+  ASSERT_TRUE(first.ok()) << first.status().to_string();
+  EXPECT_EQ(first->moved, 2u) << "a full batch";
+  const TimePoint after = system_clock()->now();
+  EXPECT_GE(first->until, before + 1h - 2s);
+  EXPECT_LE(first->until, after + 1h + 2s);
+  // The next batch names the same time: the rows already moved are not taken again.
+  auto second = queue_->defer_host({.host_key = kHostA, .until = first->until, .limit = 2});
+  ASSERT_TRUE(second.ok()) << second.status().to_string();
+  EXPECT_EQ(second->moved, 1u) << "the rest: not the in-flight, dead, delivered or later rows";
+  EXPECT_EQ(second->until, first->until);
+  EXPECT_EQ(queue_->defer_host({.host_key = kHostA, .until = first->until, .limit = 2})->moved, 0u);
+  EXPECT_EQ(queue_->defer_host({.host_key = kHostA, .delay = 30min, .limit = 100})->moved, 0u)
+      << "never earlier";
+
+  for (const char* id : {"dlv_a1", "dlv_a2", "dlv_a3"}) {
+    EXPECT_EQ(state(id), DeliveryState::kPending) << id;
+    EXPECT_EQ(due_at(id), first->until) << id;
+    EXPECT_TRUE(queue_->find_delivery(id)->attempts.empty()) << id;
+  }
+  EXPECT_EQ(due_at("dlv_late"), late_due) << "due after the new time: left alone";
+  EXPECT_EQ(queue_->find_delivery("dlv_late")->attempts.size(), 1u);
+  EXPECT_EQ(due_at("dlv_b1"), b1_due) << "another host";
+  EXPECT_EQ(state("dlv_flight"), DeliveryState::kInFlight);
+  EXPECT_EQ(state("dlv_dead"), DeliveryState::kDead);
+  EXPECT_EQ(state("dlv_done"), DeliveryState::kDelivered);
+  EXPECT_EQ(ids(claim(10)), std::vector<std::string>{"dlv_b1"}) << "the deferred rows are not due";
+  EXPECT_EQ(
+      queue_->defer_host({.host_key = "https://none.example:443", .delay = 1h, .limit = 10})->moved,
+      0u);
+}
+
 TEST_P(QueueConformanceTest, DeliveredRowsArePrunedWithTheirAttempts) {
   enqueue("p");
   const LeaseToken token = claim(1).at(0).lease;

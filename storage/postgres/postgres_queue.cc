@@ -488,6 +488,24 @@ Result<std::optional<Millis>> PostgresQueue::next_due_in() {
   return std::optional<Millis>(Millis(rows->int64(0, 0)));
 }
 
+Result<Deferred> PostgresQueue::defer_host(const HostDeferral& request) {
+  auto c = pool_->borrow();
+  Deferred deferred;
+  if (request.until) {
+    deferred.until = *request.until;
+  } else {
+    auto until = c->run("due time", kDueIn, {number(request.delay.count())});
+    if (!until.ok()) return until.status();
+    deferred.until = from_unix_ms(until->int64(0, 0));
+  }
+  auto rows = c->run("defer host", kDeferHost,
+                     {request.host_key, number(to_unix_ms(deferred.until)),
+                      number(static_cast<std::int64_t>(request.limit))});
+  if (!rows.ok()) return rows.status();
+  deferred.moved = static_cast<std::size_t>(rows->affected());
+  return deferred;
+}
+
 Result<std::size_t> PostgresQueue::prune_delivered(Millis age, std::size_t limit) {
   auto c = pool_->borrow();
   auto rows = c->run("prune", kPruneDelivered,

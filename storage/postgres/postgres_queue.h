@@ -35,6 +35,7 @@ class PostgresQueue final : public Queue {
   Result<StaleTokens> renew(std::span<const LeaseToken> tokens, Millis lease) override;
   Result<StaleTokens> record(std::span<const AttemptRecord> records) override;
   Result<StaleTokens> release(std::span<const LeaseToken> tokens, Millis delay) override;
+  Result<Deferred> defer_host(const HostDeferral& request) override;
   Result<std::size_t> recover_expired_leases() override;
   Result<std::optional<Millis>> next_due_in() override;
   Result<std::size_t> prune_delivered(Millis age, std::size_t limit) override;

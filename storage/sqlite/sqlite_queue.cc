@@ -610,6 +610,23 @@ Result<StaleTokens> SqliteQueue::release(std::span<const LeaseToken> tokens, Mil
   return stale;
 }
 
+Result<Deferred> SqliteQueue::defer_host(const HostDeferral& request) {
+  const std::int64_t until =
+      request.until ? to_unix_ms(*request.until) : clock_.now_ms() + request.delay.count();
+  Deferred deferred{0, from_unix_ms(until)};
+  Status s = write_transaction(Durability::kCrashSafe, [&](Connection& c) -> Status {
+    auto defer = c.prepare(kDeferHost);
+    if (!defer.ok()) return defer.status();
+    (*defer)->bind(1, request.host_key).bind(2, until);
+    (*defer)->bind(3, static_cast<std::int64_t>(request.limit));
+    if (Status s = (*defer)->run("defer host"); !s.ok()) return s;
+    deferred.moved = static_cast<std::size_t>(c.changes());
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return deferred;
+}
+
 Result<std::size_t> SqliteQueue::recover_expired_leases() {
   std::size_t recovered = 0;
   Status s = write_transaction(Durability::kCrashSafe, [&](Connection& c) -> Status {

@@ -42,6 +42,9 @@ class ForwardingQueue : public Queue {
   Result<StaleTokens> release(std::span<const LeaseToken> tokens, Millis delay) override {
     return inner_->release(tokens, delay);
   }
+  Result<Deferred> defer_host(const HostDeferral& request) override {
+    return inner_->defer_host(request);
+  }
   Result<std::size_t> recover_expired_leases() override { return inner_->recover_expired_leases(); }
   Result<std::optional<Millis>> next_due_in() override { return inner_->next_due_in(); }
   Result<std::size_t> prune_delivered(Millis age, std::size_t limit) override {

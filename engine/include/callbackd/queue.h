@@ -93,6 +93,20 @@ struct ClaimRequest {
   std::optional<std::string> only_host;
 };
 
+// Pending deliveries of one endpoint to push later (Queue::defer_host), a batch at a time.
+struct HostDeferral {
+  std::string host_key;
+  Millis delay{0};  // until this long from now on the store's clock...
+  // ...or, for the batches after the first, exactly the time the first answered (a time taken
+  // afresh would move the rows already moved again).
+  std::optional<TimePoint> until;
+  std::size_t limit = 0;
+};
+struct Deferred {
+  std::size_t moved = 0;  // fewer than the limit: none is left
+  TimePoint until;        // on the store's clock, as Delivery::next_attempt_at
+};
+
 // One finished attempt and the state it moves its delivery to; stored together.
 struct AttemptRecord {
   LeaseToken lease;
@@ -158,6 +172,10 @@ class Queue {
   virtual Result<StaleTokens> record(std::span<const AttemptRecord> records) = 0;
   // Returns leased deliveries to pending, due `delay` from now, recording no attempt.
   virtual Result<StaleTokens> release(std::span<const LeaseToken> tokens, Millis delay) = 0;
+  // Moves up to `limit` pending deliveries of one endpoint that are due before a time to exactly
+  // that time (never earlier; attempt counts untouched). For an endpoint whose breaker is open:
+  // claims then no longer walk past its backlog, due again when the endpoint may be probed.
+  virtual Result<Deferred> defer_host(const HostDeferral& request) = 0;
   // Moves deliveries whose lease has ended back to pending, due now, and answers how many.
   // Only leases of other queue instances (processes that died or stalled): an instance renews
   // what it holds and never takes back its own.
