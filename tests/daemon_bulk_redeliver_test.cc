@@ -112,7 +112,9 @@ TEST_F(DaemonBulkRedeliverTest, DeadDeliveriesAreQueuedInBatchesByApiAndCliAndDe
   EXPECT_EQ(second["queued"], 1);
   EXPECT_TRUE(second["next_cursor"].is_null()) << second;
   ASSERT_TRUE(wait_count("state=delivered&app_id=" + a, 3)) << daemon_->log();
-  for (const json& d : call_json("GET", "/v1/callbacks?app_id=" + a, "", 200)["items"]) {
+  // Kept whole: a range-for over a temporary's member would read freed memory.
+  const json listed = call_json("GET", "/v1/callbacks?app_id=" + a, "", 200);
+  for (const json& d : listed["items"]) {
     ASSERT_EQ(d["attempts"].size(), 7u) << d;
     EXPECT_EQ(d["attempts"][6]["n"], 7) << "attempts are numbered on";
   }
