@@ -161,7 +161,8 @@ std::string render_svg(const std::string& title, const std::vector<Second>& seco
 
   // 4. Histogram of the whole run: log-spaced latency on x, share of deliveries on y.
   s += text(kLeft, top - 8,
-            "latency histogram, whole run (" + std::to_string(latency.total()) + " deliveries, log count)",
+            "latency histogram, whole run (" + std::to_string(latency.total()) +
+                " deliveries, log count)",
             "start", "font-weight=\"bold\"");
   s += line(kLeft, top + kChart, kLeft + kPlot, top + kChart, "stroke:#333");
   const double lo_log = std::log10(lo_ms), hi_log = std::log10(hi_ms);
