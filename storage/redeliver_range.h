@@ -18,9 +18,10 @@ struct RedeliverRange {
   std::int64_t until_ms = 0;  // exclusive
 };
 
-// The first call ends the range at the store's `now_ms` (exclusive): whatever finishes from
-// then on, including deliveries this run queued that fail again, is outside it. The cursor
-// carries that end to later calls. A given finished_until (inclusive) ends it earlier.
+// The first call ends the range just after the store's `now_ms`: everything finished by the
+// time of the call is in it (also in the same millisecond), whatever finishes later, including
+// deliveries this run queued that fail again, is outside it. The cursor carries that end to
+// later calls. A given finished_until (inclusive) ends it earlier.
 inline Result<RedeliverRange> redeliver_range(const RedeliverFilter& filter, std::int64_t now_ms) {
   if (filter.state != DeliveryState::kDead && filter.state != DeliveryState::kDelivered) {
     return Status::InvalidArgument("state: must be dead or delivered");
@@ -31,7 +32,7 @@ inline Result<RedeliverRange> redeliver_range(const RedeliverFilter& filter, std
   RedeliverRange range;
   range.since_ms = filter.finished_since ? to_unix_ms(*filter.finished_since)
                                          : std::numeric_limits<std::int64_t>::min();
-  range.until_ms = now_ms;
+  range.until_ms = now_ms + 1;
   if (!filter.cursor.empty()) {
     const std::string& c = filter.cursor;
     std::int64_t until = 0;
