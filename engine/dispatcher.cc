@@ -37,6 +37,15 @@ HostSchedulerOptions scheduler_options(const DispatcherOptions& options) {
   return s;
 }
 
+// A slow, full host's backlog beyond what its line takes next moves this many of its attempt
+// durations later (within the bounds below): its line and the rows left due keep it busy
+// meanwhile, and the rest is moved about once per interval instead of walked by every claim.
+constexpr int kSlowBacklogDurations = 4;
+constexpr Millis kMinSlowBacklogHold{1000};
+constexpr Millis kMaxSlowBacklogHold{60000};
+// Rows of such a host left due, per slot of its concurrency limit.
+constexpr std::size_t kSlowBacklogKeptPerSlot = 2;
+
 // How long a claimed delivery whose host has no room goes back to the store for: long enough
 // that the next claims do not bring it straight back.
 Millis deferral(const DispatcherOptions& options) {
@@ -514,6 +523,7 @@ void Dispatcher::on_maintained(bool more_to_prune) {
 void Dispatcher::maybe_claim() {
   if (!running_ || stopping_ || store_.claiming()) return;
   ClaimRequest request;
+  std::vector<SlowBacklog> slow_backlogs;
   {
     std::lock_guard lock(scheduler_mutex_);
     std::optional<HostScheduler::SpilledHost> spilled;
@@ -539,13 +549,33 @@ void Dispatcher::maybe_claim() {
       request.skip_hosts = breaker_.unhealthy(kMaxSkippedHosts / 2);
       for (std::string& host :
            scheduler_.full_hosts(kMaxSkippedHosts - request.skip_hosts.size())) {
+        std::optional<HostView> view = scheduler_.view(host);
+        if (view && view->pool == HostPool::kSlow && breaker_.closed(host)) {
+          slow_backlogs.push_back(
+              SlowBacklog{host, kSlowBacklogKeptPerSlot * std::max<std::size_t>(view->limit, 1),
+                          std::clamp(kSlowBacklogDurations * view->typical_duration,
+                                     kMinSlowBacklogHold, kMaxSlowBacklogHold)});
+        }
         request.skip_hosts.push_back(std::move(host));
       }
       claim_wanted_ = false;
     }
   }
+  // Before the claim: the store runs its calls in order, so this claim already skips less.
+  defer_slow_backlogs(slow_backlogs);
   request.lease = times_.lease;
   store_.claim(std::move(request));
+}
+
+void Dispatcher::defer_slow_backlogs(const std::vector<SlowBacklog>& hosts) {
+  if (hosts.empty() || !options_.defer_slow_backlog) return;
+  const SteadyTime now = clock_->steady_now();
+  for (const SlowBacklog& slow : hosts) {
+    auto [it, fresh] = slow_backlog_until_.try_emplace(slow.host, now);
+    if (!fresh && now < it->second) continue;  // moved already; not due again yet
+    it->second = now + slow.hold;
+    store_.defer_host(slow.host, it->second, slow.keep);
+  }
 }
 
 void Dispatcher::renew_leases(SteadyTime now) {
@@ -591,6 +621,7 @@ void Dispatcher::on_tick() {
       next_forget_ = now + kForgetInterval;
       scheduler_.forget_idle(now);
       breaker_.forget_idle(now);
+      std::erase_if(slow_backlog_until_, [&](const auto& entry) { return entry.second < now; });
     }
   }
   for (const BreakerTransition& t : half_open) report(t);

@@ -52,6 +52,9 @@ struct DispatcherOptions {
   std::function<void(const std::string& app_id)> on_finished;
   std::string ca_bundle_path;
   BreakerOptions breaker;
+  // A slow endpoint's stored backlog beyond what it takes next moves later while it is full
+  // (see defer_slow_backlogs); off only where a test's manual clock runs the store.
+  bool defer_slow_backlog = true;
   AttemptHistory* history = nullptr;  // optional; counts each finished attempt
 };
 
@@ -120,6 +123,14 @@ class Dispatcher : private StoreLink::Listener {
   void stale_write(std::string_view write, const LeaseToken& token);
 
   void maybe_claim();
+  // Claims walk past the due rows of the hosts they skip. A slow host that is full keeps only
+  // what its line takes next due; the rest of its backlog moves a few attempt durations later.
+  struct SlowBacklog {
+    std::string host;
+    std::size_t keep = 0;
+    Millis hold{0};
+  };
+  void defer_slow_backlogs(const std::vector<SlowBacklog>& hosts);
   void renew_leases(SteadyTime now);
   void arm_timer(SteadyTime at);
   void on_tick();
@@ -152,6 +163,8 @@ class Dispatcher : private StoreLink::Listener {
   std::optional<std::string> claiming_probe_;
   bool prune_wanted_ = true;
   std::function<void()> stop_done_;
+  // Slow hosts whose backlog was moved, and until when (not moved again before then).
+  std::unordered_map<std::string, SteadyTime> slow_backlog_until_;
 
   // Shared with enqueue threads: the scheduler, the breaker and who may reserve a place.
   mutable std::mutex scheduler_mutex_;

@@ -163,10 +163,12 @@ void StoreLink::flush_renewals() {
 
 // ---------------------------------------------------------------- deferrals
 
-void StoreLink::defer_host(std::string host_key, SteadyTime until) {
+void StoreLink::defer_host(std::string host_key, SteadyTime until, std::size_t keep_oldest) {
   auto [it, fresh] = deferrals_.try_emplace(std::move(host_key));
-  if (fresh || until > it->second.until) {
-    it->second = Deferral{until, std::nullopt, records_queued_, it->second.moved};
+  if (fresh || until > it->second.until || keep_oldest < it->second.keep_oldest) {
+    const std::size_t keep = fresh ? keep_oldest : std::min(keep_oldest, it->second.keep_oldest);
+    it->second = Deferral{std::max(until, fresh ? until : it->second.until), std::nullopt,
+                          records_queued_, it->second.moved, keep};
   }
   flush_deferrals();
 }
@@ -184,7 +186,7 @@ void StoreLink::flush_deferrals() {
   const Deferral d = node.mapped();
   run(
       [this, host, d] {
-        HostDeferral request{host, Millis(0), d.store_until, kDeferBatch};
+        HostDeferral request{host, Millis(0), d.store_until, kDeferBatch, d.keep_oldest};
         // The first batch takes its delay here, as it runs, so time spent queued behind other
         // calls does not push the rows past `until`; rounded up, as held deliveries are. Later
         // batches use the store time it answered.
@@ -204,11 +206,16 @@ void StoreLink::flush_deferrals() {
           auto [it, fresh] = deferrals_.try_emplace(host);
           // Unless a later call for the endpoint is waiting (it starts over), the next batch.
           if (fresh || it->second.until <= d.until) {
-            it->second = Deferral{d.until, deferred->until, 0, d.moved + deferred->moved};
+            it->second =
+                Deferral{d.until, deferred->until, 0, d.moved + deferred->moved, d.keep_oldest};
           }
-        } else if (d.moved + deferred->moved > 0) {
+        } else if (d.moved + deferred->moved > 0 && d.keep_oldest == 0) {
           spdlog::info("event=breaker_deferred endpoint={} count={}", host,
                        d.moved + deferred->moved);
+        } else if (d.moved + deferred->moved > 0) {
+          // A slow endpoint's, every few of its attempt durations: not worth an info line.
+          spdlog::debug("event=slow_backlog_deferred endpoint={} count={} kept={}", host,
+                        d.moved + deferred->moved, d.keep_oldest);
         }
         flush_deferrals();
       });

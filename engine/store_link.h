@@ -54,9 +54,10 @@ class StoreLink {
   void renew(std::vector<LeaseToken> tokens, Millis lease);
   // Moves the endpoint's pending deliveries due before `until` to `until`, in batches that leave
   // room for other calls between them (an open endpoint's backlog, out of the claims' way). A
-  // later call for the same endpoint replaces an earlier one still waiting. It runs after the
-  // records queued before it, so the retries they schedule move too.
-  void defer_host(std::string host_key, SteadyTime until);
+  // later call for the same endpoint replaces an earlier one still waiting (the later time, the
+  // fewer rows kept). It runs after the records queued before it, so the retries they schedule
+  // move too. The `keep_oldest` oldest rows due before `until` stay where they are.
+  void defer_host(std::string host_key, SteadyTime until, std::size_t keep_oldest = 0);
   // Lease recovery and pruning of delivered rows older than `retention`.
   void maintain(bool recover, bool prune, Millis retention);
   // Sends what is waiting again (after a failed write).
@@ -94,6 +95,7 @@ class StoreLink {
     std::optional<TimePoint> store_until;  // `until` as the store's first batch answered it
     std::uint64_t after_records = 0;       // waits until this many records are stored
     std::size_t moved = 0;                 // by earlier batches
+    std::size_t keep_oldest = 0;
   };
   std::map<std::string, Deferral, std::less<>> deferrals_;  // by endpoint
   bool deferring_ = false;

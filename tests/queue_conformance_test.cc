@@ -563,6 +563,33 @@ TEST_P(QueueConformanceTest, DeferringAHostMovesOnlyItsEarlierPendingRowsAndNeve
       0u);
 }
 
+// A slow endpoint's backlog: its oldest due rows (what its line takes next) stay due, the rest
+// move later, oldest first, a batch at a time.
+TEST_P(QueueConformanceTest, DeferringAHostCanKeepItsOldestDueRows) {
+  for (const char* task : {"a1", "a2", "a3", "a4", "a5"}) {
+    enqueue(task, kHostA);
+    std::this_thread::sleep_for(3ms);  // distinct due times: "oldest" is unambiguous
+  }
+  enqueue("b1", kHostB);
+  auto due_at = [&](const std::string& id) { return *queue_->find_delivery(id)->next_attempt_at; };
+  const TimePoint a1_due = due_at("dlv_a1"), a2_due = due_at("dlv_a2");
+
+  auto first = queue_->defer_host({.host_key = kHostA, .delay = 1h, .limit = 2, .keep_oldest = 2});
+  ASSERT_TRUE(first.ok()) << first.status().to_string();
+  EXPECT_EQ(first->moved, 2u);
+  EXPECT_EQ(due_at("dlv_a3"), first->until) << "oldest first after the kept ones";
+  EXPECT_EQ(due_at("dlv_a4"), first->until);
+  EXPECT_LT(due_at("dlv_a5"), first->until) << "not in the first batch";
+  auto second =
+      queue_->defer_host({.host_key = kHostA, .until = first->until, .limit = 2, .keep_oldest = 2});
+  ASSERT_TRUE(second.ok()) << second.status().to_string();
+  EXPECT_EQ(second->moved, 1u) << "the next batch keeps the same two and moves the last";
+  EXPECT_EQ(due_at("dlv_a5"), first->until);
+  EXPECT_EQ(due_at("dlv_a1"), a1_due) << "kept";
+  EXPECT_EQ(due_at("dlv_a2"), a2_due) << "kept";
+  EXPECT_EQ(ids(claim(10)), (std::vector<std::string>{"dlv_a1", "dlv_a2", "dlv_b1"}));
+}
+
 TEST_P(QueueConformanceTest, DeliveredRowsArePrunedWithTheirAttempts) {
   enqueue("p");
   const LeaseToken token = claim(1).at(0).lease;

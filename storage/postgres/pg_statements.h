@@ -87,13 +87,13 @@ inline const std::string kRelease =
     "FROM unnest($2::bigint[], $3::bigint[], $4::bigint[]) AS t(seq, owner, gen) "
     "WHERE d.seq = t.seq AND d.state = 1 AND d.lease_owner = t.owner AND d.lease_gen = t.gen "
     "RETURNING d.seq";
-// One endpoint's pending rows due before $2 move to $2, a batch at a time, off the
-// (host_key, state, due_at) index. The outer test is checked again on rows another process
-// claimed meanwhile, so an in-flight row is never touched.
+// One endpoint's pending rows due before $2 move to $2, a batch at a time, oldest first after
+// the $4 oldest, off the (host_key, state, due_at) index. The outer test is checked again on rows
+// another process claimed meanwhile, so an in-flight row is never touched.
 inline const std::string kDeferHost =
     "UPDATE deliveries SET due_at = $2 "
     "WHERE seq IN (SELECT seq FROM deliveries WHERE host_key = $1 AND state = 0 AND due_at < $2 "
-    "  LIMIT $3) "
+    "  ORDER BY due_at LIMIT $3 OFFSET $4) "
     "AND state = 0 AND due_at < $2";
 inline const std::string kDueIn = "SELECT " CALLBACKD_NOW_MS " + $1";
 // Ended leases of other processes only: a process renews what it holds.

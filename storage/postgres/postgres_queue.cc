@@ -500,7 +500,8 @@ Result<Deferred> PostgresQueue::defer_host(const HostDeferral& request) {
   }
   auto rows = c->run("defer host", kDeferHost,
                      {request.host_key, number(to_unix_ms(deferred.until)),
-                      number(static_cast<std::int64_t>(request.limit))});
+                      number(static_cast<std::int64_t>(request.limit)),
+                      number(static_cast<std::int64_t>(request.keep_oldest))});
   if (!rows.ok()) return rows.status();
   deferred.moved = static_cast<std::size_t>(rows->affected());
   return deferred;

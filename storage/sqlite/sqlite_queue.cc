@@ -619,6 +619,7 @@ Result<Deferred> SqliteQueue::defer_host(const HostDeferral& request) {
     if (!defer.ok()) return defer.status();
     (*defer)->bind(1, request.host_key).bind(2, until);
     (*defer)->bind(3, static_cast<std::int64_t>(request.limit));
+    (*defer)->bind(4, static_cast<std::int64_t>(request.keep_oldest));
     if (Status s = (*defer)->run("defer host"); !s.ok()) return s;
     deferred.moved = static_cast<std::size_t>(c.changes());
     return Status::Ok();

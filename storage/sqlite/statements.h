@@ -57,12 +57,13 @@ inline constexpr const char* kInsertAttempt =
 inline constexpr const char* kRelease =
     "UPDATE deliveries SET state = 0, due_at = ?2 "
     "WHERE seq = ?1 AND state = 1 AND lease_owner = ?3 AND lease_gen = ?4";
-// One endpoint's pending rows due before ?2 move to ?2, a batch at a time, straight off the
-// (host_key, state, due_at) index; moved rows leave the range, so the next batch starts fresh.
+// One endpoint's pending rows due before ?2 move to ?2, a batch at a time, oldest first after
+// the ?4 oldest, straight off the (host_key, state, due_at) index; moved rows leave the range,
+// so the next batch starts fresh.
 inline constexpr const char* kDeferHost =
     "UPDATE deliveries SET due_at = ?2 "
     "WHERE seq IN (SELECT seq FROM deliveries WHERE host_key = ?1 AND state = 0 AND due_at < ?2 "
-    "  LIMIT ?3)";
+    "  ORDER BY due_at LIMIT ?3 OFFSET ?4)";
 // Leases of other owners only: a queue instance renews what it holds and never takes its own.
 inline constexpr const char* kRecover =
     "UPDATE deliveries SET state = 0, due_at = ?1 "

@@ -101,6 +101,9 @@ struct HostDeferral {
   // afresh would move the rows already moved again).
   std::optional<TimePoint> until;
   std::size_t limit = 0;
+  // The endpoint's oldest rows due before `until` that stay as they are (what its dispatcher
+  // line takes next); only the rows after them move.
+  std::size_t keep_oldest = 0;
 };
 struct Deferred {
   std::size_t moved = 0;  // fewer than the limit: none is left
@@ -173,8 +176,9 @@ class Queue {
   // Returns leased deliveries to pending, due `delay` from now, recording no attempt.
   virtual Result<StaleTokens> release(std::span<const LeaseToken> tokens, Millis delay) = 0;
   // Moves up to `limit` pending deliveries of one endpoint that are due before a time to exactly
-  // that time (never earlier; attempt counts untouched). For an endpoint whose breaker is open:
-  // claims then no longer walk past its backlog, due again when the endpoint may be probed.
+  // that time (never earlier; attempt counts untouched), oldest first after the `keep_oldest`
+  // oldest. For an endpoint whose breaker is open, or that is too slow for its backlog: claims
+  // then no longer walk past that backlog.
   virtual Result<Deferred> defer_host(const HostDeferral& request) = 0;
   // Moves deliveries whose lease has ended back to pending, due now, and answers how many.
   // Only leases of other queue instances (processes that died or stalled): an instance renews
