@@ -29,9 +29,9 @@ Kind kind_of(std::uint64_t index, const std::array<int, kKinds>& percent) {
 namespace {
 
 std::string task_body(const ClientOptions& o, std::uint64_t index, std::int64_t scheduled_us) {
-  std::string body = "{\"app_id\":\"" + o.app_id + "\",\"callback_url\":\"" +
-                     o.urls[static_cast<int>(kind_of(index, o.percent))] + "\",\"task_id\":\"" +
-                     make_task_id(o.run, index, scheduled_us) + "\",";
+  const int kind = static_cast<int>(kind_of(index, o.percent));
+  std::string body = "{\"app_id\":\"" + o.app_ids[kind] + "\",\"callback_url\":\"" + o.urls[kind] +
+                     "\",\"task_id\":\"" + make_task_id(o.run, index, scheduled_us) + "\",";
   if (static_cast<int>(index % 100) < o.failed_percent) {
     body += R"("status":"failed","endpoint":"generate","error":"content policy: lyrics rejected"})";
   } else {

@@ -19,7 +19,7 @@ struct ClientOptions {
   std::string host;
   std::string port;
   std::string token;
-  std::string app_id;
+  std::array<std::string, kKinds> app_ids;        // each kind of customer is an app of its own
   std::string run;                                // task id prefix, unique per run
   std::array<std::string, kKinds> urls;           // callback_url for each kind
   std::array<int, kKinds> percent{100, 0, 0, 0};  // share of each kind (good gets the rest)

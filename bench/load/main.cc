@@ -1,6 +1,7 @@
 // callbackd-load: drives a running callbackd the way a pipeline does and reports what came of
-// it. Creates an app, posts unique completed/failed tasks over keep-alive connections at a fixed
-// rate (open loop) or flat out, receives and verifies the callbacks itself (or lets them go to
+// it. Creates an app (one more per hostile kind), posts unique completed/failed tasks over
+// keep-alive connections at a fixed rate (open loop) or flat out, receives and verifies the
+// callbacks itself (or lets them go to
 // --receiver-url), and reports accepted/s, delivered/s, errors by kind and enqueue→receive
 // latency: a progress line each second on stderr, a JSON summary on stdout, an SVG picture.
 //   callbackd-load --daemon http://127.0.0.1:7780 --token T --rate 1000 --duration 60 --svg run.svg
@@ -48,7 +49,8 @@ constexpr const char* kUsage = R"(usage: callbackd-load --daemon URL [options]
   --receiver-url URL     send callbacks there instead (no signature check, no delivery
                          latency; delivered is read from the daemon's /metrics)
   --receiver-mix MIX     hostile customers, percent of tasks: silent=5,slow=5,fail=5 (silent
-                         never answers, slow answers after --slow-seconds, fail answers 500)
+                         never answers, slow answers after --slow-seconds, fail answers 500);
+                         each hostile kind posts under an app of its own
   --slow-seconds S       (default 3)
   --drain-timeout S      how long to wait for deliveries after the last send (default 30)
   --metrics-url URL      Prometheus endpoint to read deliveries from (default DAEMON/metrics;
@@ -238,21 +240,34 @@ std::string short_latency(const Histogram& h) {
   return buffer;
 }
 
-int run(const Options& o) {
-  auto app = call(o.daemon, http::verb::post, "/v1/apps", R"({"name":"callbackd-load"})", o.token);
+// An app for one kind of customer: {app_id, signing_secret}.
+std::pair<std::string, std::string> create_app(const Options& o, const std::string& name) {
+  auto app = call(o.daemon, http::verb::post, "/v1/apps", json{{"name", name}}.dump(), o.token);
   if (!app) usage_error("cannot reach " + o.daemon_text);
   if (app->status != 201)
     usage_error("POST /v1/apps answered " + std::to_string(app->status) + ": " + app->body);
   const json created = json::parse(app->body);
-  const std::string app_id = created.at("app_id");
-  const std::string secret = created.at("signing_secret");
+  return {created.at("app_id"), created.at("signing_secret")};
+}
+
+int run(const Options& o) {
+  // Each hostile kind is a customer of its own, as in production: its backlog counts against
+  // its own app's quota, not against the healthy customer's.
+  std::array<std::string, kKinds> app_ids, secrets;
+  for (int k = 0; k < kKinds; ++k) {
+    if (k != static_cast<int>(Kind::kGood) && o.mix[k] == 0) continue;
+    const std::string name = k == 0
+                                 ? "callbackd-load"
+                                 : "callbackd-load-" + std::string(kind_name(static_cast<Kind>(k)));
+    std::tie(app_ids[k], secrets[k]) = create_app(o, name);
+  }
 
   std::optional<Receiver> receiver;
   ClientOptions c;
   c.host = o.daemon.host;
   c.port = o.daemon.port;
   c.token = o.token;
-  c.app_id = app_id;
+  c.app_ids = app_ids;
   c.run = "ld" + std::to_string(getpid()) + "x" + std::to_string(std::time(nullptr));
   c.percent = o.mix;
   c.failed_percent = o.failed_percent;
@@ -262,7 +277,7 @@ int run(const Options& o) {
   c.duration = o.duration;
   c.timeout = o.timeout;
   if (o.receiver_url.empty()) {
-    receiver.emplace(ReceiverOptions{o.receiver_bind, secret, o.slow_seconds, o.mix[0] != 100});
+    receiver.emplace(ReceiverOptions{o.receiver_bind, secrets, o.slow_seconds, o.mix[0] != 100});
     for (int k = 0; k < kKinds; ++k) c.urls[k] = receiver->url(static_cast<Kind>(k));
   } else {
     c.urls.fill(o.receiver_url);

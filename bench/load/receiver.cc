@@ -45,7 +45,7 @@ class Receiver::Impl {
 
   // Returns the status to answer with (0: never answer).
   void on_request(Kind kind, const std::string& body, std::string_view signature) {
-    const bool signature_ok = verify(body, signature);
+    const bool signature_ok = verify(options_.secrets[static_cast<int>(kind)], body, signature);
     const auto ref = parse_task_ref(body);
     const std::int64_t now = steady_micros();
     std::lock_guard lock(mutex_);
@@ -86,10 +86,11 @@ class Receiver::Impl {
   const ReceiverOptions& options() const { return options_; }
 
  private:
-  bool verify(const std::string& body, std::string_view signature) const {
+  static bool verify(const std::string& secret, const std::string& body,
+                     std::string_view signature) {
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int length = 0;
-    HMAC(EVP_sha256(), options_.secret.data(), static_cast<int>(options_.secret.size()),
+    HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
          reinterpret_cast<const unsigned char*>(body.data()), body.size(), mac, &length);
     static constexpr char kHex[] = "0123456789abcdef";
     char expected[2 * EVP_MAX_MD_SIZE];

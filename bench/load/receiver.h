@@ -1,7 +1,7 @@
 // The load tool's own callback receiver: one HTTP listener per kind of customer (good, and the
 // hostile ones: silent, slow, failing), on its own thread. Every request's X-Signature is
-// checked against the app secret; good deliveries are deduplicated by task and timed from
-// their scheduled send.
+// checked against the secret of its kind's app; good deliveries are deduplicated by task and timed
+// from their scheduled send.
 #pragma once
 
 #include <array>
@@ -17,9 +17,9 @@ namespace callbackd::load {
 
 struct ReceiverOptions {
   std::string bind = "127.0.0.1";
-  std::string secret;       // the app's signing secret (hex scheme)
-  double slow_seconds = 3;  // how long the slow kind waits before its 204
-  bool hostile = false;     // also listen for the silent, slow and failing kinds
+  std::array<std::string, kKinds> secrets;  // each kind's app's signing secret (hex scheme)
+  double slow_seconds = 3;                  // how long the slow kind waits before its 204
+  bool hostile = false;                     // also listen for the silent, slow and failing kinds
 };
 
 struct ReceiverCounts {
