@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <map>
 #include <set>
 #include <thread>
 
@@ -520,9 +521,14 @@ TEST_F(SqliteQueueTest, ClaimAndRenewUseTheirIndexesWithoutSortingOrScanning) {
   const std::string claim_plan = query_plan(**c, sqlite::statements::kClaim);
   EXPECT_NE(claim_plan.find("deliveries_by_state_due"), std::string::npos) << claim_plan;
   EXPECT_EQ(claim_plan.find("TEMP B-TREE"), std::string::npos) << claim_plan;
-  const std::string host_plan = query_plan(**c, sqlite::statements::kClaimForHost);
-  EXPECT_NE(host_plan.find("deliveries_by_host"), std::string::npos) << host_plan;
-  EXPECT_EQ(host_plan.find("TEMP B-TREE"), std::string::npos) << host_plan;
+  // The host statements reach the partial index of pending rows through their literal state = 0.
+  for (const char* sql : {sqlite::statements::kClaimForHost, sqlite::statements::kDeferHost,
+                          sqlite::statements::kPendingForHost}) {
+    const std::string host_plan = query_plan(**c, sql);
+    EXPECT_NE(host_plan.find("deliveries_by_host (host_key=?"), std::string::npos) << host_plan;
+    EXPECT_EQ(host_plan.find("TEMP B-TREE"), std::string::npos) << host_plan;
+    EXPECT_EQ(host_plan.find("SCAN"), std::string::npos) << host_plan;
+  }
   const std::string renew_plan = query_plan(**c, sqlite::statements::kRenew);
   EXPECT_NE(renew_plan.find("INTEGER PRIMARY KEY"), std::string::npos) << renew_plan;
   EXPECT_EQ(renew_plan.find("SCAN deliveries"), std::string::npos) << renew_plan;
@@ -531,6 +537,9 @@ TEST_F(SqliteQueueTest, ClaimAndRenewUseTheirIndexesWithoutSortingOrScanning) {
 // Listing stays fast with a million rows stored: every mix of filters (state, app, task) is a
 // SEARCH on an index made for it, paged by seq without sorting, never a walk over all rows in
 // seq order; a bulk redelivery takes the oldest finished rows off the (state, due_at) index.
+// The state indexes are partial (no in-flight rows), so listing in_flight searches the (state,
+// due_at) index and sorts by seq: a sort is fine there, the rows in flight are bounded by the
+// leases held (a few batches per dispatcher), never the backlog.
 TEST_F(SqliteQueueTest, EveryListingAndBulkRedeliverySearchesAnIndexWithoutSorting) {
   auto c = sqlite::Connection::open(path().string(), false);
   ASSERT_TRUE(c.ok());
@@ -555,11 +564,30 @@ TEST_F(SqliteQueueTest, EveryListingAndBulkRedeliverySearchesAnIndexWithoutSorti
     EXPECT_EQ(plan.find("SCAN"), std::string::npos) << plan;
     EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
   }
+  // With a task, in flight or not is the same text: the task index narrows to a row per app.
+  EXPECT_EQ(list_index(true, false, true, true), list_index(true, false, true));
+  EXPECT_EQ(list_index(true, true, true, true), list_index(true, true, true));
+  for (const bool app : {false, true}) {
+    const std::string plan = query_plan(**c, kList[list_index(true, app, false, true)]);
+    EXPECT_NE(plan.find("SEARCH deliveries USING INDEX deliveries_by_state_due (state=?)"),
+              std::string::npos)
+        << plan;
+    EXPECT_EQ(plan.find("SCAN"), std::string::npos) << plan;
+    EXPECT_NE(plan.find("USE TEMP B-TREE FOR ORDER BY"), std::string::npos)
+        << "in flight: the (small) set of leased rows sorted by seq\n"
+        << plan;
+  }
   for (const char* sql : sqlite::statements::kRedeliverMatching) {
     const std::string plan = query_plan(**c, sql);
     EXPECT_EQ(plan.find("SCAN"), std::string::npos) << plan;
     EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
   }
+  // Counting by state (GET /v1/stats) reads the small partial (state, seq) index, plus the rows
+  // in flight off (state, due_at), rather than all of (state, due_at, host_key).
+  const std::string count_plan = query_plan(**c, sqlite::statements::kCountByState);
+  EXPECT_NE(count_plan.find("COVERING INDEX deliveries_by_state_seq"), std::string::npos)
+      << count_plan;
+  EXPECT_NE(count_plan.find("deliveries_by_state_due (state=?)"), std::string::npos) << count_plan;
   const std::string bulk_plan = query_plan(**c, sqlite::statements::kRedeliverMatching[0]);
   EXPECT_NE(bulk_plan.find("deliveries_by_state_due (state=? AND due_at>? AND due_at<?)"),
             std::string::npos)
@@ -664,6 +692,100 @@ TEST_F(SqliteQueueTest, AVersionOneStoreIsUpgradedInPlace) {
   const std::string plan = query_plan(
       **c, sqlite::statements::kList[sqlite::statements::list_index(true, false, false)]);
   EXPECT_NE(plan.find("deliveries_by_state_seq"), std::string::npos) << plan;
+}
+
+// The index definitions of a store, by name, as SQLite keeps them.
+std::map<std::string, std::string> index_sql(const std::filesystem::path& db) {
+  auto c = sqlite::Connection::open(db.string(), false);
+  EXPECT_TRUE(c.ok());
+  std::map<std::string, std::string> out;
+  if (!c.ok()) return out;
+  auto rows =
+      (*c)->prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL");
+  while ((*rows)->step() == SQLITE_ROW) out[(*rows)->text(0)] = (*rows)->text(1);
+  return out;
+}
+
+// A store of schema version 4 (full host and state indexes) opens with the partial indexes of a
+// new store, keeps its rows, and lists and claims them as before.
+TEST_F(SqliteQueueTest, AVersionFourStoreGetsThePartialIndexes) {
+  queue_.reset();
+  testing::TempDir old_dir;
+  const auto db = old_dir / "v4.db";
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+  const char* v4 = R"sql(
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+    CREATE TABLE apps (id TEXT PRIMARY KEY, name TEXT NOT NULL, scheme INTEGER NOT NULL,
+      secret BLOB NOT NULL, previous_secret BLOB NOT NULL, previous_until INTEGER,
+      created_at INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE deliveries (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+      app_id TEXT NOT NULL, task_id TEXT NOT NULL, callback_url TEXT NOT NULL,
+      state INTEGER NOT NULL, due_at INTEGER NOT NULL, attempts_made INTEGER NOT NULL,
+      budget_used INTEGER NOT NULL, created_at INTEGER NOT NULL, host_key TEXT NOT NULL,
+      lease_owner INTEGER NOT NULL DEFAULT 0, lease_gen INTEGER NOT NULL DEFAULT 0,
+      UNIQUE (app_id, task_id));
+    CREATE INDEX deliveries_by_state_due ON deliveries (state, due_at, host_key);
+    CREATE INDEX deliveries_by_host ON deliveries (host_key, state, due_at);
+    CREATE INDEX deliveries_by_state_seq ON deliveries (state, seq);
+    CREATE INDEX deliveries_by_app_seq ON deliveries (app_id, seq);
+    CREATE INDEX deliveries_by_app_state_seq ON deliveries (app_id, state, seq);
+    CREATE INDEX deliveries_by_task ON deliveries (task_id, seq);
+    CREATE TABLE delivery_bodies (seq INTEGER PRIMARY KEY, body BLOB NOT NULL);
+    CREATE TABLE attempts (delivery_seq INTEGER NOT NULL, n INTEGER NOT NULL,
+      started_at INTEGER NOT NULL, duration_ms INTEGER NOT NULL, http_status INTEGER NOT NULL,
+      error TEXT NOT NULL, error_detail TEXT NOT NULL, response_head BLOB NOT NULL,
+      PRIMARY KEY (delivery_seq, n)) WITHOUT ROWID;
+    INSERT INTO apps VALUES ('app_1', 'acme', 0, x'00', x'', NULL, 1);
+    INSERT INTO apps VALUES ('app_2', 'other', 0, x'00', x'', NULL, 1);
+    INSERT INTO deliveries VALUES
+      (1, 'dlv_done', 'app_1', 'a', 'https://h.example/a', 2, 1, 1, 1, 1, 'https://h.example:443', 0, 1),
+      (2, 'dlv_wait', 'app_1', 'b', 'https://h.example/b', 0, 1, 0, 0, 1, 'https://h.example:443', 0, 0),
+      (3, 'dlv_dead', 'app_2', 'c', 'https://h.example/c', 3, 1, 2, 2, 1, 'https://h.example:443', 0, 2),
+      (4, 'dlv_flight', 'app_2', 'd', 'https://h.example/d', 1, 99999999999999, 0, 0, 1,
+       'https://h.example:443', 7, 1),
+      (5, 'dlv_retry', 'app_2', 'e', 'https://h.example/e', 0, 1, 1, 1, 1, 'https://h.example:443', 0, 1);
+    INSERT INTO delivery_bodies SELECT seq, '{"task_id":"' || task_id || '"}' FROM deliveries;
+    INSERT INTO attempts VALUES (1, 1, 1, 5, 204, 'none', '', x'');
+    PRAGMA user_version = 4;
+  )sql";
+  ASSERT_EQ(sqlite3_exec(raw, v4, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(raw);
+  sqlite3_close(raw);
+
+  auto queue = SqliteQueue::open({.path = db, .clock = clock_});
+  ASSERT_TRUE(queue.ok()) << queue.status().to_string();
+  EXPECT_EQ((*queue)->recovered_at_open(), 1u) << "the in-flight row of the old process";
+  const auto listed = [&](DeliveryFilter filter) {
+    std::vector<std::string> ids;
+    auto page = (*queue)->list(filter);
+    EXPECT_TRUE(page.ok()) << page.status().to_string();
+    if (page.ok()) {
+      for (const Delivery& d : page->items) ids.push_back(d.id);
+    }
+    return ids;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(listed({}), (V{"dlv_done", "dlv_wait", "dlv_dead", "dlv_flight", "dlv_retry"}));
+  EXPECT_EQ(listed({.state = DeliveryState::kPending}), (V{"dlv_wait", "dlv_flight", "dlv_retry"}));
+  EXPECT_EQ(listed({.state = DeliveryState::kDelivered}), V{"dlv_done"});
+  EXPECT_EQ(listed({.state = DeliveryState::kDead, .app_id = "app_2"}), V{"dlv_dead"});
+  EXPECT_EQ((*queue)->find_delivery("dlv_done")->attempts.size(), 1u);
+  EXPECT_EQ(*(*queue)->count_pending_for_host("https://h.example:443"), 3u);
+  auto claimed = (*queue)->claim({.limit = 10, .lease = 30s});
+  ASSERT_TRUE(claimed.ok()) << claimed.status().to_string();
+  ASSERT_EQ(claimed->size(), 3u);
+  EXPECT_EQ(*claimed->at(0).body, R"({"task_id":"b"})");
+  EXPECT_EQ(listed({.state = DeliveryState::kInFlight, .app_id = "app_2"}),
+            (V{"dlv_flight", "dlv_retry"}));
+  EXPECT_TRUE(listed({.state = DeliveryState::kPending}).empty());
+  queue->reset();
+
+  // The same indexes as a store created new (opened by the fixture at path()).
+  const auto upgraded = index_sql(db);
+  EXPECT_EQ(upgraded, index_sql(path()));
+  EXPECT_NE(upgraded.at("deliveries_by_host").find("WHERE state = 0"), std::string::npos);
+  EXPECT_NE(upgraded.at("deliveries_by_state_seq").find("WHERE state <> 1"), std::string::npos);
+  EXPECT_NE(upgraded.at("deliveries_by_app_state_seq").find("WHERE state <> 1"), std::string::npos);
 }
 
 TEST_F(SqliteQueueTest, AStoreFromANewerVersionIsRefused) {

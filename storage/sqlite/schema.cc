@@ -39,10 +39,10 @@ CREATE TABLE deliveries (
   UNIQUE (app_id, task_id)
 );
 CREATE INDEX deliveries_by_state_due ON deliveries (state, due_at, host_key);
-CREATE INDEX deliveries_by_host ON deliveries (host_key, state, due_at);
-CREATE INDEX deliveries_by_state_seq ON deliveries (state, seq);
+CREATE INDEX deliveries_by_host ON deliveries (host_key, state, due_at) WHERE state = 0;
+CREATE INDEX deliveries_by_state_seq ON deliveries (state, seq) WHERE state <> 1;
 CREATE INDEX deliveries_by_app_seq ON deliveries (app_id, seq);
-CREATE INDEX deliveries_by_app_state_seq ON deliveries (app_id, state, seq);
+CREATE INDEX deliveries_by_app_state_seq ON deliveries (app_id, state, seq) WHERE state <> 1;
 CREATE INDEX deliveries_by_task ON deliveries (task_id, seq);
 
 -- Apart from deliveries: written once at enqueue, read by claims, never rewritten.
@@ -96,6 +96,20 @@ INSERT INTO delivery_bodies (seq, body) SELECT seq, body FROM deliveries;
 ALTER TABLE deliveries DROP COLUMN body;
 )sql";
 
+// Every claim and finish rewrites a row's state, and each index holding state had an entry
+// removed and another added each time. Partial indexes leave out the states nobody searches them
+// for (the host index serves pending rows only; the listing indexes skip the few, short-lived
+// rows in flight), so a claim only removes an entry and a finish only adds one. Statements name
+// the state literally (state = 0, state <> 1): only then does SQLite use a partial index.
+constexpr const char* kUpgradeFrom4 = R"sql(
+DROP INDEX deliveries_by_host;
+DROP INDEX deliveries_by_state_seq;
+DROP INDEX deliveries_by_app_state_seq;
+CREATE INDEX deliveries_by_host ON deliveries (host_key, state, due_at) WHERE state = 0;
+CREATE INDEX deliveries_by_state_seq ON deliveries (state, seq) WHERE state <> 1;
+CREATE INDEX deliveries_by_app_state_seq ON deliveries (app_id, state, seq) WHERE state <> 1;
+)sql";
+
 Result<std::int64_t> user_version(Connection& connection) {
   auto version = connection.prepare("PRAGMA user_version");
   if (!version.ok()) return version.status();
@@ -124,6 +138,9 @@ Status upgrade(Connection& connection, std::int64_t found) {
   }
   if (found <= 3) {
     if (Status s = connection.exec(kUpgradeFrom3); !s.ok()) return s;
+  }
+  if (found <= 4) {
+    if (Status s = connection.exec(kUpgradeFrom4); !s.ok()) return s;
   }
   return Status::Ok();
 }

@@ -12,7 +12,9 @@ namespace callbackd::sqlite {
 // page listings by seq under every filter combination (state, app, app + state, task).
 // Version 4: bodies live in delivery_bodies (written once, read by claims), so the deliveries
 // rows that every claim and record rewrites are a couple of hundred bytes, not the body.
-inline constexpr int kSchemaVersion = 4;
+// Version 5: the indexes only pending or settled rows are searched by are partial (host: state
+// = 0; state and app + state listings: state <> 1), so claims and finishes touch fewer entries.
+inline constexpr int kSchemaVersion = 5;
 
 // WAL, synchronous=FULL (a commit returns once it is on disk), a busy timeout.
 Status configure_connection(Connection& connection);

@@ -741,8 +741,9 @@ Result<DeliveryPage> SqliteQueue::list(const DeliveryFilter& filter) {
   DeliveryPage page;
   std::vector<std::int64_t> seqs;
   {
-    auto rows = c.prepare(kList[list_index(filter.state.has_value(), filter.app_id.has_value(),
-                                           filter.task_id.has_value())]);
+    auto rows = c.prepare(
+        kList[list_index(filter.state.has_value(), filter.app_id.has_value(),
+                         filter.task_id.has_value(), filter.state == DeliveryState::kInFlight)]);
     if (!rows.ok()) return rows.status();
     (*rows)->bind(1, after);
     if (filter.state) (*rows)->bind(3, static_cast<std::int64_t>(*filter.state));

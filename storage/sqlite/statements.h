@@ -32,7 +32,9 @@ inline constexpr const char* kClaim =
     "  AND instr(?5, char(31) || host_key || char(31)) = 0 ORDER BY due_at LIMIT ?2) "
     "RETURNING seq, lease_gen, id, app_id, task_id, callback_url, host_key, "
     "attempts_made, budget_used";
-// One endpoint's due deliveries, oldest first, straight off the (host_key, state, due_at) index.
+// One endpoint's due deliveries, oldest first, straight off the (host_key, state, due_at) index
+// of pending rows (partial: the literal state = 0 lets the planner use it; the state column,
+// always 0 there, keeps the planner from preferring (state, due_at) for want of statistics).
 inline constexpr const char* kClaimForHost =
     "UPDATE deliveries SET state = 1, due_at = ?3, lease_owner = ?4, lease_gen = lease_gen + 1 "
     "WHERE seq IN (SELECT seq FROM deliveries WHERE host_key = ?5 AND state = 0 AND due_at <= ?1 "
@@ -58,8 +60,8 @@ inline constexpr const char* kRelease =
     "UPDATE deliveries SET state = 0, due_at = ?2 "
     "WHERE seq = ?1 AND state = 1 AND lease_owner = ?3 AND lease_gen = ?4";
 // One endpoint's pending rows due before ?2 move to ?2, a batch at a time, oldest first after
-// the ?4 oldest, straight off the (host_key, state, due_at) index; moved rows leave the range,
-// so the next batch starts fresh.
+// the ?4 oldest, straight off the partial (host_key, state, due_at) index; moved rows leave the
+// range, so the next batch starts fresh.
 inline constexpr const char* kDeferHost =
     "UPDATE deliveries SET due_at = ?2 "
     "WHERE seq IN (SELECT seq FROM deliveries WHERE host_key = ?1 AND state = 0 AND due_at < ?2 "
@@ -86,28 +88,38 @@ inline constexpr const char* kDeliveryById =
 // walking every row in seq order. ?1 the cursor (last seq shown), ?2 the limit, ?3 state,
 // ?4 app_id, ?5 task_id. Indexed by list_index(). With a task, the unary + keeps the planner
 // off the state indexes: a task_id matches a row per app at most, a state maybe millions.
+// The state indexes leave out in-flight rows (claims and finishes would rewrite them twice per
+// attempt), so a state listing says state <> 1 literally: only then does SQLite use a partial
+// index. In flight, it takes the (state, due_at) index and sorts by seq: those rows are bounded
+// by the leases held, and +app_id keeps it off an app's whole (app_id, seq) range.
 #define CALLBACKD_LIST(WHERE)                                                                 \
   "SELECT seq, id, app_id, task_id, callback_url, state, due_at, created_at FROM deliveries " \
   "WHERE seq > ?1" WHERE " ORDER BY seq LIMIT ?2"
-inline constexpr const char* kList[8] = {
+inline constexpr const char* kList[10] = {
     CALLBACKD_LIST(""),
-    CALLBACKD_LIST(" AND state = ?3"),
+    CALLBACKD_LIST(" AND state = ?3 AND state <> 1"),
     CALLBACKD_LIST(" AND app_id = ?4"),
-    CALLBACKD_LIST(" AND app_id = ?4 AND state = ?3"),
+    CALLBACKD_LIST(" AND app_id = ?4 AND state = ?3 AND state <> 1"),
     CALLBACKD_LIST(" AND task_id = ?5"),
     CALLBACKD_LIST(" AND task_id = ?5 AND +state = ?3"),
     CALLBACKD_LIST(" AND task_id = ?5 AND app_id = ?4"),
     CALLBACKD_LIST(" AND task_id = ?5 AND app_id = ?4 AND +state = ?3"),
+    CALLBACKD_LIST(" AND state = ?3"),
+    CALLBACKD_LIST(" AND +app_id = ?4 AND state = ?3"),
 };
 #undef CALLBACKD_LIST
-constexpr int list_index(bool state, bool app_id, bool task_id) {
+// in_flight: the state asked is in_flight (only matters with a state and no task).
+constexpr int list_index(bool state, bool app_id, bool task_id, bool in_flight = false) {
+  if (state && in_flight && !task_id) return 8 + (app_id ? 1 : 0);
   return (state ? 1 : 0) | (app_id ? 2 : 0) | (task_id ? 4 : 0);
 }
 inline constexpr const char* kAttempts =
     "SELECT n, started_at, duration_ms, http_status, error, error_detail, response_head "
     "FROM attempts WHERE delivery_seq = ?1 ORDER BY n";
+// Off the partial (state, seq) index, the smallest holding state, plus the few rows in flight.
 inline constexpr const char* kCountByState =
-    "SELECT state, count(*) FROM deliveries GROUP BY state";
+    "SELECT state, count(*) FROM deliveries WHERE state <> 1 GROUP BY state "
+    "UNION ALL SELECT 1, count(*) FROM deliveries WHERE state = 1";
 inline constexpr const char* kPendingForHost =
     "SELECT count(*) FROM deliveries WHERE host_key = ?1 AND state = 0";
 inline constexpr const char* kUnfinishedByApp =
