@@ -173,10 +173,77 @@ TEST_F(PostgresQueueTest, AVersionOneDatabaseIsUpgradedWithTheListingIndexes) {
   EXPECT_NO_THROW(testing::run_postgres_sql(conninfo_, expect_indexes(4)));
   EXPECT_NO_THROW(testing::run_postgres_sql(
       conninfo_,
-      "DO $$ BEGIN IF (SELECT max(version) FROM callbackd_schema) <> 2 OR "
+      "DO $$ BEGIN IF (SELECT max(version) FROM callbackd_schema) <> 3 OR "
       "(SELECT count(*) FROM callbackd_schema) <> 1 THEN RAISE EXCEPTION 'version'; END IF; "
       "END $$"));
   EXPECT_TRUE(a_->list({.state = DeliveryState::kDead}).ok());
+}
+
+// A database of schema version 2 (full host and state indexes) gets the partial ones, keeps its
+// rows, and lists and claims them as before.
+TEST_F(PostgresQueueTest, AVersionTwoDatabaseGetsThePartialIndexes) {
+  for (const char* task : {"done", "wait", "flight"}) ASSERT_TRUE(enqueue(*a_, task).ok());
+  auto claimed = a_->claim({.limit = 10, .lease = 1h});
+  ASSERT_TRUE(claimed.ok() && claimed->size() == 3u);
+  std::vector<AttemptRecord> records;
+  std::vector<LeaseToken> back;
+  for (const ClaimedDelivery& d : *claimed) {
+    if (d.task_id == "done") {
+      records.push_back(
+          {d.lease, {.number = 1, .http_status = 204}, DeliveryState::kDelivered, 0ms});
+    } else if (d.task_id == "wait") {
+      back.push_back(d.lease);
+    }
+  }
+  ASSERT_TRUE(a_->record(records).ok());
+  ASSERT_TRUE(a_->release(back, 0ms).ok());
+  a_.reset();
+  b_.reset();
+  // What version 2 had: the same indexes, whole.
+  testing::run_postgres_sql(
+      conninfo_,
+      "DROP INDEX deliveries_by_host, deliveries_by_state_seq, deliveries_by_app_state_seq; "
+      "CREATE INDEX deliveries_by_host ON deliveries (host_key, state, due_at); "
+      "CREATE INDEX deliveries_by_state_seq ON deliveries (state, seq); "
+      "CREATE INDEX deliveries_by_app_state_seq ON deliveries (app_id, state, seq); "
+      "UPDATE callbackd_schema SET version = 2");
+  const std::string count_partial =
+      "(SELECT count(*) FROM pg_indexes WHERE tablename = 'deliveries' AND "
+      "((indexname = 'deliveries_by_host' AND indexdef LIKE '%(host_key, state, due_at) WHERE "
+      "(state = 0)') OR (indexname IN ('deliveries_by_state_seq', 'deliveries_by_app_state_seq') "
+      "AND indexdef LIKE '% WHERE (state <> 1)')))";
+  const auto expect_partial = [&](int n) {
+    return "DO $$ BEGIN IF " + count_partial + " <> " + std::to_string(n) +
+           " THEN RAISE EXCEPTION 'partial indexes: not " + std::to_string(n) + "'; END IF; END $$";
+  };
+  ASSERT_NO_THROW(testing::run_postgres_sql(conninfo_, expect_partial(0)));
+  a_ = open();
+  ASSERT_NE(a_, nullptr);
+  EXPECT_NO_THROW(testing::run_postgres_sql(conninfo_, expect_partial(3)));
+  EXPECT_NO_THROW(testing::run_postgres_sql(
+      conninfo_,
+      "DO $$ BEGIN IF (SELECT max(version) FROM callbackd_schema) <> 3 THEN "
+      "RAISE EXCEPTION 'version'; END IF; END $$"));
+
+  const auto listed = [&](DeliveryFilter filter) {
+    std::vector<std::string> ids;
+    auto page = a_->list(filter);
+    EXPECT_TRUE(page.ok()) << page.status().to_string();
+    if (page.ok()) {
+      for (const Delivery& d : page->items) ids.push_back(d.id);
+    }
+    return ids;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(listed({.state = DeliveryState::kDelivered}), V{"dlv_done"});
+  EXPECT_EQ(listed({.state = DeliveryState::kPending, .app_id = "app_1"}), V{"dlv_wait"});
+  EXPECT_EQ(listed({.state = DeliveryState::kInFlight}), V{"dlv_flight"});
+  EXPECT_EQ(*a_->count_pending_for_host("https://a.example:443"), 1u);
+  auto again = a_->claim({.limit = 10, .lease = 30s});
+  ASSERT_TRUE(again.ok()) << again.status().to_string();
+  EXPECT_EQ(again->size(), 1u) << "the waiting one; the other is still under its lease";
+  EXPECT_EQ(listed({.state = DeliveryState::kInFlight, .app_id = "app_1"}),
+            (V{"dlv_wait", "dlv_flight"}));
 }
 
 TEST_F(PostgresQueueTest, AnUnreachableDatabaseIsUnavailableAndNamesNoPassword) {

@@ -67,6 +67,18 @@ CREATE INDEX deliveries_by_app_state_seq ON deliveries (app_id, state, seq);
 CREATE INDEX deliveries_by_task ON deliveries (task_id, seq);
 )sql";
 
+// Version 3: every claim and finish rewrites a row's state, and each index holding state had an
+// entry removed and another added each time. Partial indexes leave out the states nobody searches
+// them for (host: pending only; listings: not the few rows in flight), so a claim only removes an
+// entry and a finish only adds one. Statements name the state literally (state = 0, state <> 1)
+// so generic plans can use them. On a large table writes wait while the indexes build.
+constexpr const char* kUpgradeTo3 = R"sql(
+DROP INDEX deliveries_by_host, deliveries_by_state_seq, deliveries_by_app_state_seq;
+CREATE INDEX deliveries_by_host ON deliveries (host_key, state, due_at) WHERE state = 0;
+CREATE INDEX deliveries_by_state_seq ON deliveries (state, seq) WHERE state <> 1;
+CREATE INDEX deliveries_by_app_state_seq ON deliveries (app_id, state, seq) WHERE state <> 1;
+)sql";
+
 Status upgrade(Connection& c, std::int64_t found) {
   if (found == 0) {
     if (Status s = c.exec("create schema", kSchema); !s.ok()) return s;
@@ -74,6 +86,9 @@ Status upgrade(Connection& c, std::int64_t found) {
   // One step per version after the first.
   if (found < 2) {
     if (Status s = c.exec("upgrade schema to version 2", kUpgradeTo2); !s.ok()) return s;
+  }
+  if (found < 3) {
+    if (Status s = c.exec("upgrade schema to version 3", kUpgradeTo3); !s.ok()) return s;
   }
   return c.exec("record schema version",
                 "DELETE FROM callbackd_schema; "

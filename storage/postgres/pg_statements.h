@@ -88,8 +88,8 @@ inline const std::string kRelease =
     "WHERE d.seq = t.seq AND d.state = 1 AND d.lease_owner = t.owner AND d.lease_gen = t.gen "
     "RETURNING d.seq";
 // One endpoint's pending rows due before $2 move to $2, a batch at a time, oldest first after
-// the $4 oldest, off the (host_key, state, due_at) index. The outer test is checked again on rows
-// another process claimed meanwhile, so an in-flight row is never touched.
+// the $4 oldest, off the partial (host_key, state, due_at) index of pending rows. The outer test is
+// checked again on rows another process claimed meanwhile, so an in-flight row is never touched.
 inline const std::string kDeferHost =
     "UPDATE deliveries SET due_at = $2 "
     "WHERE seq IN (SELECT seq FROM deliveries WHERE host_key = $1 AND state = 0 AND due_at < $2 "
@@ -122,14 +122,18 @@ inline const std::string kDeliveryById =
 // Listings page by seq; each mix of filters has its own text so the planner uses the index made
 // for it ((state, seq), (app_id, seq), (app_id, state, seq), (task_id, seq)) rather than one
 // generic plan. $1 the cursor (last seq shown), $2 the limit, then state, app_id and task_id,
-// numbered on in that order for those given.
-inline const std::string& list_statement(bool state, bool app_id, bool task_id) {
+// numbered on in that order for those given. The state indexes leave out in-flight rows, so a
+// listing of any other state says state <> 1 literally (a generic plan cannot prove it from
+// $3); in flight, the few rows held under lease come off the (state, due_at) index.
+inline const std::string& list_statement(bool state, bool app_id, bool task_id,
+                                         bool in_flight = false) {
   static const auto texts = [] {
-    std::array<std::string, 8> all;
-    for (int i = 0; i < 8; ++i) {
+    std::array<std::string, 16> all;
+    for (int i = 0; i < 16; ++i) {
       std::string where = "seq > $1";
       int n = 2;
       if (i & 1) where += " AND state = $" + std::to_string(++n) + "::smallint";
+      if ((i & 1) && !(i & 8)) where += " AND state <> 1";
       if (i & 2) where += " AND app_id = $" + std::to_string(++n);
       if (i & 4) where += " AND task_id = $" + std::to_string(++n);
       all[i] = "SELECT " CALLBACKD_DELIVERY_COLUMNS " FROM deliveries WHERE " + where +
@@ -137,7 +141,8 @@ inline const std::string& list_statement(bool state, bool app_id, bool task_id) 
     }
     return all;
   }();
-  return texts[(state ? 1 : 0) | (app_id ? 2 : 0) | (task_id ? 4 : 0)];
+  return texts[(state ? 1 : 0) | (app_id ? 2 : 0) | (task_id ? 4 : 0) |
+               (state && in_flight ? 8 : 0)];
 }
 #undef CALLBACKD_DELIVERY_COLUMNS
 inline const std::string kAttempts =

@@ -565,10 +565,11 @@ Result<DeliveryPage> PostgresQueue::list(const DeliveryFilter& filter) {
   if (filter.state) params.push_back(number(static_cast<int>(*filter.state)));
   if (filter.app_id) params.push_back(*filter.app_id);
   if (filter.task_id) params.push_back(*filter.task_id);
-  auto rows = c->run("list deliveries",
-                     list_statement(filter.state.has_value(), filter.app_id.has_value(),
-                                    filter.task_id.has_value()),
-                     params);
+  auto rows =
+      c->run("list deliveries",
+             list_statement(filter.state.has_value(), filter.app_id.has_value(),
+                            filter.task_id.has_value(), filter.state == DeliveryState::kInFlight),
+             params);
   if (!rows.ok()) return rows.status();
   DeliveryPage page;
   const int shown = std::min(rows->size(), static_cast<int>(limit));
