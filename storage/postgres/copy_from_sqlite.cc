@@ -4,6 +4,7 @@
 #include <string>
 
 #include "../sqlite/file_lock.h"
+#include "../sqlite/schema.h"
 #include "../sqlite/sqlite_handle.h"
 #include "callbackd/postgres_store.h"
 #include "pg_connection.h"
@@ -15,9 +16,9 @@ namespace {
 
 // Rows per INSERT, so no statement grows without bound on a large store.
 constexpr int kChunk = 500;
-// The SQLite schema this copy reads (storage/sqlite/schema.h): version 4 keeps bodies in
-// delivery_bodies.
-constexpr int kSqliteSchemaVersion = 4;
+// The SQLite schemas this copy reads (storage/sqlite/schema.h): from version 4, bodies are in
+// delivery_bodies; later versions changed only indexes, not what is copied.
+constexpr int kOldestSqliteSchemaVersion = 4;
 
 constexpr const char* kSqliteVersion = "PRAGMA user_version";
 constexpr const char* kSqliteApps =
@@ -180,10 +181,14 @@ Status check_sqlite_version(sqlite::Connection& c) {
   if (!version.ok()) return version.status();
   if ((*version)->step() != SQLITE_ROW) return c.error("read schema version");
   const std::int64_t found = (*version)->int64(0);
-  if (found != kSqliteSchemaVersion) {
+  if (found < kOldestSqliteSchemaVersion || found > sqlite::kSchemaVersion) {
     return Status::FailedPrecondition(
         "the SQLite store has schema version " + std::to_string(found) + ", this copy reads " +
-        std::to_string(kSqliteSchemaVersion) + ": start `callbackd serve` on it once to upgrade");
+        std::to_string(kOldestSqliteSchemaVersion) + " to " +
+        std::to_string(sqlite::kSchemaVersion) +
+        (found > sqlite::kSchemaVersion
+             ? ": copy it with the callbackd that wrote it, or a newer one"
+             : ": start `callbackd serve` on it once to upgrade"));
   }
   return Status::Ok();
 }
