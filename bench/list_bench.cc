@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "sqlite/sqlite_queue.h"
 
@@ -80,18 +81,27 @@ Store& store() {
   return s;
 }
 
+// Drops the listing indexes, or puts them back exactly as the schema defines them (partial ones
+// included), from the definitions the store was created with.
 void set_listing_indexes(bool present) {
-  for (const char* index : kListingIndexes) {
-    const std::string name(index);
-    if (!present) {
-      (void)store().raw->exec("DROP INDEX IF EXISTS " + name);
-      continue;
+  static const std::vector<std::string> definitions = [] {
+    std::vector<std::string> out;
+    for (const char* index : kListingIndexes) {
+      auto row = store().raw->prepare("SELECT sql FROM sqlite_master WHERE name = ?1");
+      (*row)->bind(1, std::string(index));
+      if ((*row)->step() == SQLITE_ROW) {
+        const std::string sql = (*row)->text(0);
+        out.push_back("CREATE INDEX IF NOT EXISTS" +
+                      sql.substr(std::string("CREATE INDEX").size()));
+      }
     }
-    const std::string columns = name == "deliveries_by_state_seq" ? "(state, seq)"
-                                : name == "deliveries_by_app_seq" ? "(app_id, seq)"
-                                : name == "deliveries_by_task"    ? "(task_id, seq)"
-                                                                  : "(app_id, state, seq)";
-    (void)store().raw->exec("CREATE INDEX IF NOT EXISTS " + name + " ON deliveries " + columns);
+    return out;
+  }();
+  for (const char* index : kListingIndexes) {
+    if (!present) (void)store().raw->exec("DROP INDEX IF EXISTS " + std::string(index));
+  }
+  if (present) {
+    for (const std::string& sql : definitions) (void)store().raw->exec(sql);
   }
 }
 
