@@ -100,6 +100,7 @@ void Dispatcher::stop(std::function<void()> done) {
   ++timer_generation_;
   timer_.cancel();
   timer_at_.reset();
+  store_.drop_deferrals();
   // Deliveries waiting for a slot go back to the queue, due now, for whoever runs next.
   for (auto it = held_.begin(); it != held_.end();) {
     auto next = std::next(it);
@@ -256,7 +257,7 @@ void Dispatcher::report(const BreakerTransition& t) {
       std::lock_guard lock(scheduler_mutex_);
       hold = breaker_.hold_for(t.endpoint, now);
     }
-    if (options_.breaker.defer_backlog && hold > Millis(0))
+    if (options_.breaker.defer_backlog && hold > Millis(0) && !stopping_)
       store_.defer_host(t.endpoint, now + hold);
     spdlog::warn(
         "event=breaker_open endpoint={} failure_rate={:.2f} attempts={} cooldown_ms={} "
@@ -517,6 +518,8 @@ void Dispatcher::on_maintained(bool more_to_prune) {
   if (more_to_prune) prune_wanted_ = true;
   maybe_finish_stop();
 }
+
+void Dispatcher::on_deferred() { maybe_finish_stop(); }
 
 // ---------------------------------------------------------------- claims and the tick
 

@@ -109,6 +109,7 @@ class Dispatcher : private StoreLink::Listener {
   void on_renewed(const std::vector<LeaseToken>& renewed, const StaleTokens& stale,
                   SteadyTime sent_at) override;
   void on_maintained(bool more_to_prune) override;
+  void on_deferred() override;
 
   // Takes a claimed delivery into a host's line; false when the line had no room.
   bool hold(ClaimedDelivery delivery, SteadyTime leased_at, bool reserved);
