@@ -265,6 +265,10 @@ void Dispatcher::report(const BreakerTransition& t) {
         t.endpoint, t.failure_rate, t.attempts, t.cooldown.count(),
         t.probe ? "probe_failed" : "failure_rate");
   } else if (t.to == BreakerState::kHalfOpen) {
+    // While the probe runs (one attempt, within the attempt timeout) the rest of the backlog
+    // stays out of the claims' way; the oldest, the probe's, stays due.
+    if (options_.breaker.defer_backlog && !stopping_)
+      store_.defer_host(t.endpoint, clock_->steady_now() + options_.attempt_timeout, 1);
     spdlog::info("event=breaker_half_open endpoint={}", t.endpoint);
   } else {
     spdlog::info("event=breaker_closed endpoint={}", t.endpoint);
