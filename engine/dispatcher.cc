@@ -575,7 +575,7 @@ void Dispatcher::maybe_claim() {
 }
 
 void Dispatcher::defer_slow_backlogs(const std::vector<SlowBacklog>& hosts) {
-  if (hosts.empty() || !options_.defer_slow_backlog) return;
+  if (hosts.empty()) return;
   const SteadyTime now = clock_->steady_now();
   for (const SlowBacklog& slow : hosts) {
     auto [it, fresh] = slow_backlog_until_.try_emplace(slow.host, now);

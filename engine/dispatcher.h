@@ -52,9 +52,6 @@ struct DispatcherOptions {
   std::function<void(const std::string& app_id)> on_finished;
   std::string ca_bundle_path;
   BreakerOptions breaker;
-  // A slow endpoint's stored backlog beyond what it takes next moves later while it is full
-  // (see defer_slow_backlogs); off only where a test's manual clock runs the store.
-  bool defer_slow_backlog = true;
   AttemptHistory* history = nullptr;  // optional; counts each finished attempt
 };
 
