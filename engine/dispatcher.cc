@@ -100,6 +100,7 @@ void Dispatcher::stop(std::function<void()> done) {
   ++timer_generation_;
   timer_.cancel();
   timer_at_.reset();
+  store_.drop_deferrals();
   // Deliveries waiting for a slot go back to the queue, due now, for whoever runs next.
   for (auto it = held_.begin(); it != held_.end();) {
     auto next = std::next(it);
@@ -256,7 +257,7 @@ void Dispatcher::report(const BreakerTransition& t) {
       std::lock_guard lock(scheduler_mutex_);
       hold = breaker_.hold_for(t.endpoint, now);
     }
-    if (options_.breaker.defer_backlog && hold > Millis(0))
+    if (options_.breaker.defer_backlog && hold > Millis(0) && !stopping_)
       store_.defer_host(t.endpoint, now + hold);
     spdlog::warn(
         "event=breaker_open endpoint={} failure_rate={:.2f} attempts={} cooldown_ms={} "
@@ -264,6 +265,10 @@ void Dispatcher::report(const BreakerTransition& t) {
         t.endpoint, t.failure_rate, t.attempts, t.cooldown.count(),
         t.probe ? "probe_failed" : "failure_rate");
   } else if (t.to == BreakerState::kHalfOpen) {
+    // While the probe runs (one attempt, within the attempt timeout) the rest of the backlog
+    // stays out of the claims' way; the oldest, the probe's, stays due.
+    if (options_.breaker.defer_backlog && !stopping_)
+      store_.defer_host(t.endpoint, clock_->steady_now() + options_.attempt_timeout, 1);
     spdlog::info("event=breaker_half_open endpoint={}", t.endpoint);
   } else {
     spdlog::info("event=breaker_closed endpoint={}", t.endpoint);
@@ -518,6 +523,8 @@ void Dispatcher::on_maintained(bool more_to_prune) {
   maybe_finish_stop();
 }
 
+void Dispatcher::on_deferred() { maybe_finish_stop(); }
+
 // ---------------------------------------------------------------- claims and the tick
 
 void Dispatcher::maybe_claim() {
@@ -568,7 +575,7 @@ void Dispatcher::maybe_claim() {
 }
 
 void Dispatcher::defer_slow_backlogs(const std::vector<SlowBacklog>& hosts) {
-  if (hosts.empty() || !options_.defer_slow_backlog) return;
+  if (hosts.empty()) return;
   const SteadyTime now = clock_->steady_now();
   for (const SlowBacklog& slow : hosts) {
     auto [it, fresh] = slow_backlog_until_.try_emplace(slow.host, now);

@@ -52,9 +52,6 @@ struct DispatcherOptions {
   std::function<void(const std::string& app_id)> on_finished;
   std::string ca_bundle_path;
   BreakerOptions breaker;
-  // A slow endpoint's stored backlog beyond what it takes next moves later while it is full
-  // (see defer_slow_backlogs); off only where a test's manual clock runs the store.
-  bool defer_slow_backlog = true;
   AttemptHistory* history = nullptr;  // optional; counts each finished attempt
 };
 
@@ -109,6 +106,7 @@ class Dispatcher : private StoreLink::Listener {
   void on_renewed(const std::vector<LeaseToken>& renewed, const StaleTokens& stale,
                   SteadyTime sent_at) override;
   void on_maintained(bool more_to_prune) override;
+  void on_deferred() override;
 
   // Takes a claimed delivery into a host's line; false when the line had no room.
   bool hold(ClaimedDelivery delivery, SteadyTime leased_at, bool reserved);

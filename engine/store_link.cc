@@ -184,6 +184,7 @@ void StoreLink::flush_deferrals() {
   auto node = deferrals_.extract(next);
   std::string host = std::move(node.key());
   const Deferral d = node.mapped();
+  const std::uint64_t dropped_before = deferrals_dropped_;
   run(
       [this, host, d] {
         HostDeferral request{host, Millis(0), d.store_until, kDeferBatch, d.keep_oldest};
@@ -196,9 +197,11 @@ void StoreLink::flush_deferrals() {
         }
         return queue_.defer_host(request);
       },
-      [this, host, d](Result<Deferred> deferred) {
+      [this, host, d, dropped_before](Result<Deferred> deferred) {
         deferring_ = false;
-        if (!deferred.ok()) {
+        if (deferrals_dropped_ != dropped_before) {
+          // Dropped while it ran: no next batch.
+        } else if (!deferred.ok()) {
           // Only a shortcut: claims still skip the endpoint's rows while it is open.
           spdlog::error("event=defer_failed endpoint={} error=\"{}\"", host,
                         deferred.status().to_string());
@@ -218,7 +221,13 @@ void StoreLink::flush_deferrals() {
                         d.moved + deferred->moved, d.keep_oldest);
         }
         flush_deferrals();
+        listener_.on_deferred();
       });
+}
+
+void StoreLink::drop_deferrals() {
+  deferrals_.clear();
+  ++deferrals_dropped_;
 }
 
 // ---------------------------------------------------------------- maintenance

@@ -37,6 +37,8 @@ class StoreLink {
                             SteadyTime sent_at) = 0;
     // A prune deleted a full batch: there is more to prune.
     virtual void on_maintained(bool more_to_prune) = 0;
+    // A deferral call ended (whatever came of it): the link may be idle now.
+    virtual void on_deferred() = 0;
   };
 
   StoreLink(boost::asio::io_context& io, Queue& queue, std::shared_ptr<const Clock> clock,
@@ -58,6 +60,9 @@ class StoreLink {
   // fewer rows kept). It runs after the records queued before it, so the retries they schedule
   // move too. The `keep_oldest` oldest rows due before `until` stay where they are.
   void defer_host(std::string host_key, SteadyTime until, std::size_t keep_oldest = 0);
+  // Forgets the deferrals still waiting and stops the running one after its batch: they only
+  // spare claims some walking, and must not hold up a stop.
+  void drop_deferrals();
   // Lease recovery and pruning of delivered rows older than `retention`.
   void maintain(bool recover, bool prune, Millis retention);
   // Sends what is waiting again (after a failed write).
@@ -99,6 +104,7 @@ class StoreLink {
   };
   std::map<std::string, Deferral, std::less<>> deferrals_;  // by endpoint
   bool deferring_ = false;
+  std::uint64_t deferrals_dropped_ = 0;  // drop_deferrals() calls, ever
 
   // Last member: its thread is joined first on destruction.
   boost::asio::thread_pool storage_thread_{1};

@@ -36,9 +36,6 @@ constexpr std::size_t kMaxBatch = 4096;
 // The settings row check_writable() rewrites to learn whether the store takes writes again.
 constexpr std::string_view kWriteProbeSetting = "write_probe";
 
-// Separates endpoints in the skip list a claim binds (URLs cannot contain control characters).
-constexpr char kSkipSeparator = '\x1f';
-
 // The rows of kDeliveryById and kList, without attempts.
 Delivery delivery_from_row(const Statement& row) {
   Delivery d;
@@ -59,14 +56,19 @@ std::optional<std::int64_t> parse_cursor(const std::string& cursor) {
   return seq;
 }
 
-// "\x1fa\x1fb\x1f": every listed endpoint between separators, for kClaim's instr().
+// ["a","b"]: the endpoints a claim skips, for kClaim's json_each().
 std::string skip_list(const std::vector<std::string>& hosts) {
-  std::string list(1, kSkipSeparator);
+  std::string list = "[";
   for (const std::string& host : hosts) {
-    list += host;
-    list += kSkipSeparator;
+    if (list.size() > 1) list += ',';
+    list += '"';
+    for (char ch : host) {
+      if (ch == '"' || ch == '\\') list += '\\';
+      list += ch;
+    }
+    list += '"';
   }
-  return hosts.empty() ? std::string() : list;
+  return list + "]";
 }
 
 // "[[seq,gen],…]" for kRenew's json_each().
