@@ -41,5 +41,16 @@ print("errors: " + ", ".join(f"{k} {v}" for k, v in e.items()) +
       "; requests at the hostile receivers: " +
       ", ".join(f"{k} {v}" for k, v in s.get("hostile_requests", {}).items()))
 PY
+# A daemon that has run half an hour with hostile backlogs must still stop promptly on SIGTERM
+# (attempts in flight finish within attempt_timeout, 10 s).
+running() { [[ -e /proc/$1 && "$(ps -o stat= -p "$1")" != Z* ]]; }  # exited: gone or a zombie
+stop_started=$(date +%s.%N)
+kill -TERM "$daemon_pid"
+for _ in $(seq 600); do running "$daemon_pid" || break; sleep 0.1; done
+if running "$daemon_pid"; then
+  echo "the daemon did not stop within 60 s of SIGTERM"; status=1
+else
+  echo "the daemon stopped $(awk -v a="$stop_started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s after SIGTERM"
+fi
 echo "summary: $out/soak.json  picture: $out/soak.svg  progress: $out/progress.log  metrics: $out/metrics.txt"
 exit "$status"
