@@ -45,6 +45,8 @@ constexpr Millis kMinSlowBacklogHold{1000};
 constexpr Millis kMaxSlowBacklogHold{60000};
 // Rows of such a host left due, per slot of its concurrency limit.
 constexpr std::size_t kSlowBacklogKeptPerSlot = 2;
+// A skipped host's backlog is moved again (its new rows) at most this often.
+constexpr Millis kBacklogMoveInterval{1000};
 
 // How long a claimed delivery whose host has no room goes back to the store for: long enough
 // that the next claims do not bring it straight back.
@@ -530,7 +532,7 @@ void Dispatcher::on_deferred() { maybe_finish_stop(); }
 void Dispatcher::maybe_claim() {
   if (!running_ || stopping_ || store_.claiming()) return;
   ClaimRequest request;
-  std::vector<SlowBacklog> slow_backlogs;
+  std::vector<SkippedBacklog> skipped_backlogs;
   {
     std::lock_guard lock(scheduler_mutex_);
     std::optional<HostScheduler::SpilledHost> spilled;
@@ -553,15 +555,22 @@ void Dispatcher::maybe_claim() {
       request.limit = std::min(options_.claim_batch, scheduler_.waiting_room());
       if (request.limit == 0) return;  // a finishing attempt calls back here
       // Open endpoints first: their deliveries wait in the store.
+      const SteadyTime now = clock_->steady_now();
       request.skip_hosts = breaker_.unhealthy(kMaxSkippedHosts / 2);
+      for (const std::string& host : request.skip_hosts) {
+        const Millis hold = breaker_.hold_for(host, now);  // 0 while half-open
+        if (options_.breaker.defer_backlog && hold > Millis(0))
+          skipped_backlogs.push_back(SkippedBacklog{host, now + hold, Millis(0), 0});
+      }
       for (std::string& host :
            scheduler_.full_hosts(kMaxSkippedHosts - request.skip_hosts.size())) {
         std::optional<HostView> view = scheduler_.view(host);
         if (view && view->pool == HostPool::kSlow && breaker_.closed(host)) {
-          slow_backlogs.push_back(
-              SlowBacklog{host, kSlowBacklogKeptPerSlot * std::max<std::size_t>(view->limit, 1),
-                          std::clamp(kSlowBacklogDurations * view->typical_duration,
-                                     kMinSlowBacklogHold, kMaxSlowBacklogHold)});
+          skipped_backlogs.push_back(
+              SkippedBacklog{host, std::nullopt,
+                             std::clamp(kSlowBacklogDurations * view->typical_duration,
+                                        kMinSlowBacklogHold, kMaxSlowBacklogHold),
+                             kSlowBacklogKeptPerSlot * std::max<std::size_t>(view->limit, 1)});
         }
         request.skip_hosts.push_back(std::move(host));
       }
@@ -569,19 +578,22 @@ void Dispatcher::maybe_claim() {
     }
   }
   // Before the claim: the store runs its calls in order, so this claim already skips less.
-  defer_slow_backlogs(slow_backlogs);
+  defer_skipped_backlogs(skipped_backlogs);
   request.lease = times_.lease;
   store_.claim(std::move(request));
 }
 
-void Dispatcher::defer_slow_backlogs(const std::vector<SlowBacklog>& hosts) {
+void Dispatcher::defer_skipped_backlogs(const std::vector<SkippedBacklog>& hosts) {
   if (hosts.empty()) return;
   const SteadyTime now = clock_->steady_now();
-  for (const SlowBacklog& slow : hosts) {
-    auto [it, fresh] = slow_backlog_until_.try_emplace(slow.host, now);
-    if (!fresh && now < it->second) continue;  // moved already; not due again yet
-    it->second = now + slow.hold;
-    store_.defer_host(slow.host, it->second, slow.keep);
+  for (const SkippedBacklog& skipped : hosts) {
+    auto [it, fresh] = backlog_moves_.try_emplace(skipped.host);
+    const SteadyTime until =
+        skipped.until ? *skipped.until
+                      : (!fresh && now < it->second.until ? it->second.until : now + skipped.hold);
+    if (!fresh && now - it->second.moved_at < kBacklogMoveInterval) continue;  // a moment ago
+    it->second = BacklogMove{until, now};
+    store_.defer_host(skipped.host, until, skipped.keep);
   }
 }
 
@@ -628,7 +640,7 @@ void Dispatcher::on_tick() {
       next_forget_ = now + kForgetInterval;
       scheduler_.forget_idle(now);
       breaker_.forget_idle(now);
-      std::erase_if(slow_backlog_until_, [&](const auto& entry) { return entry.second < now; });
+      std::erase_if(backlog_moves_, [&](const auto& move) { return move.second.until < now; });
     }
   }
   for (const BreakerTransition& t : half_open) report(t);

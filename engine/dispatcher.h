@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -121,14 +122,17 @@ class Dispatcher : private StoreLink::Listener {
   void stale_write(std::string_view write, const LeaseToken& token);
 
   void maybe_claim();
-  // Claims walk past the due rows of the hosts they skip. A slow host that is full keeps only
-  // what its line takes next due; the rest of its backlog moves a few attempt durations later.
-  struct SlowBacklog {
+  // Claims walk past the due rows of the hosts they skip, so those rows are moved out of the
+  // due range: an open endpoint's to its probe time, a full slow host's (but what its line takes
+  // next) a few of its attempt durations later. Callbacks keep arriving for such hosts, so the
+  // move is repeated, to the same time, at most once a second; only the new rows move then.
+  struct SkippedBacklog {
     std::string host;
+    std::optional<SteadyTime> until;  // an open endpoint's probe time; a slow host's: keep the
+    Millis hold{0};                   // last one while it lasts, then now + hold
     std::size_t keep = 0;
-    Millis hold{0};
   };
-  void defer_slow_backlogs(const std::vector<SlowBacklog>& hosts);
+  void defer_skipped_backlogs(const std::vector<SkippedBacklog>& hosts);
   void renew_leases(SteadyTime now);
   void arm_timer(SteadyTime at);
   void on_tick();
@@ -161,8 +165,12 @@ class Dispatcher : private StoreLink::Listener {
   std::optional<std::string> claiming_probe_;
   bool prune_wanted_ = true;
   std::function<void()> stop_done_;
-  // Slow hosts whose backlog was moved, and until when (not moved again before then).
-  std::unordered_map<std::string, SteadyTime> slow_backlog_until_;
+  // Skipped hosts whose backlog was moved: to when, and when it was last moved.
+  struct BacklogMove {
+    SteadyTime until{};
+    SteadyTime moved_at{};
+  };
+  std::unordered_map<std::string, BacklogMove> backlog_moves_;
 
   // Shared with enqueue threads: the scheduler, the breaker and who may reserve a place.
   mutable std::mutex scheduler_mutex_;

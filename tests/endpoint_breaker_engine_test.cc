@@ -299,6 +299,28 @@ TEST_P(EndpointBreakerBacklogTest, OpeningMovesTheStoredBacklogToTheProbeTime) {
   const std::size_t before_open = down.count();
   EXPECT_LT(before_open, std::size_t(kBacklog) / 2);
 
+  // Callbacks that keep arriving while it is open are stored due now; within a second they
+  // join the backlog at the probe time, out of the claims' way.
+  std::vector<std::string> arrived_while_open;
+  for (int i = 0; i < 20; ++i) {
+    auto receipt =
+        engine->enqueue(app, down.url(), testing::completed_task("late" + std::to_string(i)));
+    ASSERT_TRUE(receipt.ok()) << receipt.status().to_string();
+    arrived_while_open.push_back(receipt->delivery_id);
+  }
+  clock_->advance(1s);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        for (const std::string& id : arrived_while_open) {
+          auto d = engine->delivery(id);
+          if (!d.ok() || d->next_attempt_at != probe_at) return false;
+        }
+        return true;
+      },
+      10s))
+      << describe(*engine, arrived_while_open);
+  ids.insert(ids.end(), arrived_while_open.begin(), arrived_while_open.end());
+
   fails = false;
   clock_->advance(kCooldown);
   // Deliveries held back while the probe runs are due again a poll later: let the clock run.
