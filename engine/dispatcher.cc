@@ -260,7 +260,7 @@ void Dispatcher::report(const BreakerTransition& t) {
       hold = breaker_.hold_for(t.endpoint, now);
     }
     if (options_.breaker.defer_backlog && hold > Millis(0) && !stopping_)
-      store_.defer_host(t.endpoint, now + hold);
+      store_.defer_host(t.endpoint, now + hold, 0, /*announce=*/true);
     spdlog::warn(
         "event=breaker_open endpoint={} failure_rate={:.2f} attempts={} cooldown_ms={} "
         "reason={}",

@@ -163,12 +163,19 @@ void StoreLink::flush_renewals() {
 
 // ---------------------------------------------------------------- deferrals
 
-void StoreLink::defer_host(std::string host_key, SteadyTime until, std::size_t keep_oldest) {
+void StoreLink::defer_host(std::string host_key, SteadyTime until, std::size_t keep_oldest,
+                           bool announce) {
   auto [it, fresh] = deferrals_.try_emplace(std::move(host_key));
   if (fresh || until > it->second.until || keep_oldest < it->second.keep_oldest) {
     const std::size_t keep = fresh ? keep_oldest : std::min(keep_oldest, it->second.keep_oldest);
-    it->second = Deferral{std::max(until, fresh ? until : it->second.until), std::nullopt,
-                          records_queued_, it->second.moved, keep};
+    it->second = Deferral{std::max(until, fresh ? until : it->second.until),
+                          std::nullopt,
+                          records_queued_,
+                          it->second.moved,
+                          keep,
+                          announce || (!fresh && it->second.announce)};
+  } else {
+    it->second.announce = it->second.announce || announce;
   }
   flush_deferrals();
 }
@@ -209,15 +216,15 @@ void StoreLink::flush_deferrals() {
           auto [it, fresh] = deferrals_.try_emplace(host);
           // Unless a later call for the endpoint is waiting (it starts over), the next batch.
           if (fresh || it->second.until <= d.until) {
-            it->second =
-                Deferral{d.until, deferred->until, 0, d.moved + deferred->moved, d.keep_oldest};
+            it->second = Deferral{d.until,       deferred->until, 0, d.moved + deferred->moved,
+                                  d.keep_oldest, d.announce};
           }
-        } else if (d.moved + deferred->moved > 0 && d.keep_oldest == 0) {
+        } else if (d.moved + deferred->moved > 0 && d.announce) {
           spdlog::info("event=breaker_deferred endpoint={} count={}", host,
                        d.moved + deferred->moved);
         } else if (d.moved + deferred->moved > 0) {
-          // A slow endpoint's, every few of its attempt durations: not worth an info line.
-          spdlog::debug("event=slow_backlog_deferred endpoint={} count={} kept={}", host,
+          // Later moves of a skipped backlog (its new rows, about once a second): debug only.
+          spdlog::debug("event=backlog_deferred endpoint={} count={} kept={}", host,
                         d.moved + deferred->moved, d.keep_oldest);
         }
         flush_deferrals();

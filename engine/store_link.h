@@ -59,7 +59,10 @@ class StoreLink {
   // later call for the same endpoint replaces an earlier one still waiting (the later time, the
   // fewer rows kept). It runs after the records queued before it, so the retries they schedule
   // move too. The `keep_oldest` oldest rows due before `until` stay where they are.
-  void defer_host(std::string host_key, SteadyTime until, std::size_t keep_oldest = 0);
+  // `announce`: say what moved in an info line (an endpoint that just opened); later moves of
+  // the same backlog are debug lines.
+  void defer_host(std::string host_key, SteadyTime until, std::size_t keep_oldest = 0,
+                  bool announce = false);
   // Forgets the deferrals still waiting and stops the running one after its batch: they only
   // spare claims some walking, and must not hold up a stop.
   void drop_deferrals();
@@ -101,6 +104,7 @@ class StoreLink {
     std::uint64_t after_records = 0;       // waits until this many records are stored
     std::size_t moved = 0;                 // by earlier batches
     std::size_t keep_oldest = 0;
+    bool announce = false;
   };
   std::map<std::string, Deferral, std::less<>> deferrals_;  // by endpoint
   bool deferring_ = false;

@@ -193,12 +193,13 @@ TEST_P(EndpointBreakerEngineTest, HoldsAFailingEndpointProbesItAndLetsEverything
   EXPECT_EQ(down.count(), before_open + 1) << "one probe, no more";
 
   // 4. It recovers: the next probe succeeds, the endpoint closes, every held delivery arrives
-  // (the rest of the backlog waited out the probe's attempt timeout: let the clock run).
+  // (on SQLite, whose due times run on this clock, the rest of the backlog waited out the
+  // probe's attempt timeout: let the clock run; PostgreSQL's own clock runs by itself).
   down_fails = false;
   clock_->advance(2 * kCooldown);
   ASSERT_TRUE(wait_until(
       [&] {
-        clock_->advance(100ms);
+        if (GetParam() == "sqlite") clock_->advance(100ms);
         return all_in(*engine, held, DeliveryState::kDelivered);
       },
       30s))
