@@ -15,9 +15,6 @@ namespace {
 // the storage thread (and the renewals queued behind it) for long.
 constexpr std::size_t kPruneBatch = 1000;
 
-// An open endpoint's backlog is deferred this many rows per statement, for the same reason.
-constexpr std::size_t kDeferBatch = 10000;
-
 }  // namespace
 
 StoreLink::StoreLink(asio::io_context& io, Queue& queue, std::shared_ptr<const Clock> clock,
