@@ -55,7 +55,7 @@ void StoreLink::claim(ClaimRequest request) {
         // Fewer than asked: nothing else is due now; say when something will be. (A claim for
         // one host says nothing about the others.)
         if (!request.only_host && out.rows.ok() && out.rows->size() < request.limit) {
-          if (auto due = queue_.next_due_in(); due.ok()) out.next_due = *due;
+          if (auto due = queue_.next_due_in(request.skip_hosts); due.ok()) out.next_due = *due;
         }
         return out;
       },

@@ -100,8 +100,10 @@ inline const std::string kDueIn = "SELECT " CALLBACKD_NOW_MS " + $1";
 inline const std::string kRecover =
     "UPDATE deliveries SET state = 0, due_at = " CALLBACKD_NOW_MS
     " WHERE state = 1 AND due_at <= " CALLBACKD_NOW_MS " AND lease_owner <> $1";
-inline const std::string kNextDue =
-    "SELECT greatest(0, min(due_at) - " CALLBACKD_NOW_MS ") FROM deliveries WHERE state = 0";
+// The claim's walk, skipping the same endpoints, stopping at the first.
+inline const std::string kNextDue = "SELECT greatest(0, due_at - " CALLBACKD_NOW_MS
+                                    ") FROM deliveries WHERE state = 0 "
+                                    "AND host_key <> ALL($1::text[]) ORDER BY due_at LIMIT 1";
 inline const std::string kPruneDelivered =
     "DELETE FROM deliveries WHERE seq IN (SELECT seq FROM deliveries "
     "  WHERE state = 2 AND due_at < " CALLBACKD_NOW_MS " - $1 ORDER BY due_at LIMIT $2)";

@@ -480,9 +480,10 @@ Result<std::size_t> PostgresQueue::recover_expired_leases() {
   return static_cast<std::size_t>(rows->affected());
 }
 
-Result<std::optional<Millis>> PostgresQueue::next_due_in() {
+Result<std::optional<Millis>> PostgresQueue::next_due_in(
+    const std::vector<std::string>& skip_hosts) {
   auto c = pool_->borrow();
-  auto rows = c->run("next due", kNextDue);
+  auto rows = c->run("next due", kNextDue, {array_param(skip_hosts)});
   if (!rows.ok()) return rows.status();
   if (rows->size() == 0 || rows->is_null(0, 0)) return std::optional<Millis>();
   return std::optional<Millis>(Millis(rows->int64(0, 0)));

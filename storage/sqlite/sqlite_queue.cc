@@ -645,12 +645,14 @@ Result<std::size_t> SqliteQueue::recover_expired_leases() {
   return recovered;
 }
 
-Result<std::optional<Millis>> SqliteQueue::next_due_in() {
+Result<std::optional<Millis>> SqliteQueue::next_due_in(const std::vector<std::string>& skip_hosts) {
   ReadLease lease = read_connection();
   auto row = (*lease).prepare(kNextDue);
   if (!row.ok()) return row.status();
-  if ((*row)->step() != SQLITE_ROW) return (*lease).error("next due");
-  if ((*row)->is_null(0)) return std::optional<Millis>();
+  (*row)->bind(1, skip_list(skip_hosts));
+  const int rc = (*row)->step();
+  if (rc == SQLITE_DONE) return std::optional<Millis>();
+  if (rc != SQLITE_ROW) return (*lease).error("next due");
   const std::int64_t wait = (*row)->int64(0) - clock_.now_ms();
   return std::optional<Millis>(Millis(std::max<std::int64_t>(0, wait)));
 }

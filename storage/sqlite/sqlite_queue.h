@@ -45,7 +45,7 @@ class SqliteQueue final : public Queue {
   Result<StaleTokens> release(std::span<const LeaseToken> tokens, Millis delay) override;
   Result<Deferred> defer_host(const HostDeferral& request) override;
   Result<std::size_t> recover_expired_leases() override;
-  Result<std::optional<Millis>> next_due_in() override;
+  Result<std::optional<Millis>> next_due_in(const std::vector<std::string>& skip_hosts) override;
   Result<std::size_t> prune_delivered(Millis age, std::size_t limit) override;
 
   Result<std::optional<std::string>> get_setting(std::string_view key) override;

@@ -72,7 +72,10 @@ inline constexpr const char* kDeferHost =
 inline constexpr const char* kRecover =
     "UPDATE deliveries SET state = 0, due_at = ?1 "
     "WHERE state = 1 AND due_at <= ?2 AND lease_owner != ?3";
-inline constexpr const char* kNextDue = "SELECT min(due_at) FROM deliveries WHERE state = 0";
+// The claim's walk (the (state, due_at) index, skipping the same endpoints), stopping at the first.
+inline constexpr const char* kNextDue =
+    "SELECT due_at FROM deliveries WHERE state = 0 "
+    "  AND host_key NOT IN (SELECT value FROM json_each(?1)) ORDER BY due_at LIMIT 1";
 inline constexpr const char* kOldDelivered =
     "SELECT seq FROM deliveries WHERE state = 2 AND due_at < ?1 ORDER BY due_at LIMIT ?2";
 inline constexpr const char* kDeleteAttempts = "DELETE FROM attempts WHERE delivery_seq = ?1";

@@ -46,7 +46,9 @@ class ForwardingQueue : public Queue {
     return inner_->defer_host(request);
   }
   Result<std::size_t> recover_expired_leases() override { return inner_->recover_expired_leases(); }
-  Result<std::optional<Millis>> next_due_in() override { return inner_->next_due_in(); }
+  Result<std::optional<Millis>> next_due_in(const std::vector<std::string>& skip_hosts) override {
+    return inner_->next_due_in(skip_hosts);
+  }
   Result<std::size_t> prune_delivered(Millis age, std::size_t limit) override {
     return inner_->prune_delivered(age, limit);
   }

@@ -184,9 +184,11 @@ class Queue {
   // Only leases of other queue instances (processes that died or stalled): an instance renews
   // what it holds and never takes back its own.
   virtual Result<std::size_t> recover_expired_leases() = 0;
-  // How long until the earliest pending delivery is due (zero when one is due now); nullopt
-  // when nothing is pending.
-  virtual Result<std::optional<Millis>> next_due_in() = 0;
+  // How long until the earliest pending delivery of an endpoint not in `skip_hosts` is due
+  // (zero when one is due now); nullopt when none is pending. The endpoints a claim skipped are
+  // left out: their rows may be due now, and counting them would have the dispatcher claim again
+  // at once, and again, for as long as those endpoints stay full.
+  virtual Result<std::optional<Millis>> next_due_in(const std::vector<std::string>& skip_hosts) = 0;
   // Deletes up to `limit` delivered deliveries (and their attempts) that finished more than
   // `age` ago.
   virtual Result<std::size_t> prune_delivered(Millis age, std::size_t limit) = 0;
