@@ -508,7 +508,10 @@ TEST_P(QueueFilterTest, BulkRedeliveryQueuesTheMatchingDeadInBoundedBatchesAndNe
     EXPECT_EQ(d.attempts_made, 1) << d.id;
     EXPECT_EQ(d.budget_used, 0) << d.id;
   }
-  // They fail again at once: dead again, but after the run began, so never queued twice.
+  // They fail again: dead again, but after the run began, so never queued twice. The run's
+  // range takes in the millisecond it began (everything dead by the call); a real re-death
+  // follows a whole retry schedule, so it lands in a later one, as it does here.
+  next_millisecond();
   std::vector<AttemptRecord> again;
   for (const ClaimedDelivery& d : claimed) {
     if (d.task_id != "waiting") {
