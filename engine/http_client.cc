@@ -1,23 +1,23 @@
 // libcurl multi on Boost.Asio through the multi_socket API. curl says which sockets to wait on
 // (SOCKETFUNCTION) and when it next needs a tick (TIMERFUNCTION); Asio waits, and tells curl
-// with curl_multi_socket_action. Sockets for connections are opened and closed by us
-// (OPENSOCKETFUNCTION / CLOSESOCKETFUNCTION), which is where the network guard looks at the
-// address actually connected to, and which keeps each socket object alive exactly as long as
-// curl uses it.
+// with curl_multi_socket_action (the waits themselves: socket_watches.h). Sockets for
+// connections are opened and closed by us (OPENSOCKETFUNCTION / CLOSESOCKETFUNCTION), which is
+// where the network guard looks at the address actually connected to, and which keeps each
+// socket object alive exactly as long as curl uses it.
 #include "http_client.h"
 
 #include <curl/curl.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/asio/ip/address.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <new>
 #include <unordered_map>
+
+#include "socket_watches.h"
 
 namespace callbackd {
 
@@ -28,11 +28,6 @@ namespace {
 void ensure_curl_initialized() {
   static const CURLcode initialized = curl_global_init(CURL_GLOBAL_DEFAULT);
   if (initialized != CURLE_OK) throw std::bad_alloc();
-}
-
-ino_t inode_of(int fd) {
-  struct stat info {};
-  return ::fstat(fd, &info) == 0 ? info.st_ino : 0;
 }
 
 std::optional<asio::ip::address> to_address(const struct sockaddr* address) {
@@ -132,24 +127,6 @@ class HttpClient::Impl {
     char error[CURL_ERROR_SIZE] = {0};
   };
 
-  // A descriptor curl asked us to wait on. Sockets we opened are closed by close_socket();
-  // others (e.g. the resolver's wake-up pipe) are watched through a duplicate we close at
-  // CURL_POLL_REMOVE, so curl's own close never races our waits.
-  //
-  // curl does not always close through close_socket(): a connect it gives up on (a timeout)
-  // is closed directly, and the kernel hands the number out again. So each watch remembers
-  // which file curl's descriptor was (its inode), and a watch found for a number that now
-  // names another file is stale: it is dropped without closing anything.
-  struct Watch {
-    asio::posix::stream_descriptor descriptor;
-    ino_t inode = 0;  // of curl's descriptor when the watch was made
-    int wanted = CURL_POLL_NONE;
-    bool reading = false;
-    bool writing = false;
-    bool owned_by_us = false;  // opened by open_socket(); curl closes it via close_socket()
-    explicit Watch(asio::io_context& io, int fd) : descriptor(io, fd) {}
-  };
-
   static curl_socket_t open_socket(void* transfer, curlsocktype purpose, curl_sockaddr* address);
   static int close_socket(void* client, curl_socket_t fd);
   static int on_socket(CURL* easy, curl_socket_t fd, int what, void* client, void* socketp);
@@ -159,15 +136,10 @@ class HttpClient::Impl {
   // `unowned` is set to a socket made but not owned by a watch yet, for cleanup on a throw.
   static curl_socket_t open_watched_socket(void* transfer, curlsocktype purpose,
                                            curl_sockaddr* address, int& unowned);
-  static int close_watched_socket(Impl* self, curl_socket_t fd);
-  static int watch_socket(CURL* easy, curl_socket_t fd, int what, void* client, void* socketp);
   static int set_timer(CURLM* multi, long timeout_ms, void* client);
   static std::size_t keep_body_head(char* data, std::size_t size, std::size_t count,
                                     void* transfer);
 
-  void wait(curl_socket_t fd, const std::shared_ptr<Watch>& watch, bool for_write);
-  // The watch for `fd`, after dropping one that belongs to a file curl has since closed.
-  std::unordered_map<curl_socket_t, std::shared_ptr<Watch>>::iterator live_watch(curl_socket_t fd);
   void arm_timer(std::chrono::steady_clock::time_point at);
   void act(curl_socket_t fd, int events);
   void collect_finished();
@@ -184,14 +156,17 @@ class HttpClient::Impl {
   std::optional<std::chrono::steady_clock::time_point> deadline_;  // when curl wants a tick
   bool tick_posted_ = false;
   std::shared_ptr<char> alive_ = std::make_shared<char>();  // posted work checks it first
-  std::unordered_map<curl_socket_t, std::shared_ptr<Watch>> watches_;
+  SocketWatches watches_;  // closes cached connections' sockets: outlives multi_ (see ~Impl)
   std::unordered_map<CURL*, std::unique_ptr<Transfer>> transfers_;
   std::vector<CURL*> idle_easies_;  // handles kept for reuse, fixed options already set
   curl_slist* resolve_ = nullptr;   // options_.resolve, shared by every handle
 };
 
 HttpClient::Impl::Impl(asio::io_context& io, HttpClientOptions options)
-    : io_(io), options_(std::move(options)), timer_(io) {
+    : io_(io),
+      options_(std::move(options)),
+      timer_(io),
+      watches_(io, [this](int fd, int events) { act(fd, events); }) {
   ensure_curl_initialized();
   multi_ = curl_multi_init();
   if (multi_ == nullptr) throw std::bad_alloc();
@@ -217,11 +192,6 @@ HttpClient::Impl::~Impl() {
   for (CURL* easy : idle_easies_) curl_easy_cleanup(easy);
   // Closes cached connections through close_socket(), so the watches must still be here.
   curl_multi_cleanup(multi_);
-  for (auto& [fd, watch] : watches_) {
-    boost::system::error_code ignored;
-    watch->descriptor.cancel(ignored);
-    watch->descriptor.close(ignored);
-  }
   timer_.cancel();
   curl_slist_free_all(resolve_);
 }
@@ -345,113 +315,22 @@ curl_socket_t HttpClient::Impl::open_watched_socket(void* transfer_ptr, curlsock
   const int fd = ::socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
   if (fd < 0) return CURL_SOCKET_BAD;
   unowned = fd;
-  self->live_watch(fd);  // a watch left for this number belonged to a closed socket
-  auto watch = std::make_shared<Watch>(self->io_, fd);
-  unowned = -1;  // the watch closes it from here on, also if what follows throws
-  watch->inode = inode_of(fd);
-  watch->owned_by_us = true;
-  self->watches_[fd] = std::move(watch);
+  self->watches_.adopt(fd);
+  unowned = -1;  // the watch closes it from here on
   return fd;
-}
-
-std::unordered_map<curl_socket_t, std::shared_ptr<HttpClient::Impl::Watch>>::iterator
-HttpClient::Impl::live_watch(curl_socket_t fd) {
-  auto it = watches_.find(fd);
-  if (it == watches_.end() || it->second->inode == inode_of(fd)) return it;
-  Watch& stale = *it->second;
-  boost::system::error_code ignored;
-  stale.wanted = CURL_POLL_NONE;
-  if (stale.owned_by_us) {
-    // curl closed it already: forget the number without closing whatever holds it now.
-    (void)stale.descriptor.release();
-  } else {
-    stale.descriptor.close(ignored);  // our duplicate
-  }
-  watches_.erase(it);
-  return watches_.end();
 }
 
 int HttpClient::Impl::close_socket(void* client, curl_socket_t fd) {
   // Closing twice could close a number reused meanwhile: on failure curl hears of an error and
   // the descriptor stays with its watch, closed with the client.
   return without_exceptions("closesocket", 1,
-                            [&] { return close_watched_socket(static_cast<Impl*>(client), fd); });
+                            [&] { return static_cast<Impl*>(client)->watches_.close(fd); });
 }
 
-int HttpClient::Impl::close_watched_socket(Impl* self, curl_socket_t fd) {
-  auto it = self->watches_.find(fd);
-  if (it == self->watches_.end() || !it->second->owned_by_us) return ::close(fd);
-  // Cancel waits first: their handlers see operation_aborted and a gone watch.
-  it->second->wanted = CURL_POLL_NONE;
-  boost::system::error_code ignored;
-  it->second->descriptor.cancel(ignored);
-  it->second->descriptor.close(ignored);
-  self->watches_.erase(it);
-  return 0;
-}
-
-int HttpClient::Impl::on_socket(CURL* easy, curl_socket_t fd, int what, void* client,
-                                void* socketp) {
+int HttpClient::Impl::on_socket(CURL*, curl_socket_t fd, int what, void* client, void*) {
   // -1 makes curl fail the transfers on this socket.
   return without_exceptions("socket", -1,
-                            [&] { return watch_socket(easy, fd, what, client, socketp); });
-}
-
-int HttpClient::Impl::watch_socket(CURL*, curl_socket_t fd, int what, void* client, void*) {
-  auto* self = static_cast<Impl*>(client);
-  auto it = self->live_watch(fd);
-  if (what == CURL_POLL_REMOVE) {
-    if (it == self->watches_.end()) return 0;
-    boost::system::error_code ignored;
-    it->second->descriptor.cancel(ignored);
-    it->second->wanted = CURL_POLL_NONE;
-    if (!it->second->owned_by_us) {
-      it->second->descriptor.close(ignored);  // our duplicate
-      self->watches_.erase(it);
-    }
-    return 0;
-  }
-  if (it == self->watches_.end()) {
-    const int copy = ::dup(fd);
-    if (copy < 0) return -1;
-    std::shared_ptr<Watch> watch;
-    try {
-      watch = std::make_shared<Watch>(self->io_, copy);
-    } catch (...) {
-      ::close(copy);
-      throw;
-    }
-    watch->inode = inode_of(fd);
-    it = self->watches_.emplace(fd, std::move(watch)).first;
-  }
-  std::shared_ptr<Watch> watch = it->second;
-  watch->wanted = what;
-  if ((what & CURL_POLL_IN) && !watch->reading) self->wait(fd, watch, false);
-  if ((what & CURL_POLL_OUT) && !watch->writing) self->wait(fd, watch, true);
-  return 0;
-}
-
-void HttpClient::Impl::wait(curl_socket_t fd, const std::shared_ptr<Watch>& watch, bool for_write) {
-  (for_write ? watch->writing : watch->reading) = true;
-  const auto direction = for_write ? asio::posix::descriptor_base::wait_write
-                                   : asio::posix::descriptor_base::wait_read;
-  watch->descriptor.async_wait(direction, [this, fd, weak = std::weak_ptr<Watch>(watch),
-                                           for_write](const boost::system::error_code& ec) {
-    std::shared_ptr<Watch> watch = weak.lock();
-    if (!watch) return;  // curl closed the socket meanwhile
-    (for_write ? watch->writing : watch->reading) = false;
-    if (ec == asio::error::operation_aborted) return;
-    const int wanted_bit = for_write ? CURL_POLL_OUT : CURL_POLL_IN;
-    if (!(watch->wanted & wanted_bit)) return;  // curl no longer cares
-    int events = for_write ? CURL_CSELECT_OUT : CURL_CSELECT_IN;
-    if (ec) events |= CURL_CSELECT_ERR;
-    act(fd, events);
-    // curl may have changed or dropped its interest (or closed the socket) meanwhile.
-    if (auto still = weak.lock();
-        still && (still->wanted & wanted_bit) && !(for_write ? still->writing : still->reading)) {
-      wait(fd, still, for_write);
-    }
-  });
+                            [&] { return static_cast<Impl*>(client)->watches_.want(fd, what); });
 }
 
 int HttpClient::Impl::on_timer(CURLM* multi, long timeout_ms, void* client) {

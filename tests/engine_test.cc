@@ -455,10 +455,10 @@ TEST_F(EngineTest, SameTaskTwiceIsOneCallback) {
 TEST_F(EngineTest, ConcurrentEnqueuesAreEachDeliveredOnce) {
   Receiver receiver;
   EngineOptions options = fast_options();
-  // Each delivery is sent once only if no attempt fails. Under ASan with the machine loaded, an
-  // attempt sometimes has its answer read only at the attempt bound (an open stall, seen
-  // 2026-11-30): with fast_options' 2 s that passed for a duplicate (401-409 requests, each
-  // extra one attempt 2); with 30 s it fails on the delivered count, which names the stall.
+  // Each delivery is sent once only if no attempt fails, so the bound is wide enough that a
+  // loaded sanitizer build's slowness never fails one. Answers left unread until the bound
+  // (kept-alive connections whose read wait was lost: SocketWatchesTest) made this test fail
+  // under ASan until 2026-11-30; such a stall now fails it on the delivered count.
   options.attempt_timeout = 30s;
   auto engine = open(options);
   auto app = engine->create_app("acme");
