@@ -571,6 +571,10 @@ void Dispatcher::maybe_claim() {
                              std::clamp(kSlowBacklogDurations * view->typical_duration,
                                         kMinSlowBacklogHold, kMaxSlowBacklogHold),
                              kSlowBacklogKeptPerSlot * std::max<std::size_t>(view->limit, 1)});
+        } else if (view && view->pool == HostPool::kQuick) {
+          // Its rows this claim leaves (a retry falling due, say) are claimed for it once its
+          // line has room, like an overflow; nothing else would before the next tick.
+          scheduler_.note_spilled(host);
         }
         request.skip_hosts.push_back(std::move(host));
       }

@@ -336,6 +336,45 @@ TEST_F(EngineTest, DueRowsOfAFullEndpointDoNotKeepTheDispatcherClaiming) {
   engine->stop();
 }
 
+// A retry that falls due while its endpoint's line is full is left in the store by the claim
+// that found the endpoint full. It is claimed for that endpoint once the line has room, not at
+// the dispatcher's next tick (a minute away here).
+TEST_F(EngineTest, ARetryDueWhileItsEndpointIsFullIsClaimedOnceTheLineHasRoom) {
+  std::atomic<bool> failed_once{false};
+  Receiver receiver([&](const ReceivedRequest& r) {
+    if (r.body.find("retry-me") != std::string::npos && !failed_once.exchange(true)) {
+      return Reply{.status = 500};
+    }
+    return Reply{.status = 204, .delay = 700ms};
+  });
+  EngineOptions options = fast_options();
+  options.attempt_timeout = 10s;  // attempts under a tenth of it (1 s) keep the endpoint quick
+  options.poll_interval = 60s;
+  options.retry_schedule = {200ms};
+  options.max_in_flight_per_host = 1;
+  auto engine = open(options);
+  auto app = engine->create_app("acme");
+  engine->start();
+  auto retried = engine->enqueue(app->app.id, receiver.url(), completed("retry-me"));
+  ASSERT_TRUE(retried.ok());
+  ASSERT_TRUE(wait_until(
+      [&] {
+        Result<Delivery> d = engine->delivery(retried->delivery_id);
+        return d.ok() && d->attempts.size() == 1;
+      },
+      10s));
+  // Before the retry is due: one attempt running and a line of four (four per slot) fill the
+  // endpoint without overflowing it.
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(
+        engine->enqueue(app->app.id, receiver.url(), completed("t" + std::to_string(i))).ok());
+  }
+  EXPECT_TRUE(wait_for_state(*engine, retried->delivery_id, DeliveryState::kDelivered, 20s))
+      << "the retry waited for the next tick; requests: " << receiver.count();
+  EXPECT_TRUE(receiver.wait_for_count(7, 10s));
+  engine->stop();
+}
+
 TEST_F(EngineTest, NonSuccessStatusesFailAndRedirectsAreNotFollowed) {
   std::atomic<int> status{500};
   Receiver receiver([&](const ReceivedRequest& r) {
