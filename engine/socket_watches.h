@@ -11,8 +11,6 @@
 // Not thread-safe: use it on the io_context's thread only.
 #pragma once
 
-#include <sys/types.h>
-
 #include <boost/asio/io_context.hpp>
 #include <functional>
 #include <memory>
