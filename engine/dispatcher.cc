@@ -442,11 +442,19 @@ void Dispatcher::on_claimed(Result<std::vector<ClaimedDelivery>> claimed,
       const LeaseToken token = d.lease;
       const std::string host_key = d.host_key;
       if (!hold(std::move(d), sent_at, /*reserved=*/false)) {
-        // Its host (or the host's pool) filled up since the claim was sized.
-        store_.release(token, deferral(options_));
+        // Its host (or the host's pool) filled up since the claim was sized. A quick host is
+        // marked spilled, so a claim for it takes the row back as soon as its line has room:
+        // due at once. Others wait a poll interval, so busy hosts are not claimed round and
+        // round.
+        bool quick = false;
+        {
+          std::lock_guard lock(scheduler_mutex_);
+          std::optional<HostView> view = scheduler_.view(host_key);
+          quick = view && view->pool == HostPool::kQuick;
+          scheduler_.note_spilled(host_key);
+        }
+        store_.release(token, quick ? Millis(0) : deferral(options_));
         ++refused;
-        std::lock_guard lock(scheduler_mutex_);
-        scheduler_.note_spilled(host_key);
       }
     }
     if (probe_for) {

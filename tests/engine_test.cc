@@ -375,6 +375,44 @@ TEST_F(EngineTest, ARetryDueWhileItsEndpointIsFullIsClaimedOnceTheLineHasRoom) {
   engine->stop();
 }
 
+// Deliveries of a quick endpoint falling due together (here a bulk redelivery): one claim takes
+// more of them than the endpoint's line has room for. Those it cannot hold are due again at
+// once, and claims for that endpoint take them as its line frees room, not a poll interval
+// later (a minute here).
+TEST_F(EngineTest, RowsAClaimCouldNotHoldAreTakenAsTheirQuickEndpointFreesRoom) {
+  std::atomic<bool> answering{false};
+  Receiver receiver([&](const ReceivedRequest&) {
+    if (!answering) return Reply{.status = 500};
+    return Reply{.status = 204, .delay = 200ms};
+  });
+  EngineOptions options = fast_options();
+  options.attempt_timeout = 10s;  // attempts under a tenth of it (1 s) keep the endpoint quick
+  options.poll_interval = 60s;
+  options.retry_schedule = {10ms};
+  options.max_in_flight_per_host = 1;  // one attempt running, a line of four
+  options.breaker.enabled = false;
+  auto engine = open(options);
+  auto app = engine->create_app("acme");
+  engine->start();
+  constexpr int kDeliveries = 12;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kDeliveries; ++i) {
+    auto receipt = engine->enqueue(app->app.id, receiver.url(), completed("t" + std::to_string(i)));
+    ASSERT_TRUE(receipt.ok()) << receipt.status().to_string();
+    ids.push_back(receipt->delivery_id);
+  }
+  for (const std::string& id : ids)
+    ASSERT_TRUE(wait_for_state(*engine, id, DeliveryState::kDead, 20s));
+
+  answering = true;
+  ASSERT_TRUE(engine->redeliver_matching({.app_id = app->app.id}).ok());
+  for (const std::string& id : ids) {
+    EXPECT_TRUE(wait_for_state(*engine, id, DeliveryState::kDelivered, 20s))
+        << id << " waited for the next tick";
+  }
+  engine->stop();
+}
+
 TEST_F(EngineTest, NonSuccessStatusesFailAndRedirectsAreNotFollowed) {
   std::atomic<int> status{500};
   Receiver receiver([&](const ReceivedRequest& r) {
