@@ -17,6 +17,12 @@ Result<std::shared_ptr<const AppKey>> AppKeyring::get(std::string_view app_id) {
   return keys_.try_emplace(std::string(app_id), std::move(key)).first->second;
 }
 
+Result<std::shared_ptr<const AppKey>> AppKeyring::cached(std::string_view app_id) {
+  std::lock_guard lock(mutex_);
+  if (auto it = keys_.find(app_id); it != keys_.end()) return it->second;
+  return Status::NotFound("app \"" + std::string(app_id) + "\" is not in memory");
+}
+
 void AppKeyring::put(std::shared_ptr<const AppKey> key) {
   std::lock_guard lock(mutex_);
   keys_[key->app.id] = std::move(key);

@@ -38,6 +38,8 @@ class AppKeyring {
   // A key loaded from the queue never replaces one put() meanwhile: a rotation that
   // committed while the load was reading the old row wins.
   Result<std::shared_ptr<const AppKey>> get(std::string_view app_id);
+  // The app's key if it is in memory; kNotFound (never a store read) when it is not.
+  Result<std::shared_ptr<const AppKey>> cached(std::string_view app_id);
   // Replaces the cached key (after creation or rotation). REQUIRES: `key` is what the queue
   // now holds for the app (callers put in the order they commit).
   void put(std::shared_ptr<const AppKey> key);

@@ -257,34 +257,54 @@ Result<EnqueueReceipt> Engine::enqueue(std::string_view app_id, std::string_view
 void Engine::enqueue_async(std::string_view app_id, std::string_view callback_url,
                            const TaskResult& task,
                            std::function<void(Result<EnqueueReceipt>)> done) {
+  (void)enqueue_with(app_id, callback_url, task, done, /*may_read_store=*/true);
+}
+
+bool Engine::try_enqueue_async(std::string_view app_id, std::string_view callback_url,
+                               const TaskResult& task,
+                               std::function<void(Result<EnqueueReceipt>)> done) {
+  return enqueue_with(app_id, callback_url, task, done, /*may_read_store=*/false);
+}
+
+bool Engine::enqueue_with(std::string_view app_id, std::string_view callback_url,
+                          const TaskResult& task, std::function<void(Result<EnqueueReceipt>)>& done,
+                          bool may_read_store) {
+  // Answered at once (a refusal, or a task stored before): `done` runs, and the call is taken.
+  const auto answer = [&done](Result<EnqueueReceipt> result) {
+    done(std::move(result));
+    return true;
+  };
   const auto started = std::chrono::steady_clock::now();
   Result<CallbackUrl> url = parse_callback_url(callback_url);
-  if (!url.ok()) return done(url.status());
+  if (!url.ok()) return answer(url.status());
   // A literal address in a blocked range would only ever fail: refuse it now. Names are
   // checked on the address actually connected to, at every attempt.
   if (auto address = url->literal_address()) {
     if (auto why = impl_->guard().refusal(*address)) {
-      return done(Status::PermissionDenied(
+      return answer(Status::PermissionDenied(
           "callback_url: " + url->host + " is a " + std::string(*why) +
           " address, which callbackd does not call (allow_networks opens ranges)"));
     }
   }
   Result<std::string> body = build_callback_body(task);
-  if (!body.ok()) return done(body.status());
+  if (!body.ok()) return answer(body.status());
   if (body->size() > impl_->options().max_body_bytes) {
-    return done(Status::InvalidArgument(
+    return answer(Status::InvalidArgument(
         "body: the callback serializes to " + std::to_string(body->size()) + " bytes, over the " +
         std::to_string(impl_->options().max_body_bytes) + "-byte cap"));
   }
-  Result<std::shared_ptr<const AppKey>> key = impl_->keys().get(app_id);
-  if (!key.ok()) return done(name_field("app_id", key.status()));
+  Result<std::shared_ptr<const AppKey>> key =
+      may_read_store ? impl_->keys().get(app_id) : impl_->keys().cached(app_id);
+  if (!key.ok() && !may_read_store) return false;  // not in memory: its look-up reads the store
+  if (!key.ok()) return answer(name_field("app_id", key.status()));
   const std::string& app = (*key)->app.id;
   if (!impl_->quota().try_take(app)) {
+    if (!may_read_store) return false;  // the answer may be a stored delivery: read below
     // A task stored before is still answered with its delivery: it adds nothing.
     Result<std::optional<EnqueueReceipt>> existing = impl_->queue().find_by_task(app, task.task_id);
-    if (!existing.ok()) return done(existing.status());
-    if (*existing) return done(**existing);
-    return done(Status::ResourceExhausted(
+    if (!existing.ok()) return answer(existing.status());
+    if (*existing) return answer(**existing);
+    return answer(Status::ResourceExhausted(
         "app_id: app \"" + app + "\" has " + std::to_string(impl_->quota().limit()) +
         " unfinished deliveries, its quota (max_pending_per_app)"));
   }
@@ -339,6 +359,7 @@ void Engine::enqueue_async(std::string_view app_id, std::string_view callback_ur
         }
         done(stored->receipt);
       });
+  return true;
 }
 
 Result<Delivery> Engine::delivery(std::string_view delivery_id) const {

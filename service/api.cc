@@ -137,12 +137,24 @@ ApiResponse error_response(int status, std::string_view code, std::string_view m
 Api::Api(Engine& engine, Metrics& metrics, const Config& config, std::function<bool()> ready)
     : engine_(engine), metrics_(metrics), config_(config), ready_(std::move(ready)) {}
 
-void Api::handle(const ApiRequest& request, Respond respond) {
-  Respond counted = [this, respond = std::move(respond)](ApiResponse response) {
+Respond Api::counted(Respond respond) {
+  return [this, respond = std::move(respond)](ApiResponse response) {
     metrics_.on_http_response(response.status);
     respond(std::move(response));
   };
-  if (std::optional<ApiResponse> response = route(request, counted)) counted(std::move(*response));
+}
+
+void Api::handle(const ApiRequest& request, Respond respond) {
+  Respond answer = counted(std::move(respond));
+  if (std::optional<ApiResponse> response = route(request, answer)) answer(std::move(*response));
+}
+
+bool Api::handle_without_waiting(const ApiRequest& request, const Respond& respond) {
+  const std::string_view target = request.target;
+  const std::string_view path = target.substr(0, target.find('?'));
+  // Only the enqueue route; its bearer token was checked with the head already, and is again.
+  if (request.method != "POST" || path != "/v1/callbacks" || !authorized(request)) return false;
+  return enqueue(request, counted(respond), /*may_wait=*/false);
 }
 
 namespace {
@@ -361,29 +373,35 @@ ApiResponse Api::rotate_secret(const std::string& app_id) {
   return json_response(200, {{"app_id", app->app.id}, {"signing_secret", app->signing_secret}});
 }
 
-void Api::enqueue(const ApiRequest& request, const Respond& respond) {
+bool Api::enqueue(const ApiRequest& request, const Respond& respond, bool may_wait) {
   auto parsed = parse_callback_request(request.body);
   if (auto* problem = std::get_if<IngestProblem>(&parsed)) {
     switch (problem->kind) {
       case IngestError::kMalformedJson:
-        return respond(error_response(400, "malformed_json", problem->message));
+        respond(error_response(400, "malformed_json", problem->message));
+        break;
       case IngestError::kUnsupportedEndpoint:
-        return respond(error_response(422, "unsupported_endpoint", problem->message));
+        respond(error_response(422, "unsupported_endpoint", problem->message));
+        break;
       case IngestError::kInvalidField:
-        return respond(error_response(400, "invalid_field", problem->message));
+        respond(error_response(400, "invalid_field", problem->message));
+        break;
     }
+    return true;
   }
   const CallbackRequest& callback = std::get<CallbackRequest>(parsed);
-  // 202 only once the commit is on disk; the worker thread is free meanwhile.
-  engine_.enqueue_async(callback.app_id, callback.callback_url, callback.task,
-                        [respond](Result<EnqueueReceipt> receipt) {
-                          if (!receipt.ok()) {
-                            return respond(from_status(receipt.status(), "app_not_found"));
-                          }
-                          respond(json_response(receipt->created ? 202 : 200,
-                                                {{"delivery_id", receipt->delivery_id},
-                                                 {"state", to_string(receipt->state)}}));
-                        });
+  // 202 only once the commit is on disk; this thread is free meanwhile.
+  auto answer = [respond](Result<EnqueueReceipt> receipt) {
+    if (!receipt.ok()) return respond(from_status(receipt.status(), "app_not_found"));
+    respond(json_response(receipt->created ? 202 : 200, {{"delivery_id", receipt->delivery_id},
+                                                         {"state", to_string(receipt->state)}}));
+  };
+  if (!may_wait) {
+    return engine_.try_enqueue_async(callback.app_id, callback.callback_url, callback.task,
+                                     std::move(answer));
+  }
+  engine_.enqueue_async(callback.app_id, callback.callback_url, callback.task, std::move(answer));
+  return true;
 }
 
 ApiResponse Api::get_delivery(const std::string& delivery_id) {

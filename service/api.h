@@ -42,6 +42,10 @@ class Api {
 
   // Calls `respond` exactly once: before returning, or later from the engine's commit thread.
   void handle(const ApiRequest& request, Respond respond);
+  // For the I/O thread, which must never wait: takes a callback POST whose app is in memory
+  // (parsed here, answered once committed, as handle() would) and returns true. Returns false,
+  // `respond` untouched, for anything that needs handle() off the I/O thread.
+  bool handle_without_waiting(const ApiRequest& request, const Respond& respond);
 
   // The refusal of a request that must not get further than its head (its body unread): a
   // /v1 call without the right bearer token gets its 401 here. Cheap; never reads the store.
@@ -54,7 +58,9 @@ class Api {
   ApiResponse rotate_secret(const std::string& app_id);
   ApiResponse list_apps(const std::string& query);
   ApiResponse stats();
-  void enqueue(const ApiRequest& request, const Respond& respond);
+  // False (nothing answered) when `may_wait` is false and taking it would read the store.
+  bool enqueue(const ApiRequest& request, const Respond& respond, bool may_wait = true);
+  Respond counted(Respond respond);
   ApiResponse get_delivery(const std::string& delivery_id);
   ApiResponse list_deliveries(const std::string& query);
   ApiResponse redeliver(const std::string& delivery_id);

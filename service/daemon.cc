@@ -145,7 +145,10 @@ int serve(const Config& config) {
   HttpServer server(
       io, server_options,
       [&api](const ApiRequest& r, Respond respond) { api.handle(r, std::move(respond)); },
-      [&api](const ApiRequest& head) { return api.check_head(head); });
+      [&api](const ApiRequest& head) { return api.check_head(head); },
+      [&api](const ApiRequest& r, const Respond& respond) {
+        return api.handle_without_waiting(r, respond);
+      });
   if (Status s = server.start(); !s.ok()) {
     spdlog::critical("event=start_failed reason=\"{}\"", s.to_string());
     engine.stop();

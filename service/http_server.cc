@@ -154,20 +154,30 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
                    std::string(request[http::field::authorization]), std::move(request.body())};
     keep_alive_ = request.keep_alive();
     parser_.reset();  // the body now lives in `api` only
+    // A large body is parsed on a worker, not here, where it would hold up every connection.
+    if (server_->quick_handler_ && api.body.size() < kTrimAfterBodyBytes &&
+        server_->quick_handler_(api, respond_through(io_bound_ref()))) {
+      return;
+    }
     asio::post(server_->workers_, [session = io_bound_ref(), api = std::move(api)]() mutable {
       const bool large = api.body.size() >= kTrimAfterBodyBytes;
-      session->server_->handler_(api, [session](ApiResponse response) {
-        // Back to the io thread: the session is only ever used there.
-        asio::post(session->stream_.get_executor(),
-                   [session, response = std::move(response)]() mutable {
-                     session->write(std::move(response));
-                   });
-      });
+      session->server_->handler_(api, respond_through(session));
       if (large) {
         std::string().swap(api.body);
         malloc_trim(0);
       }
     });
+  }
+
+  // Answers from any thread: the response goes back to the io thread, the only one that ever
+  // uses the session. `session` is an io_bound_ref().
+  static Respond respond_through(std::shared_ptr<Session> session) {
+    return [session = std::move(session)](ApiResponse response) {
+      asio::post(session->stream_.get_executor(),
+                 [session, response = std::move(response)]() mutable {
+                   session->write(std::move(response));
+                 });
+    };
   }
 
   void write(ApiResponse response, bool then_drain = false) {
@@ -234,11 +244,12 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
 };
 
 HttpServer::HttpServer(asio::io_context& io, HttpServerOptions options, RequestHandler handler,
-                       HeadCheck head_check)
+                       HeadCheck head_check, QuickHandler quick_handler)
     : io_(io),
       options_(std::move(options)),
       handler_(std::move(handler)),
       head_check_(std::move(head_check)),
+      quick_handler_(std::move(quick_handler)),
       acceptor_(io),
       workers_(options_.handler_threads),
       accept_retry_(io),

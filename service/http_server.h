@@ -1,6 +1,8 @@
-// The sidecar's HTTP/1.1 server (Boost.Beast). Sessions live on one I/O thread; each request
-// is handled on a worker pool, because handling may read the store; a handler answers when it
-// is ready (an enqueue once its commit is on disk), from any thread.
+// The sidecar's HTTP/1.1 server (Boost.Beast). Sessions live on one I/O thread. A request the
+// quick handler takes is handled right there (an enqueue that needs no store read: one hand-off
+// between threads fewer per callback); every other one on a worker pool, because handling may
+// read the store. A handler answers when it is ready (an enqueue once its commit is on disk),
+// from any thread.
 #pragma once
 
 #include <callbackd/status.h>
@@ -38,12 +40,15 @@ using RequestHandler = std::function<void(const ApiRequest&, Respond)>;
 // io thread: a response refuses the request before its body is read or "100 Continue" sent.
 // Must be quick and must not block.
 using HeadCheck = std::function<std::optional<ApiResponse>(const ApiRequest& head)>;
+// Runs on the io thread and must never block: takes the request (answering it through a copy
+// of the Respond) and returns true, or returns false to leave it to the RequestHandler.
+using QuickHandler = std::function<bool(const ApiRequest&, const Respond&)>;
 
 class HttpServer {
  public:
   // All methods on the io_context's thread.
   HttpServer(boost::asio::io_context& io, HttpServerOptions options, RequestHandler handler,
-             HeadCheck head_check = {});
+             HeadCheck head_check = {}, QuickHandler quick_handler = {});
   ~HttpServer();
 
   // Binds and starts accepting. The error names the address.
@@ -69,6 +74,7 @@ class HttpServer {
   const HttpServerOptions options_;
   RequestHandler handler_;
   HeadCheck head_check_;
+  QuickHandler quick_handler_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::thread_pool workers_;
   std::unordered_set<Session*> sessions_;  // touched on the io thread only

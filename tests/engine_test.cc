@@ -5,6 +5,7 @@
 #include <openssl/hmac.h>
 
 #include <atomic>
+#include <future>
 #include <set>
 #include <thread>
 
@@ -685,6 +686,66 @@ TEST_F(EngineTest, StopFinishesInFlightAndRestartDeliversTheRest) {
   for (const auto& id : ids)
     EXPECT_TRUE(wait_for_state(*engine, id, DeliveryState::kDelivered)) << id;
   EXPECT_EQ(receiver.count(), 8u);
+}
+
+}  // namespace
+}  // namespace callbackd
+
+namespace callbackd {
+namespace {
+
+// try_enqueue_async is for a thread that must never wait on the store: it declines, doing
+// nothing, whatever would need a store read first, and otherwise takes the callback in full.
+TEST_F(EngineTest, TryEnqueueDeclinesWhatWouldReadTheStoreAndTakesTheRest) {
+  Receiver receiver;
+  EngineOptions options = fast_options();
+  options.max_pending_per_app = 1;
+  std::string app_id;
+  {
+    auto engine = open(options);
+    app_id = engine->create_app("acme")->app.id;
+  }
+  auto engine = open(options);  // a fresh engine: the app is in the store, not in memory
+  engine->start();
+  int answered = 0;
+  std::promise<Result<EnqueueReceipt>> stored;
+  const auto answer = [&](Result<EnqueueReceipt> r) {
+    ++answered;
+    stored.set_value(std::move(r));
+  };
+
+  EXPECT_FALSE(engine->try_enqueue_async(app_id, receiver.url(), completed("t1"), answer))
+      << "its key is not in memory yet";
+  EXPECT_FALSE(engine->try_enqueue_async("app_missing", receiver.url(), completed("t1"), answer));
+  EXPECT_EQ(answered, 0);
+  EXPECT_TRUE(engine->list({})->items.empty()) << "a declined call stores nothing";
+
+  // Refused input needs no store: answered at once.
+  EXPECT_TRUE(engine->try_enqueue_async(app_id, "ftp://example.com/x", completed("t1"), answer));
+  EXPECT_EQ(stored.get_future().get().status().to_string(),
+            "invalid_argument: callback_url: scheme must be http or https");
+
+  // A blocking enqueue loads the key; from then on the same call is taken and delivered.
+  Result<EnqueueReceipt> first = engine->enqueue(app_id, receiver.url(), completed("t0"));
+  ASSERT_TRUE(first.ok()) << first.status().to_string();
+  ASSERT_TRUE(wait_for_state(*engine, first->delivery_id, DeliveryState::kDelivered));
+  stored = {};
+  EXPECT_TRUE(engine->try_enqueue_async(app_id, receiver.url(), completed("t1"), answer));
+  Result<EnqueueReceipt> second = stored.get_future().get();
+  ASSERT_TRUE(second.ok()) << second.status().to_string();
+  EXPECT_TRUE(second->created);
+  ASSERT_TRUE(wait_for_state(*engine, second->delivery_id, DeliveryState::kDelivered));
+  EXPECT_EQ(receiver.count(), 2u);
+
+  // At its quota (one unfinished) the answer may be a stored delivery: declined, not refused.
+  Receiver hanging([](const ReceivedRequest&) { return Reply{.hang = true}; });
+  ASSERT_TRUE(engine->enqueue(app_id, hanging.url(), completed("t2")).ok());
+  answered = 0;
+  stored = {};
+  EXPECT_FALSE(engine->try_enqueue_async(app_id, hanging.url(), completed("t2"), answer));
+  EXPECT_FALSE(engine->try_enqueue_async(app_id, hanging.url(), completed("t3"), answer));
+  EXPECT_EQ(answered, 0);
+  EXPECT_EQ(engine->list({})->items.size(), 3u);
 }
 
 }  // namespace

@@ -5,7 +5,10 @@
 
 #include <boost/asio/post.hpp>
 #include <future>
+#include <mutex>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "raw_connection.h"
 #include "wait.h"
@@ -49,6 +52,63 @@ TEST(HttpServerTest, ASessionReleasedOnAnotherThreadEndsOnTheIoThread) {
   EXPECT_EQ(server.open_connections(), 1u) << "the session ended off the io thread";
   io_released.set_value();
   EXPECT_TRUE(wait_until([&] { return server.open_connections() == 0; }, 10s));
+
+  boost::asio::post(io, [&] { server.shutdown([&] { io.stop(); }); });
+  io_thread.join();
+}
+
+// The quick handler runs on the io thread itself; what it declines, and any large body, goes to
+// the worker pool as before. Every request gets its own answer either way.
+TEST(HttpServerTest, AQuickHandlerAnswersOnTheIoThreadAndWorkersGetTheRest) {
+  boost::asio::io_context io;
+  std::thread::id io_thread_id;
+  std::mutex mutex;
+  std::vector<std::string> quick, slow;  // targets, with where they ran
+  HttpServer server(
+      io, {.listen = "127.0.0.1:0"},
+      [&](const ApiRequest& request, Respond respond) {
+        {
+          std::lock_guard lock(mutex);
+          slow.push_back(request.target + (std::this_thread::get_id() == io_thread_id
+                                               ? " on the io thread"
+                                               : " on a worker"));
+        }
+        respond(ApiResponse{.status = 200, .body = "{\"by\":\"worker\"}"});
+      },
+      {},
+      [&](const ApiRequest& request, const Respond& respond) {
+        if (request.target != "/quick") return false;
+        {
+          std::lock_guard lock(mutex);
+          quick.push_back(request.target + (std::this_thread::get_id() == io_thread_id
+                                                ? " on the io thread"
+                                                : " on a worker"));
+        }
+        respond(ApiResponse{.status = 202, .body = "{\"by\":\"io\"}"});
+        return true;
+      });
+  ASSERT_TRUE(server.start().ok());
+  std::thread io_thread([&] { io.run(); });
+  io_thread_id = io_thread.get_id();
+
+  // One keep-alive connection, one request at a time.
+  RawConnection client(server.local_endpoint().port());
+  const auto exchange = [&](const std::string& target, const std::string& body) {
+    client.send("POST " + target + " HTTP/1.1\r\nHost: t\r\nContent-Length: " +
+                std::to_string(body.size()) + "\r\n\r\n" + body);
+    return client.read_until("}", 10s).value_or("(no answer)");
+  };
+  EXPECT_EQ(exchange("/quick", "{}").rfind("HTTP/1.1 202 ", 0), 0u);
+  EXPECT_EQ(exchange("/other", "{}").rfind("HTTP/1.1 200 ", 0), 0u);
+  const std::string large(64 << 10, 'x');  // parsed on a worker, never on the io thread
+  EXPECT_EQ(exchange("/quick", large).rfind("HTTP/1.1 200 ", 0), 0u);
+  EXPECT_EQ(exchange("/quick", "{}").rfind("HTTP/1.1 202 ", 0), 0u);
+  {
+    std::lock_guard lock(mutex);
+    EXPECT_EQ(quick,
+              (std::vector<std::string>{"/quick on the io thread", "/quick on the io thread"}));
+    EXPECT_EQ(slow, (std::vector<std::string>{"/other on a worker", "/quick on a worker"}));
+  }
 
   boost::asio::post(io, [&] { server.shutdown([&] { io.stop(); }); });
   io_thread.join();

@@ -137,6 +137,12 @@ class Engine {
   // the engine's commit thread once the commit is on disk — keep it quick.
   void enqueue_async(std::string_view app_id, std::string_view callback_url, const TaskResult& task,
                      std::function<void(Result<EnqueueReceipt>)> done);
+  // The same for a thread that must never wait on the store (an HTTP server's io thread):
+  // returns false, having done nothing and dropped `done` uncalled, when taking the callback
+  // would read the store first (its app is not in memory yet, or is at its quota; call
+  // enqueue_async from a thread that may wait). Otherwise as enqueue_async, refusals included.
+  bool try_enqueue_async(std::string_view app_id, std::string_view callback_url,
+                         const TaskResult& task, std::function<void(Result<EnqueueReceipt>)> done);
 
   Result<Delivery> delivery(std::string_view delivery_id) const;
   Result<DeliveryPage> list(const DeliveryFilter& filter) const;
@@ -177,6 +183,9 @@ class Engine {
  private:
   class Impl;
   explicit Engine(std::unique_ptr<Impl> impl);
+  // enqueue_async's work; false (nothing done) when it would have to read the store and may not.
+  bool enqueue_with(std::string_view app_id, std::string_view callback_url, const TaskResult& task,
+                    std::function<void(Result<EnqueueReceipt>)>& done, bool may_read_store);
   std::unique_ptr<Impl> impl_;
 };
 
