@@ -68,14 +68,13 @@ std::optional<IngestProblem> read_track(const json& item, const std::string& pre
 }  // namespace
 
 std::variant<CallbackRequest, IngestProblem> parse_callback_request(std::string_view body) {
-  if (std::optional<JsonProblem> problem = check_json_shape(body)) {
+  std::variant<json, JsonProblem> parsed = parse_checked_json(body);
+  if (auto* problem = std::get_if<JsonProblem>(&parsed)) {
     const bool names_a_field = problem->kind == JsonProblemKind::kDuplicateKey;
     return IngestProblem{names_a_field ? IngestError::kInvalidField : IngestError::kMalformedJson,
                          std::move(problem->message)};
   }
-  json root = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded())
-    return IngestProblem{IngestError::kMalformedJson, "body: not valid JSON"};
+  const json& root = std::get<json>(parsed);
   if (!root.is_object()) {
     return IngestProblem{IngestError::kMalformedJson, "body: must be a JSON object"};
   }

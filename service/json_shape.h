@@ -4,9 +4,11 @@
 #pragma once
 
 #include <cstddef>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 
 namespace callbackd {
 
@@ -32,5 +34,9 @@ struct JsonProblem {
 // nullopt when `text` is one JSON document within `limits`, with unique keys in every object.
 // Thread-safe; memory used is bounded by the depth and the keys of the open objects.
 std::optional<JsonProblem> check_json_shape(std::string_view text, const JsonLimits& limits = {});
+// The same check and nlohmann::json::parse in one pass over the text: the document, or the
+// problem check_json_shape names.
+std::variant<nlohmann::json, JsonProblem> parse_checked_json(std::string_view text,
+                                                             const JsonLimits& limits = {});
 
 }  // namespace callbackd

@@ -54,5 +54,39 @@ TEST(JsonShapeTest, SyntaxErrorsSayWhere) {
   EXPECT_EQ(problem_of("").rfind("body: not valid JSON", 0), 0u);
 }
 
+// The one-pass parse answers exactly as the check followed by nlohmann's own parse: the same
+// problem for a bad text, the same document for a good one.
+TEST(JsonShapeTest, ParseCheckedJsonAgreesWithTheCheckThenAParse) {
+  const std::string texts[] = {
+      R"({"a":[1,2,{"b":null}],"c":"x","d":-3,"e":18446744073709551615,"f":1.5e3,"g":true})",
+      R"({"s":"caf\u00e9 \"q\" \\ \n","t":"\ud83c\udfb5"})",
+      "[]",
+      "  {}  ",
+      R"({"app_id":"a","app_id":"b"})",
+      R"({"results":[{"title":"a"},{"title":"b","title":"c"}]})",
+      std::string(33, '[') + std::string(33, ']'),
+      std::string(1000, '['),
+      R"({"a":)",
+      "[1] x",
+      "",
+      "1e999",
+      R"({"a":1,})",
+      "\"\xff\"",
+  };
+  for (const std::string& text : texts) {
+    std::variant<nlohmann::json, JsonProblem> parsed = parse_checked_json(text);
+    if (std::optional<JsonProblem> problem = check_json_shape(text)) {
+      ASSERT_TRUE(std::holds_alternative<JsonProblem>(parsed)) << text;
+      EXPECT_EQ(std::get<JsonProblem>(parsed).message, problem->message) << text;
+      EXPECT_EQ(std::get<JsonProblem>(parsed).kind, problem->kind) << text;
+    } else {
+      ASSERT_TRUE(std::holds_alternative<nlohmann::json>(parsed)) << text;
+      EXPECT_EQ(std::get<nlohmann::json>(parsed), nlohmann::json::parse(text)) << text;
+    }
+  }
+  EXPECT_EQ(std::get<JsonProblem>(parse_checked_json("[1,2,3,4]", {.max_values = 4})).message,
+            "body: more than 4 JSON values");
+}
+
 }  // namespace
 }  // namespace callbackd
