@@ -2,8 +2,12 @@
 #include <callbackd/payload.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
 
 namespace callbackd {
 namespace {
@@ -108,6 +112,83 @@ TEST(Payload, BadInputNamesTheField) {
     Result<std::string> body = build_callback_body(c.task);
     ASSERT_FALSE(body.ok()) << c.name;
     EXPECT_EQ(body.status().to_string(), c.message) << c.name;
+  }
+}
+
+// The body as the engine first built it, through nlohmann's ordered_json: the writer must give
+// the same bytes (receivers that compare bodies across versions see no change).
+std::string nlohmann_body(const TaskResult& task) {
+  nlohmann::ordered_json body;
+  body["task_id"] = task.task_id;
+  if (task.status == TaskStatus::kFailed) {
+    body["status"] = "failed";
+    body["error"] = task.error;
+  } else {
+    body["status"] = "completed";
+    auto& results = body["results"] = nlohmann::ordered_json::array();
+    for (const Track& t : task.results) {
+      results.push_back({{"id", t.id},
+                         {"audio_url", t.audio_url},
+                         {"image_url", t.image_url},
+                         {"title", t.title},
+                         {"duration", t.duration},
+                         {"tags", t.tags},
+                         {"prompt", t.prompt},
+                         {"expire_at", t.expire_at}});
+    }
+  }
+  return body.dump();
+}
+
+TEST(Payload, BytesAreNlohmannsDumpForAnyText) {
+  std::mt19937_64 random(20261130);
+  // Every byte below 0x80 (the escapes, control characters, DEL), and multi-byte UTF-8.
+  const std::vector<std::string> pieces = [] {
+    std::vector<std::string> p;
+    for (int c = 0; c < 0x80; ++c) p.emplace_back(1, static_cast<char>(c));
+    for (const char* utf8 : {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x8e\xb5", "\xe2\x80\xa8"}) {
+      p.emplace_back(utf8);
+    }
+    return p;
+  }();
+  const auto text = [&](std::size_t max_pieces) {
+    std::string out;
+    for (std::size_t n = random() % (max_pieces + 1); n > 0; --n)
+      out += pieces[random() % pieces.size()];
+    return out;
+  };
+  const double durations[] = {0.0,
+                              -0.0,
+                              182.5,
+                              1.0,
+                              0.1,
+                              1e-7,
+                              123456789.125,
+                              1e21,
+                              1e300,
+                              std::numeric_limits<double>::denorm_min(),
+                              std::numeric_limits<double>::max()};
+  const std::int64_t expiries[] = {0, -1, 1767225600000, std::numeric_limits<std::int64_t>::min(),
+                                   std::numeric_limits<std::int64_t>::max()};
+  for (int round = 0; round < 2000; ++round) {
+    TaskResult task;
+    task.task_id = "t" + text(8);
+    if (round % 5 == 0) {
+      task.status = TaskStatus::kFailed;
+      task.error = "e" + text(40);
+    } else {
+      for (std::size_t n = random() % 3; n > 0; --n) {
+        Track t{text(6), text(20), text(20), text(12), 0, text(8), text(60), 0};
+        t.duration = round % 2 ? durations[random() % std::size(durations)]
+                               : std::ldexp(static_cast<double>(random() >> 11), -(random() % 60));
+        t.expire_at = round % 3 ? expiries[random() % std::size(expiries)]
+                                : static_cast<std::int64_t>(random());
+        task.results.push_back(std::move(t));
+      }
+    }
+    Result<std::string> body = build_callback_body(task);
+    ASSERT_TRUE(body.ok()) << body.status().to_string();
+    ASSERT_EQ(*body, nlohmann_body(task));
   }
 }
 
