@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "json_shape.h"
+#include "plain_callback_parser.h"
 
 namespace callbackd {
 namespace {
@@ -68,6 +69,13 @@ std::optional<IngestProblem> read_track(const json& item, const std::string& pre
 }  // namespace
 
 std::variant<CallbackRequest, IngestProblem> parse_callback_request(std::string_view body) {
+  if (std::optional<CallbackRequest> plain = parse_plain_callback_request(body)) {
+    return std::move(*plain);
+  }
+  return parse_callback_request_fully(body);
+}
+
+std::variant<CallbackRequest, IngestProblem> parse_callback_request_fully(std::string_view body) {
   std::variant<json, JsonProblem> parsed = parse_checked_json(body);
   if (auto* problem = std::get_if<JsonProblem>(&parsed)) {
     const bool names_a_field = problem->kind == JsonProblemKind::kDuplicateKey;

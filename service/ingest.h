@@ -39,6 +39,10 @@ struct IngestProblem {
 };
 
 // Parses and checks the body. On success the task is ready for build_callback_body.
+// A plain body takes the fast path (plain_callback_parser.h); any other goes through
+// parse_callback_request_fully, which names every problem.
 std::variant<CallbackRequest, IngestProblem> parse_callback_request(std::string_view body);
+// The full parse (nlohmann's, bounded by json_shape.h): what the fast path must agree with.
+std::variant<CallbackRequest, IngestProblem> parse_callback_request_fully(std::string_view body);
 
 }  // namespace callbackd
