@@ -23,6 +23,7 @@ class GroupCommit {
   // completion itself; it runs on the group-commit thread only.
   using RunBatch = std::function<void(std::vector<Item>&)>;
 
+  // `thread_name`: 15 characters at most, or the kernel refuses it.
   GroupCommit(const char* thread_name, std::size_t max_batch, RunBatch run_batch)
       : max_batch_(max_batch), run_batch_(std::move(run_batch)) {
     thread_ = std::thread([this, thread_name] {

@@ -16,6 +16,7 @@
 #include "sample_tasks.h"
 #include "sqlite_engine.h"
 #include "temp_dir.h"
+#include "thread_names.h"
 #include "wait.h"
 
 namespace callbackd {
@@ -746,6 +747,17 @@ TEST_F(EngineTest, TryEnqueueDeclinesWhatWouldReadTheStoreAndTakesTheRest) {
   EXPECT_FALSE(engine->try_enqueue_async(app_id, hanging.url(), completed("t3"), answer));
   EXPECT_EQ(answered, 0);
   EXPECT_EQ(engine->list({})->items.size(), 3u);
+}
+
+// An operator looking at top -H or perf sees what each thread is for.
+TEST_F(EngineTest, ItsThreadsAreNamedForWhatTheyDo) {
+  auto engine = open(fast_options());
+  engine->start();
+  // Each thread names itself once it runs.
+  const auto named = [](const char* name) { return testing::thread_names().count(name) == 1; };
+  for (const char* name : {"callbackd-io", "callbackd-store", "callbackd-enq"}) {
+    EXPECT_TRUE(wait_until([&] { return named(name); }, 10s)) << name;
+  }
 }
 
 }  // namespace

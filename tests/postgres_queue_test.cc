@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "postgres_cluster.h"
+#include "thread_names.h"
 #include "wait.h"
 
 namespace callbackd {
@@ -253,6 +254,15 @@ TEST_F(PostgresQueueTest, AnUnreachableDatabaseIsUnavailableAndNamesNoPassword) 
   EXPECT_EQ(queue.status().code(), StatusCode::kStorageUnavailable);
   EXPECT_EQ(queue.status().message().find("s3cret-pw"), std::string::npos)
       << queue.status().message();
+}
+
+// Its threads are named for top -H and perf: the enqueue commits, the LISTEN for due work.
+TEST_F(PostgresQueueTest, ItsThreadsAreNamedForWhatTheyDo) {
+  // One of each per queue (this test opened two); each thread names itself once it runs.
+  for (const char* name : {"callbackd-enq", "callbackd-pg"}) {
+    EXPECT_TRUE(testing::wait_until([&] { return testing::thread_names().count(name) == 2; }, 10s))
+        << name;
+  }
 }
 
 }  // namespace

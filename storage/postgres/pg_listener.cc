@@ -39,7 +39,7 @@ bool Listener::wait_or_stop(std::chrono::milliseconds delay) {
 }
 
 void Listener::loop() {
-  pthread_setname_np(pthread_self(), "callbackd-listen");
+  pthread_setname_np(pthread_self(), "callbackd-pg");  // 15 characters at most
   std::unique_ptr<Connection> connection;
   while (wait_or_stop(std::chrono::milliseconds(0))) {
     if (!connection || !connection->healthy()) {

@@ -88,7 +88,7 @@ Result<std::unique_ptr<PostgresQueue>> PostgresQueue::open(PostgresQueueOptions 
   queue->listener_ = std::make_unique<postgres::Listener>(options.conninfo, "callbackd_due",
                                                           number(queue->owner_));
   queue->commits_ = std::make_unique<GroupCommit<PendingEnqueue>>(
-      "callbackd-commit", kMaxBatch,
+      "callbackd-enq", kMaxBatch,
       [q = queue.get()](std::vector<PendingEnqueue>& batch) { q->run_enqueue_batch(batch); });
   return queue;
 }

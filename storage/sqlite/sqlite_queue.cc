@@ -361,7 +361,7 @@ void SqliteQueue::drain() {
 }
 
 void SqliteQueue::commit_loop() {
-  pthread_setname_np(pthread_self(), "callbackd-commit");
+  pthread_setname_np(pthread_self(), "callbackd-enq");  // 15 characters at most
   std::vector<PendingEnqueue> batch;
   std::unique_lock lock(enqueue_mutex_);
   for (;;) {
