@@ -708,7 +708,7 @@ TEST_F(EngineTest, TryEnqueueDeclinesWhatWouldReadTheStoreAndTakesTheRest) {
   }
   auto engine = open(options);  // a fresh engine: the app is in the store, not in memory
   engine->start();
-  int answered = 0;
+  std::atomic<int> answered = 0;  // `answer` runs on the commit thread
   std::promise<Result<EnqueueReceipt>> stored;
   const auto answer = [&](Result<EnqueueReceipt> r) {
     ++answered;
@@ -726,13 +726,18 @@ TEST_F(EngineTest, TryEnqueueDeclinesWhatWouldReadTheStoreAndTakesTheRest) {
   EXPECT_EQ(stored.get_future().get().status().to_string(),
             "invalid_argument: callback_url: scheme must be http or https");
 
-  // A blocking enqueue loads the key; from then on the same call is taken and delivered.
+  // A blocking enqueue loads the key; from then on the same call is taken and delivered (once
+  // t0's quota slot is back: the quota is one, returned just after the record is stored).
   Result<EnqueueReceipt> first = engine->enqueue(app_id, receiver.url(), completed("t0"));
   ASSERT_TRUE(first.ok()) << first.status().to_string();
   ASSERT_TRUE(wait_for_state(*engine, first->delivery_id, DeliveryState::kDelivered));
   stored = {};
-  EXPECT_TRUE(engine->try_enqueue_async(app_id, receiver.url(), completed("t1"), answer));
+  answered = 0;
+  EXPECT_TRUE(wait_until(
+      [&] { return engine->try_enqueue_async(app_id, receiver.url(), completed("t1"), answer); },
+      10s));
   Result<EnqueueReceipt> second = stored.get_future().get();
+  EXPECT_EQ(answered, 1);
   ASSERT_TRUE(second.ok()) << second.status().to_string();
   EXPECT_TRUE(second->created);
   ASSERT_TRUE(wait_for_state(*engine, second->delivery_id, DeliveryState::kDelivered));
@@ -740,7 +745,8 @@ TEST_F(EngineTest, TryEnqueueDeclinesWhatWouldReadTheStoreAndTakesTheRest) {
 
   // At its quota (one unfinished) the answer may be a stored delivery: declined, not refused.
   Receiver hanging([](const ReceivedRequest&) { return Reply{.hang = true}; });
-  ASSERT_TRUE(engine->enqueue(app_id, hanging.url(), completed("t2")).ok());
+  ASSERT_TRUE(wait_until(
+      [&] { return engine->enqueue(app_id, hanging.url(), completed("t2")).ok(); }, 10s));
   answered = 0;
   stored = {};
   EXPECT_FALSE(engine->try_enqueue_async(app_id, hanging.url(), completed("t2"), answer));
