@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/post.hpp>
 #include <future>
 #include <mutex>
@@ -61,7 +62,7 @@ TEST(HttpServerTest, ASessionReleasedOnAnotherThreadEndsOnTheIoThread) {
 // the worker pool as before. Every request gets its own answer either way.
 TEST(HttpServerTest, AQuickHandlerAnswersOnTheIoThreadAndWorkersGetTheRest) {
   boost::asio::io_context io;
-  std::thread::id io_thread_id;
+  std::atomic<std::thread::id> io_thread_id;  // set once the io thread exists, read on others
   std::mutex mutex;
   std::vector<std::string> quick, slow;  // targets, with where they ran
   HttpServer server(
