@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <map>
 #include <set>
 #include <thread>
@@ -130,6 +131,46 @@ TEST_F(SqliteQueueTest, AnAcknowledgedEnqueueHasSyncedTheWal) {
   app.sealed_secret = "sealed";
   ASSERT_TRUE(queue_->insert_app(app).ok());
   EXPECT_GE(vfs.wal_syncs(), before + 1) << "an app (its sealed secret) was not synced";
+  queue_.reset();  // its connections close before the VFS goes
+}
+
+// A statement inside a bigger transaction (each insert of an enqueue batch, a claim of many
+// rows) keeps the pages it changes in a statement journal, which SQLite moves to a temporary file
+// past 64 KiB: an inode created and deleted per batch, and a failed write where no temporary
+// directory is writable. The writer keeps such data in memory, so no write creates a file.
+TEST_F(SqliteQueueTest, WritesCreateNoTemporaryFiles) {
+  queue_.reset();
+  testing::SyncCountingVfs vfs;
+  queue_ = open();
+  ASSERT_TRUE(queue_);
+  const std::uint64_t before = vfs.temp_files_opened();
+  constexpr int kRows = 300;
+  std::atomic<int> stored = 0;
+  for (int i = 0; i < kRows; ++i) {
+    const std::string task = "t" + std::to_string(i);
+    queue_->enqueue_async(NewDelivery{"dlv_" + task, "app_1", task, "https://a.example/" + task,
+                                      i % 2 ? kHostA : kHostB,
+                                      std::make_shared<const std::string>(std::string(1500, 'b')),
+                                      clock_->now(), std::nullopt},
+                          [&](Result<Enqueued> r) {
+                            EXPECT_TRUE(r.ok()) << r.status().to_string();
+                            ++stored;
+                          });
+  }
+  while (stored.load() < kRows) std::this_thread::sleep_for(1ms);
+  EXPECT_LT(queue_->enqueue_commits(), static_cast<std::uint64_t>(kRows)) << "no batch formed";
+
+  std::vector<ClaimedDelivery> claimed = claim(128);
+  ASSERT_EQ(claimed.size(), 128u);
+  std::vector<AttemptRecord> records;
+  for (std::size_t i = 0; i < 100; ++i) {
+    records.push_back(failure(claimed[i].lease, 1, DeliveryState::kPending, 30s));
+  }
+  ASSERT_TRUE(queue_->record(records)->empty());
+  std::vector<LeaseToken> released;
+  for (std::size_t i = 100; i < claimed.size(); ++i) released.push_back(claimed[i].lease);
+  ASSERT_TRUE(queue_->release(released, 0ms)->empty());
+  EXPECT_EQ(vfs.temp_files_opened(), before);
   queue_.reset();  // its connections close before the VFS goes
 }
 

@@ -166,6 +166,11 @@ Result<std::unique_ptr<SqliteQueue>> SqliteQueue::open(SqliteQueueOptions option
   // Before anything is written: a damaged file must not take new callbacks.
   if (Status s = sqlite::check_integrity(*queue->writer_, path); !s.ok()) return failed(s);
   if (Status s = sqlite::configure_connection(*queue->writer_); !s.ok()) return failed(s);
+  // Statement journals (each insert of an enqueue batch, a claim of many rows) and RETURNING
+  // buffers stay in memory: past 64 KiB SQLite would move them to a temporary file, an inode
+  // created and deleted per batch, and a failed write where no temporary directory is writable.
+  // The writer's batches are bounded, so this memory is too.
+  if (Status s = queue->writer_->exec("PRAGMA temp_store=MEMORY"); !s.ok()) return failed(s);
   if (Status s = sqlite::create_or_upgrade_schema(*queue->writer_); !s.ok()) return failed(s);
   if (Status s = queue->recover_all_leases(); !s.ok()) return failed(s);
   for (std::size_t i = 0; i < std::max<std::size_t>(1, options.read_connections); ++i) {

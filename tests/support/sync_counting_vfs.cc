@@ -10,6 +10,9 @@ namespace callbackd::testing {
 namespace {
 
 std::atomic<std::uint64_t> wal_sync_count{0};
+std::atomic<std::uint64_t> temp_file_count{0};
+constexpr int kTemporaryFile = SQLITE_OPEN_SUBJOURNAL | SQLITE_OPEN_TEMP_JOURNAL |
+                               SQLITE_OPEN_TEMP_DB | SQLITE_OPEN_TRANSIENT_DB;
 sqlite3_vfs* real_vfs = nullptr;
 sqlite3_vfs counting_vfs{};
 
@@ -95,6 +98,7 @@ int vfs_open(sqlite3_vfs*, const char* name, sqlite3_file* file, int flags, int*
   // SQLite calls xClose only when pMethods is set, so set it only for a real open file.
   mine->base.pMethods = mine->real()->pMethods ? &kMethods : nullptr;
   mine->is_wal = (flags & SQLITE_OPEN_WAL) != 0;
+  if ((flags & kTemporaryFile) != 0) ++temp_file_count;
   return rc;
 }
 int vfs_delete(sqlite3_vfs*, const char* name, int sync_dir) {
@@ -159,5 +163,6 @@ SyncCountingVfs::~SyncCountingVfs() {
 }
 
 std::uint64_t SyncCountingVfs::wal_syncs() const { return wal_sync_count.load(); }
+std::uint64_t SyncCountingVfs::temp_files_opened() const { return temp_file_count.load(); }
 
 }  // namespace callbackd::testing

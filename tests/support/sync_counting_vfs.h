@@ -1,6 +1,7 @@
 // A SQLite VFS over the default one that counts xSync calls on WAL files: the way to see, from
 // outside, whether a commit was made durable (synchronous=FULL syncs the WAL at every commit,
-// NORMAL does not).
+// NORMAL does not). It also counts the temporary files SQLite opens (statement journals that
+// outgrew memory, temporary tables), each a file created and deleted on disk.
 #pragma once
 
 #include <atomic>
@@ -19,6 +20,8 @@ class SyncCountingVfs {
 
   // fsyncs of "-wal" files so far, by every connection.
   std::uint64_t wal_syncs() const;
+  // Temporary files opened so far, by every connection.
+  std::uint64_t temp_files_opened() const;
 };
 
 }  // namespace callbackd::testing
