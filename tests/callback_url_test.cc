@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 namespace callbackd {
 namespace {
 
@@ -47,6 +50,31 @@ TEST(CallbackUrl, RefusesHostileOrMalformedUrlsNamingTheField) {
     EXPECT_EQ(url.status().code(), StatusCode::kInvalidArgument);
     EXPECT_EQ(url.status().message(), std::string("callback_url: ") + c.why) << c.url;
   }
+}
+
+// Each thread remembers the URLs it parsed last: whatever came before, and however many, the
+// same text gets the same answer, including a refusal right after a look-alike was accepted.
+TEST(CallbackUrl, TheAnswerDependsOnTheTextAloneWhateverWasParsedBefore) {
+  std::vector<std::string> urls;
+  for (int i = 0; i < 20; ++i) {
+    urls.push_back("https://h" + std::to_string(i % 5) +
+                   ".example.com:" + std::to_string(8000 + i) + "/cb");
+  }
+  for (int round = 0; round < 3; ++round) {
+    for (std::size_t i = 0; i < urls.size(); i += (round + 1)) {
+      Result<CallbackUrl> url = parse_callback_url(urls[i]);
+      ASSERT_TRUE(url.ok()) << urls[i];
+      EXPECT_EQ(url->url, urls[i]);
+      EXPECT_EQ(url->host_key(),
+                "https://h" + std::to_string(i % 5) + ".example.com:" + std::to_string(8000 + i));
+    }
+  }
+  ASSERT_TRUE(parse_callback_url("https://example.com/a").ok());
+  for (const char* hostile : {"https://example.com/a ", "https://user@example.com/a",
+                              "ftp://example.com/a", "https://example.com/a\r\n"}) {
+    EXPECT_FALSE(parse_callback_url(hostile).ok()) << hostile;
+  }
+  EXPECT_EQ(parse_callback_url("HTTPS://EXAMPLE.com/a")->url, "HTTPS://EXAMPLE.com/a");
 }
 
 }  // namespace
