@@ -1,6 +1,8 @@
 #include "encoding.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <set>
 
@@ -67,6 +69,40 @@ TEST(Ids, AreUniqueTimeOrderedAndPrefixed) {
   }
   EXPECT_LT(new_delivery_id(t).substr(0, 14), new_delivery_id(t + Millis(1)).substr(0, 14));
   EXPECT_EQ(new_app_id(t).substr(0, 4), "app_");
+}
+
+// Ids draw their random part from a pool per thread; a forked child (an embedding pipeline may
+// fork) must not hand out the ids the parent goes on to make from the same pool.
+TEST(Ids, AForkedChildDoesNotRepeatItsParentsIds) {
+  const TimePoint t = from_unix_ms(1'700'000'000'000);
+  (void)new_delivery_id(t);  // the pool is filled and partly used
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    std::string ids;
+    for (int i = 0; i < 3; ++i) ids += new_delivery_id(t);
+    const bool written =
+        write(pipe_fds[1], ids.data(), ids.size()) == static_cast<ssize_t>(ids.size());
+    _exit(written ? 0 : 1);
+  }
+  close(pipe_fds[1]);
+  std::string from_child(3 * 30, '\0');
+  std::size_t got = 0;
+  while (got < from_child.size()) {
+    const ssize_t n = read(pipe_fds[0], from_child.data() + got, from_child.size() - got);
+    ASSERT_GT(n, 0);
+    got += static_cast<std::size_t>(n);
+  }
+  close(pipe_fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  for (int i = 0; i < 3; ++i) {
+    const std::string ours = new_delivery_id(t);
+    for (int j = 0; j < 3; ++j) EXPECT_NE(ours, from_child.substr(30 * j, 30));
+  }
 }
 
 TEST(Ids, HexSecretsAre256RandomBits) {
