@@ -64,5 +64,27 @@ start_redis() {
   echo "redis did not start" >&2; return 1
 }
 
+# cpu_seconds PID…: user + system CPU the processes have used so far (all their threads).
+cpu_seconds() {
+  local ticks=0 pid
+  for pid in "$@"; do
+    ticks=$((ticks + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f\n", t / hz }'
+}
+# nginx_cpu: the CPU seconds start_nginx's workers have used so far.
+nginx_cpu() {
+  local workers
+  mapfile -t workers < <(pgrep -P "$(cat "$work/nginx/nginx.pid")")
+  cpu_seconds "${workers[@]}"
+}
+# run_timed FILE COMMAND…: runs it; FILE gets the user + system CPU seconds it and its children used.
+run_timed() {
+  local file=$1; shift
+  local TIMEFORMAT='%3U %3S'
+  { time "$@" 2>&3; } 3>&2 2>"$file.time"
+  awk '{ printf "%.3f\n", $1 + $2 }' "$file.time" >"$file"
+}
+
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 json_field() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval("d"+sys.argv[2]))' "$@"; }
