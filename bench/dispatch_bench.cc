@@ -7,6 +7,9 @@
 // BM_EnqueueAndDeliver: 8 threads enqueue N callbacks into a running engine; time until the
 // sink has them all (durable enqueue included).
 // BM_BareCurlMulti: the ceiling. The ratio of items_per_second is the figure to report.
+// CPU per delivery is counted for the whole process and, from each thread's CPU, for the parts:
+// the engine's io thread (transfers, dispatch), its store thread (claims, records) and the sink;
+// for the bare loop, its client (everything but the sink) and the sink.
 // CALLBACKD_BENCH_DELIVERIES=N changes the 20,000 (e.g. a small N under valgrind).
 // SINK_URL=http://… sends to that sink instead of one inside this process (so that other
 // senders can be measured against the same sink process: bench/bullmq/run.sh,
@@ -26,6 +29,7 @@
 
 #include "receiver.h"
 #include "sqlite_engine.h"
+#include "thread_cpu.h"
 
 namespace callbackd {
 namespace {
@@ -120,7 +124,7 @@ void enqueue_all(Engine& engine, const std::string& app, const std::string& url,
 void BM_DrainBacklog(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
   testing::Receiver sink({}, /*record=*/false);
-  double cpu_seconds = 0;
+  double cpu_seconds = 0, io_seconds = 0, store_seconds = 0, sink_seconds = 0;
   for (auto _ : state) {
     const auto dir = fresh_dir();
     auto counter = std::make_shared<DeliveredCounter>();
@@ -129,6 +133,7 @@ void BM_DrainBacklog(benchmark::State& state) {
     enqueue_all(*engine, app, external_sink() ? external_sink() : sink.url(), n);
     const std::size_t before = sink.count();
     const double cpu_before = process_cpu_seconds();
+    const bench::ThreadCpu threads_before = bench::thread_cpu_seconds();
     const auto start = std::chrono::steady_clock::now();
     engine->start();
     if (external_sink())
@@ -138,13 +143,20 @@ void BM_DrainBacklog(benchmark::State& state) {
     state.SetIterationTime(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     cpu_seconds += process_cpu_seconds() - cpu_before;
+    const bench::ThreadCpu threads_after = bench::thread_cpu_seconds();
+    io_seconds += bench::used_between(threads_before, threads_after, "callbackd-io");
+    store_seconds += bench::used_between(threads_before, threads_after, "callbackd-store");
+    sink_seconds += bench::used_between(threads_before, threads_after, "test-receiver");
     engine->stop();
     engine.reset();
     std::filesystem::remove_all(dir);
   }
   state.SetItemsProcessed(state.iterations() * n);
-  state.counters["cpu_us_per_delivery"] =
-      cpu_seconds * 1e6 / static_cast<double>(state.iterations() * n);
+  const double us_each = 1e6 / static_cast<double>(state.iterations() * n);
+  state.counters["cpu_us_per_delivery"] = cpu_seconds * us_each;
+  state.counters["io_us"] = io_seconds * us_each;
+  state.counters["store_us"] = store_seconds * us_each;
+  state.counters["sink_us"] = sink_seconds * us_each;
   state.counters["connections"] = static_cast<double>(sink.connections_accepted());
 }
 BENCHMARK(BM_DrainBacklog)->Arg(deliveries())->UseManualTime()->Unit(benchmark::kMillisecond);
@@ -201,6 +213,7 @@ void BM_BareCurlMulti(benchmark::State& state) {
     easies.push_back(e);
   }
   const double cpu_before = process_cpu_seconds();
+  const bench::ThreadCpu threads_before = bench::thread_cpu_seconds();
   for (auto _ : state) {
     int started = 0, finished = 0;
     for (CURL* e : easies) {
@@ -226,8 +239,13 @@ void BM_BareCurlMulti(benchmark::State& state) {
       if (finished < n) curl_multi_poll(multi, nullptr, 0, 100, nullptr);
     }
   }
-  state.counters["cpu_us_per_delivery"] =
-      (process_cpu_seconds() - cpu_before) * 1e6 / static_cast<double>(state.iterations() * n);
+  const double cpu_seconds = process_cpu_seconds() - cpu_before;
+  const double sink_seconds =
+      bench::used_between(threads_before, bench::thread_cpu_seconds(), "test-receiver");
+  const double us_each = 1e6 / static_cast<double>(state.iterations() * n);
+  state.counters["cpu_us_per_delivery"] = cpu_seconds * us_each;
+  state.counters["client_us"] = (cpu_seconds - sink_seconds) * us_each;
+  state.counters["sink_us"] = sink_seconds * us_each;
   state.counters["connections"] = static_cast<double>(sink.connections_accepted());
   for (CURL* e : easies) curl_easy_cleanup(e);
   curl_slist_free_all(headers);

@@ -32,6 +32,11 @@ d, c = rows["BM_DrainBacklog"], rows["BM_BareCurlMulti"]
 print(f"drain {d['items_per_second']:.0f}/s ({d['cpu_us_per_delivery']:.0f} us CPU each) vs bare curl "
       f"multi {c['items_per_second']:.0f}/s ({c['cpu_us_per_delivery']:.0f} us): "
       f"{d['items_per_second'] / c['items_per_second']:.2f}")
+print(f"CPU per delivery by thread: drain io {d['io_us']:.0f}, store {d['store_us']:.0f}, sink "
+      f"{d['sink_us']:.0f} us; bare loop client {c['client_us']:.0f}, sink {c['sink_us']:.0f} us")
+# What the store costs the ratio: the CPU ratio with the store thread's share taken away.
+print(f"CPU ratio (bare / drain) {c['cpu_us_per_delivery'] / d['cpu_us_per_delivery']:.2f}; "
+      f"without the store thread's CPU {c['cpu_us_per_delivery'] / (d['cpu_us_per_delivery'] - d['store_us']):.2f}")
 PY
 fi
 if part latency; then
