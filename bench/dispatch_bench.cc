@@ -27,6 +27,7 @@
 #include <mutex>
 #include <thread>
 
+#include "http_client.h"
 #include "receiver.h"
 #include "sqlite_engine.h"
 #include "thread_cpu.h"
@@ -253,6 +254,44 @@ void BM_BareCurlMulti(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * n);
 }
 BENCHMARK(BM_BareCurlMulti)->Arg(deliveries())->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The engine's transport alone: HttpClient (libcurl multi_socket driven by an Asio io_context)
+// keeping kConcurrency POSTs of the same body in flight, no dispatcher, store or signing. Beside
+// BM_BareCurlMulti it shows what the Asio integration costs; beside BM_DrainBacklog's io_us, what
+// the dispatcher and the hand-offs to the store cost.
+void BM_HttpClientOnly(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  testing::Receiver sink({}, /*record=*/false);
+  const std::string url = external_sink() ? external_sink() : sink.url();
+  const auto body = std::make_shared<const std::string>(*build_callback_body(task(0)));
+  boost::asio::io_context io;
+  HttpClient client(io, HttpClientOptions{});
+  const double cpu_before = process_cpu_seconds();
+  const bench::ThreadCpu threads_before = bench::thread_cpu_seconds();
+  for (auto _ : state) {
+    int started = 0, finished = 0;
+    std::function<void()> start_one = [&] {
+      ++started;
+      client.post(HttpRequest{url, {}, body, Millis(10000)}, [&](HttpResponse response) {
+        if (response.error != AttemptError::kNone) std::abort();
+        ++finished;
+        if (started < n) start_one();
+      });
+    };
+    for (std::size_t i = 0; i < kConcurrency && started < n; ++i) start_one();
+    io.restart();
+    while (finished < n) io.run_one();
+  }
+  const double cpu_seconds = process_cpu_seconds() - cpu_before;
+  const double sink_seconds =
+      bench::used_between(threads_before, bench::thread_cpu_seconds(), "test-receiver");
+  const double us_each = 1e6 / static_cast<double>(state.iterations() * n);
+  state.counters["cpu_us_per_delivery"] = cpu_seconds * us_each;
+  state.counters["client_us"] = (cpu_seconds - sink_seconds) * us_each;
+  state.counters["sink_us"] = sink_seconds * us_each;
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_HttpClientOnly)->Arg(deliveries())->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace callbackd
