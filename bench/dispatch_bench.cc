@@ -80,6 +80,19 @@ double process_cpu_seconds() {
   return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
+// A sending loop's CPU per delivery since the snapshots: in all, the sink's, and the rest (the
+// client: whatever runs besides the sink).
+void report_client_cpu(benchmark::State& state, int n, double cpu_before,
+                       const bench::ThreadCpu& threads_before) {
+  const double cpu_seconds = process_cpu_seconds() - cpu_before;
+  const double sink_seconds =
+      bench::used_between(threads_before, bench::thread_cpu_seconds(), "test-receiver");
+  const double us_each = 1e6 / static_cast<double>(state.iterations() * n);
+  state.counters["cpu_us_per_delivery"] = cpu_seconds * us_each;
+  state.counters["client_us"] = (cpu_seconds - sink_seconds) * us_each;
+  state.counters["sink_us"] = sink_seconds * us_each;
+}
+
 void wait_for(const testing::Receiver& sink, std::size_t n) {
   if (!sink.wait_for_count(n, 300s)) std::abort();
 }
@@ -240,13 +253,7 @@ void BM_BareCurlMulti(benchmark::State& state) {
       if (finished < n) curl_multi_poll(multi, nullptr, 0, 100, nullptr);
     }
   }
-  const double cpu_seconds = process_cpu_seconds() - cpu_before;
-  const double sink_seconds =
-      bench::used_between(threads_before, bench::thread_cpu_seconds(), "test-receiver");
-  const double us_each = 1e6 / static_cast<double>(state.iterations() * n);
-  state.counters["cpu_us_per_delivery"] = cpu_seconds * us_each;
-  state.counters["client_us"] = (cpu_seconds - sink_seconds) * us_each;
-  state.counters["sink_us"] = sink_seconds * us_each;
+  report_client_cpu(state, n, cpu_before, threads_before);
   state.counters["connections"] = static_cast<double>(sink.connections_accepted());
   for (CURL* e : easies) curl_easy_cleanup(e);
   curl_slist_free_all(headers);
@@ -282,13 +289,7 @@ void BM_HttpClientOnly(benchmark::State& state) {
     io.restart();
     while (finished < n) io.run_one();
   }
-  const double cpu_seconds = process_cpu_seconds() - cpu_before;
-  const double sink_seconds =
-      bench::used_between(threads_before, bench::thread_cpu_seconds(), "test-receiver");
-  const double us_each = 1e6 / static_cast<double>(state.iterations() * n);
-  state.counters["cpu_us_per_delivery"] = cpu_seconds * us_each;
-  state.counters["client_us"] = (cpu_seconds - sink_seconds) * us_each;
-  state.counters["sink_us"] = sink_seconds * us_each;
+  report_client_cpu(state, n, cpu_before, threads_before);
   state.SetItemsProcessed(state.iterations() * n);
 }
 BENCHMARK(BM_HttpClientOnly)->Arg(deliveries())->UseRealTime()->Unit(benchmark::kMillisecond);
