@@ -27,10 +27,10 @@
 #include <mutex>
 #include <thread>
 
-#include "http_client.h"
 #include "receiver.h"
 #include "sqlite_engine.h"
 #include "thread_cpu.h"
+#include "transport/http_client.h"
 
 namespace callbackd {
 namespace {

@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
-#include "app_keyring.h"
-#include "hmac_sha256.h"
-#include "signer.h"
+#include "secrets/app_keyring.h"
+#include "signing/hmac_sha256.h"
+#include "signing/signer.h"
 
 namespace callbackd {
 namespace {

@@ -10,17 +10,17 @@
 #include <optional>
 #include <thread>
 
-#include "app_keyring.h"
-#include "app_quota.h"
-#include "attempt_history.h"
-#include "callback_url.h"
-#include "dispatcher.h"
+#include "dispatch/attempt_history.h"
+#include "dispatch/dispatcher.h"
+#include "dispatch/retry_policy.h"
 #include "encoding.h"
-#include "ids.h"
-#include "master_key.h"
-#include "network_guard.h"
-#include "retry_policy.h"
-#include "secret_box.h"
+#include "intake/app_quota.h"
+#include "intake/callback_url.h"
+#include "intake/ids.h"
+#include "intake/network_guard.h"
+#include "secrets/app_keyring.h"
+#include "secrets/master_key.h"
+#include "secrets/secret_box.h"
 
 namespace callbackd {
 namespace asio = boost::asio;

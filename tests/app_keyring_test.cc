@@ -1,6 +1,6 @@
 // The keyring caches each app's secrets; a rotation must win over a load that read the row
 // before the rotation committed.
-#include "app_keyring.h"
+#include "secrets/app_keyring.h"
 
 #include <callbackd/sqlite_store.h>
 #include <gtest/gtest.h>

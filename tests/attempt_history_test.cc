@@ -1,5 +1,5 @@
 // The engine's in-memory count of attempts per minute over the last hour (GET /v1/stats).
-#include "attempt_history.h"
+#include "dispatch/attempt_history.h"
 
 #include <gtest/gtest.h>
 

@@ -6,7 +6,7 @@
 
 #include <set>
 
-#include "ids.h"
+#include "intake/ids.h"
 
 namespace callbackd {
 namespace {

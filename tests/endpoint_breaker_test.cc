@@ -1,5 +1,5 @@
 // The endpoint breaker alone: no sockets, no storage, time passed in.
-#include "endpoint_breaker.h"
+#include "dispatch/endpoint_breaker.h"
 
 #include <gtest/gtest.h>
 

@@ -7,7 +7,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <thread>
 
-#include "own_addresses.h"
+#include "intake/own_addresses.h"
 #include "receiver.h"
 #include "sample_tasks.h"
 #include "sqlite_engine.h"

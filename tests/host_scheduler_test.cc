@@ -1,5 +1,5 @@
 // The host scheduler alone: no sockets, no storage, time passed in.
-#include "host_scheduler.h"
+#include "dispatch/host_scheduler.h"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // The curl-multi-on-Asio transport against a real loopback receiver.
-#include "http_client.h"
+#include "transport/http_client.h"
 
 #include <gtest/gtest.h>
 

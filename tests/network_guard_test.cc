@@ -1,5 +1,5 @@
 // The network guard's address rules, and the allow-list that opens ranges.
-#include "network_guard.h"
+#include "intake/network_guard.h"
 
 #include <gtest/gtest.h>
 

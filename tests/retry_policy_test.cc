@@ -1,4 +1,4 @@
-#include "retry_policy.h"
+#include "dispatch/retry_policy.h"
 
 #include <gtest/gtest.h>
 

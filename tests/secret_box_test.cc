@@ -1,5 +1,5 @@
 // Secrets at rest: AES-256-GCM sealing, bound to the app, and master key parsing.
-#include "secret_box.h"
+#include "secrets/secret_box.h"
 
 #include <gtest/gtest.h>
 

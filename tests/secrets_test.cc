@@ -9,10 +9,10 @@
 #include <sstream>
 
 #include "encoding.h"
-#include "hmac_sha256.h"
 #include "manual_clock.h"
 #include "receiver.h"
 #include "sample_tasks.h"
+#include "signing/hmac_sha256.h"
 #include "sqlite_engine.h"
 #include "temp_dir.h"
 #include "wait.h"

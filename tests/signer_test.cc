@@ -1,5 +1,5 @@
 // HMAC-SHA256 signing: RFC 4231 vectors, and the X-Signature header a receiver recomputes.
-#include "signer.h"
+#include "signing/signer.h"
 
 #include <callbackd/signature.h>
 #include <gtest/gtest.h>
@@ -8,7 +8,7 @@
 #include <string>
 
 #include "encoding.h"
-#include "hmac_sha256.h"
+#include "signing/hmac_sha256.h"
 
 namespace callbackd {
 namespace {

@@ -1,5 +1,5 @@
 // The waits behind curl's multi_socket API, driven the way curl drives them, on real sockets.
-#include "socket_watches.h"
+#include "transport/socket_watches.h"
 
 #include <curl/curl.h>
 #include <fcntl.h>

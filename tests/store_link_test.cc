@@ -2,7 +2,7 @@
 // learns that only from the link's listener calls: every call the link makes must end in one,
 // a deferral of an endpoint's backlog included (a deferral that ended silently left a stopping
 // daemon waiting forever).
-#include "store_link.h"
+#include "dispatch/store_link.h"
 
 #include <callbackd/sqlite_store.h>
 #include <gtest/gtest.h>

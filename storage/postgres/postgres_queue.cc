@@ -8,7 +8,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "../redeliver_range.h"
+#include "../common/redeliver_range.h"
 #include "pg_schema.h"
 #include "pg_statements.h"
 

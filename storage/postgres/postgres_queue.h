@@ -7,7 +7,7 @@
 #include <memory>
 #include <unordered_set>
 
-#include "../group_commit.h"
+#include "../common/group_commit.h"
 #include "pg_listener.h"
 #include "pg_pool.h"
 

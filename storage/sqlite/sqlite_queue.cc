@@ -13,7 +13,7 @@
 #include <limits>
 #include <random>
 
-#include "../redeliver_range.h"
+#include "../common/redeliver_range.h"
 #include "integrity_check.h"
 #include "schema.h"
 #include "statements.h"

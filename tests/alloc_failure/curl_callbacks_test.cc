@@ -8,8 +8,8 @@
 #include <optional>
 
 #include "failing_new.h"
-#include "http_client.h"
 #include "receiver.h"
+#include "transport/http_client.h"
 
 namespace callbackd {
 namespace {

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "ids.h"
+#include "intake/ids.h"
 
 namespace {
 

@@ -5,8 +5,8 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "callback_url.h"
-#include "network_guard.h"
+#include "intake/callback_url.h"
+#include "intake/network_guard.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);

@@ -1,4 +1,4 @@
-#include "ids.h"
+#include "intake/ids.h"
 
 #include <openssl/rand.h>
 #include <pthread.h>

@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-#include "own_addresses.h"
+#include "intake/own_addresses.h"
 
 namespace callbackd {
 

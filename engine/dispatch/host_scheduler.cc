@@ -1,4 +1,4 @@
-#include "host_scheduler.h"
+#include "dispatch/host_scheduler.h"
 
 #include <algorithm>
 

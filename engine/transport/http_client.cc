@@ -4,7 +4,7 @@
 // connections are opened and closed by us (OPENSOCKETFUNCTION / CLOSESOCKETFUNCTION), which is
 // where the network guard looks at the address actually connected to, and which keeps each
 // socket object alive exactly as long as curl uses it.
-#include "http_client.h"
+#include "transport/http_client.h"
 
 #include <curl/curl.h>
 #include <spdlog/spdlog.h>
@@ -17,7 +17,7 @@
 #include <new>
 #include <unordered_map>
 
-#include "socket_watches.h"
+#include "transport/socket_watches.h"
 
 namespace callbackd {
 

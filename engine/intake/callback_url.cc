@@ -1,4 +1,4 @@
-#include "callback_url.h"
+#include "intake/callback_url.h"
 
 #include <curl/curl.h>
 

@@ -1,4 +1,4 @@
-#include "store_link.h"
+#include "dispatch/store_link.h"
 
 #include <pthread.h>
 #include <spdlog/spdlog.h>

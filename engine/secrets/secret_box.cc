@@ -1,4 +1,4 @@
-#include "secret_box.h"
+#include "secrets/secret_box.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -8,8 +8,8 @@
 #include <new>
 
 #include "encoding.h"
-#include "hmac_sha256.h"
-#include "ids.h"
+#include "intake/ids.h"
+#include "signing/hmac_sha256.h"
 
 namespace callbackd {
 namespace {

@@ -1,4 +1,4 @@
-#include "attempt_history.h"
+#include "dispatch/attempt_history.h"
 
 namespace callbackd {
 namespace {

@@ -1,4 +1,4 @@
-#include "signer.h"
+#include "signing/signer.h"
 
 #include "encoding.h"
 

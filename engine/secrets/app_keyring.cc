@@ -1,4 +1,4 @@
-#include "app_keyring.h"
+#include "secrets/app_keyring.h"
 
 namespace callbackd {
 

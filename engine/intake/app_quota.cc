@@ -1,4 +1,4 @@
-#include "app_quota.h"
+#include "intake/app_quota.h"
 
 namespace callbackd {
 

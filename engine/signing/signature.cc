@@ -4,7 +4,7 @@
 #include <cctype>
 
 #include "encoding.h"
-#include "hmac_sha256.h"
+#include "signing/hmac_sha256.h"
 
 namespace callbackd {
 

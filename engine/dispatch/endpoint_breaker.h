@@ -28,7 +28,7 @@
 #include <string_view>
 #include <vector>
 
-#include "string_map.h"
+#include "dispatch/string_map.h"
 
 namespace callbackd {
 

@@ -12,7 +12,7 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "secret_box.h"
+#include "secrets/secret_box.h"
 
 namespace callbackd {
 

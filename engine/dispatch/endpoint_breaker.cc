@@ -1,4 +1,4 @@
-#include "endpoint_breaker.h"
+#include "dispatch/endpoint_breaker.h"
 
 #include <algorithm>
 

@@ -9,8 +9,8 @@
 #include <string_view>
 #include <vector>
 
-#include "app_keyring.h"
-#include "hmac_sha256.h"
+#include "secrets/app_keyring.h"
+#include "signing/hmac_sha256.h"
 
 namespace callbackd {
 

@@ -1,4 +1,4 @@
-#include "dispatcher.h"
+#include "dispatch/dispatcher.h"
 
 #include <spdlog/spdlog.h>
 

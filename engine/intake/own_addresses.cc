@@ -1,4 +1,4 @@
-#include "own_addresses.h"
+#include "intake/own_addresses.h"
 
 #include <ifaddrs.h>
 #include <netinet/in.h>

@@ -1,4 +1,4 @@
-#include "socket_watches.h"
+#include "transport/socket_watches.h"
 
 #include <curl/curl.h>
 #include <sys/stat.h>

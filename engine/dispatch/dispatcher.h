@@ -26,15 +26,15 @@
 #include <unordered_map>
 #include <vector>
 
-#include "app_keyring.h"
-#include "attempt_history.h"
-#include "endpoint_breaker.h"
-#include "host_scheduler.h"
-#include "http_client.h"
-#include "lease_times.h"
-#include "retry_policy.h"
-#include "signer.h"
-#include "store_link.h"
+#include "dispatch/attempt_history.h"
+#include "dispatch/endpoint_breaker.h"
+#include "dispatch/host_scheduler.h"
+#include "dispatch/lease_times.h"
+#include "dispatch/retry_policy.h"
+#include "dispatch/store_link.h"
+#include "secrets/app_keyring.h"
+#include "signing/signer.h"
+#include "transport/http_client.h"
 
 namespace callbackd {
 

@@ -4,7 +4,7 @@
 #include <callbackd/engine.h>
 #include <callbackd/queue.h>
 
-#include "secret_box.h"
+#include "secrets/secret_box.h"
 
 namespace callbackd {
 

@@ -1,4 +1,4 @@
-#include "master_key.h"
+#include "secrets/master_key.h"
 
 #include <fcntl.h>
 #include <openssl/crypto.h>
@@ -10,7 +10,7 @@
 #include <cstring>
 
 #include "encoding.h"
-#include "ids.h"
+#include "intake/ids.h"
 
 namespace callbackd {
 namespace {

@@ -1,4 +1,4 @@
-#include "network_guard.h"
+#include "intake/network_guard.h"
 
 #include <boost/asio/ip/network_v4.hpp>
 #include <boost/asio/ip/network_v6.hpp>

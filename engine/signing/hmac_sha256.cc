@@ -1,4 +1,4 @@
-#include "hmac_sha256.h"
+#include "signing/hmac_sha256.h"
 
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
