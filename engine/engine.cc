@@ -34,7 +34,7 @@ std::string new_secret(SignatureScheme scheme) {
 }
 
 DispatcherOptions dispatcher_options(const EngineOptions& options, const NetworkGuard& guard,
-                                     AppQuota& quota, AttemptHistory& history) {
+                                     std::shared_ptr<AppQuota> quota, AttemptHistory& history) {
   DispatcherOptions d;
   d.max_in_flight = options.max_in_flight;
   d.max_in_flight_per_host = std::min(options.max_in_flight_per_host, options.max_in_flight);
@@ -49,10 +49,13 @@ DispatcherOptions dispatcher_options(const EngineOptions& options, const Network
   };
   d.ca_bundle_path = options.ca_bundle_path;
   d.breaker = options.breaker;
-  d.on_finished = [&quota](const std::string& app_id) { quota.give_back(app_id); };
+  d.on_finished = [quota](const std::string& app_id) { quota->give_back(app_id); };
   d.history = &history;
   return d;
 }
+
+// An app refused for its quota is recounted in the store at most this often.
+constexpr Millis kQuotaRecountInterval{1000};
 
 Status check_app_name(std::string_view name) {
   if (name.empty()) return Status::InvalidArgument("name: must not be empty");
@@ -106,8 +109,34 @@ Status validate(const EngineOptions& options) {
     return Status::InvalidArgument("max_pending_per_app: must be >= 1");
   }
   if (options.max_body_bytes == 0) return Status::InvalidArgument("max_body_bytes: must be >= 1");
+  if (options.shutdown_timeout <= Millis(0)) {
+    return Status::InvalidArgument("shutdown_timeout: must be positive");
+  }
   return Status::Ok();
 }
+
+// Where an enqueue's commit reports, from the queue's commit thread. The callbacks share it, so
+// a commit that comes back after the engine is gone (its store hung past shutdown_timeout)
+// finds it still there and reaches no dispatcher: a row it stored leased to this process is
+// left to lease recovery.
+class CommitSink {
+ public:
+  explicit CommitSink(Dispatcher& dispatcher) : dispatcher_(&dispatcher) {}
+  // Runs `f` with the dispatcher while the engine is there; quick calls only (it holds a lock).
+  template <class F>
+  void with_dispatcher(F&& f) {
+    std::lock_guard lock(mutex_);
+    if (dispatcher_ != nullptr) f(*dispatcher_);
+  }
+  void close() {
+    std::lock_guard lock(mutex_);
+    dispatcher_ = nullptr;
+  }
+
+ private:
+  std::mutex mutex_;
+  Dispatcher* dispatcher_;
+};
 
 class Engine::Impl {
  public:
@@ -115,31 +144,39 @@ class Engine::Impl {
        const std::vector<std::pair<std::string, std::size_t>>& unfinished)
       : options_(std::move(options)),
         guard_(std::move(guard)),
-        box_(std::move(box)),
+        box_(std::make_shared<const SecretBox>(std::move(box))),
         queue_(options_.queue),
-        keys_(*queue_, box_),
-        quota_(options_.max_pending_per_app, unfinished),
-        dispatcher_(io_, *queue_, keys_, RetryPolicy(options_.retry_schedule),
-                    dispatcher_options(options_, guard_, quota_, history_), options_.clock) {
+        keys_(std::make_shared<AppKeyring>(queue_, box_)),
+        quota_(std::make_shared<AppQuota>(options_.max_pending_per_app, unfinished)),
+        dispatcher_(io_, queue_, keys_, RetryPolicy(options_.retry_schedule),
+                    dispatcher_options(options_, guard_, quota_, history_), options_.clock),
+        sink_(std::make_shared<CommitSink>(dispatcher_)) {
     queue_->on_due_elsewhere([this] { dispatcher_.notify_pending(); });
   }
 
   ~Impl() {
+    const auto deadline = std::chrono::steady_clock::now() + options_.shutdown_timeout;
     queue_->on_due_elsewhere(nullptr);
-    stop();
-    // Enqueues still being committed call back into the dispatcher and the quota: let them
-    // finish while both are still here.
-    queue_->drain();
+    stop(deadline);
+    // Enqueues still being committed report to the dispatcher: let them come back while it is
+    // here, within what is left of the bound; later ones reach nothing (the sink is closed).
+    if (!drain_until(deadline)) {
+      spdlog::warn("event=engine_closed_with_commits_pending timeout_ms={}",
+                   options_.shutdown_timeout.count());
+    }
+    sink_->close();
   }
 
   const EngineOptions& options() const { return options_; }
   Queue& queue() { return *queue_; }
-  AppKeyring& keys() { return keys_; }
+  AppKeyring& keys() { return *keys_; }
   Dispatcher& dispatcher() { return dispatcher_; }
   const Clock& clock() const { return *options_.clock; }
   const NetworkGuard& guard() const { return guard_; }
-  const SecretBox& box() const { return box_; }
-  AppQuota& quota() { return quota_; }
+  const SecretBox& box() const { return *box_; }
+  AppQuota& quota() { return *quota_; }
+  const std::shared_ptr<AppQuota>& shared_quota() const { return quota_; }
+  const std::shared_ptr<CommitSink>& sink() const { return sink_; }
   const AttemptHistory& history() const { return history_; }
   // Rotations commit and reach the keyring in the same order, one at a time.
   std::mutex& rotation_mutex() { return rotation_mutex_; }
@@ -147,6 +184,12 @@ class Engine::Impl {
   void start() {
     std::lock_guard lock(lifecycle_mutex_);
     if (io_thread_.joinable()) return;
+    if (cut_short_) {
+      spdlog::error(
+          "event=start_refused reason=\"a stop was cut short by shutdown_timeout; open a new "
+          "Engine\"");
+      return;
+    }
     io_.restart();
     work_.emplace(io_.get_executor());
     io_thread_ = std::thread([this] {
@@ -156,31 +199,57 @@ class Engine::Impl {
     asio::post(io_, [this] { dispatcher_.start(); });
   }
 
-  void stop() {
+  // Bounded by `deadline`: past it, whatever is still open is left to lease recovery.
+  void stop(std::chrono::steady_clock::time_point deadline) {
     std::lock_guard lock(lifecycle_mutex_);
     if (!io_thread_.joinable()) return;
-    std::promise<void> stopped;
-    asio::post(io_, [this, &stopped] { dispatcher_.stop([&stopped] { stopped.set_value(); }); });
-    stopped.get_future().wait();
+    auto stopped = std::make_shared<std::promise<void>>();
+    std::future<void> finished = stopped->get_future();
+    asio::post(io_, [this, stopped] { dispatcher_.stop([stopped] { stopped->set_value(); }); });
+    if (finished.wait_until(deadline) != std::future_status::ready) {
+      // The io thread never blocks, so it takes this at once.
+      std::promise<void> abandoned;
+      asio::post(io_, [this, &abandoned] {
+        dispatcher_.abandon();
+        abandoned.set_value();
+      });
+      abandoned.get_future().wait();
+      cut_short_ = true;
+    }
     work_.reset();
     io_.stop();
     io_thread_.join();
   }
 
  private:
+  // Waits for the queue's enqueues to come back, until `deadline`; false if they did not.
+  bool drain_until(std::chrono::steady_clock::time_point deadline) {
+    auto drained = std::make_shared<std::promise<void>>();
+    std::future<void> done = drained->get_future();
+    // On a thread of its own, holding the queue, so a store that never answers keeps only it.
+    std::thread([queue = queue_, drained]() mutable {
+      queue->drain();
+      queue.reset();  // before the answer: a store reopened after it must find the file free
+      drained->set_value();
+    }).detach();
+    return done.wait_until(deadline) == std::future_status::ready;
+  }
+
   const EngineOptions options_;
   const NetworkGuard guard_;
-  const SecretBox box_;
+  const std::shared_ptr<const SecretBox> box_;
   const std::shared_ptr<Queue> queue_;
-  AppKeyring keys_;
-  AppQuota quota_;
+  const std::shared_ptr<AppKeyring> keys_;
+  const std::shared_ptr<AppQuota> quota_;
   AttemptHistory history_;  // before dispatcher_, which counts into it
   asio::io_context io_;
   Dispatcher dispatcher_;  // after io_: destroyed before it
+  const std::shared_ptr<CommitSink> sink_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::thread io_thread_;
   std::mutex lifecycle_mutex_;
   std::mutex rotation_mutex_;
+  bool cut_short_ = false;  // a stop past its deadline left the dispatcher unusable
 };
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -304,9 +373,19 @@ bool Engine::enqueue_with(std::string_view app_id, std::string_view callback_url
     Result<std::optional<EnqueueReceipt>> existing = impl_->queue().find_by_task(app, task.task_id);
     if (!existing.ok()) return answer(existing.status());
     if (*existing) return answer(**existing);
-    return answer(Status::ResourceExhausted(
-        "app_id: app \"" + app + "\" has " + std::to_string(impl_->quota().limit()) +
-        " unfinished deliveries, its quota (max_pending_per_app)"));
+    // Other processes may have finished what this one counted: refuse only on a fresh count.
+    AppQuota& quota = impl_->quota();
+    const SteadyTime now = impl_->clock().steady_now();
+    if (quota.recount_due(app, now, kQuotaRecountInterval)) {
+      Result<std::size_t> stored = impl_->queue().count_unfinished(app, quota.limit());
+      if (!stored.ok()) return answer(stored.status());
+      quota.recount(app, *stored, now);
+    }
+    if (!quota.try_take(app)) {
+      return answer(Status::ResourceExhausted(
+          "app_id: app \"" + app + "\" has " + std::to_string(quota.limit()) +
+          " unfinished deliveries, its quota (max_pending_per_app)"));
+    }
   }
 
   const TimePoint now = impl_->clock().now();
@@ -338,21 +417,23 @@ bool Engine::enqueue_with(std::string_view app_id, std::string_view callback_url
 
   impl_->queue().enqueue_async(
       std::move(delivery),
-      [impl = impl_.get(), reserved, started, leased_at, handoff = std::move(handoff),
+      [sink = impl_->sink(), quota = impl_->shared_quota(), observer = impl_->options().observer,
+       reserved, started, leased_at, handoff = std::move(handoff),
        done = std::move(done)](Result<Enqueued> stored) mutable {
         const bool created = stored.ok() && stored->receipt.created;
-        if (!created) impl->quota().give_back(handoff.app_id);
-        Dispatcher& dispatcher = impl->dispatcher();
-        if (reserved && created && stored->lease) {
-          handoff.lease = *stored->lease;
-          dispatcher.hand_off(std::move(handoff), leased_at);
-        } else if (reserved) {
-          dispatcher.cancel_reservation(handoff.host_key);
-        } else if (created) {
-          dispatcher.notify_pending();
-        }
+        quota->committed(handoff.app_id, created);
+        sink->with_dispatcher([&](Dispatcher& dispatcher) {
+          if (reserved && created && stored->lease) {
+            handoff.lease = *stored->lease;
+            dispatcher.hand_off(std::move(handoff), leased_at);
+          } else if (reserved) {
+            dispatcher.cancel_reservation(handoff.host_key);
+          } else if (created) {
+            dispatcher.notify_pending();
+          }
+        });
         if (!stored.ok()) return done(stored.status());
-        if (const auto& observer = impl->options().observer) {
+        if (observer) {
           observer->on_enqueued(std::chrono::duration_cast<std::chrono::microseconds>(
                                     std::chrono::steady_clock::now() - started),
                                 created);
@@ -421,6 +502,8 @@ EndpointCounts Engine::endpoint_counts() const { return impl_->dispatcher().endp
 QueueStats Engine::store_stats() const { return impl_->queue().stats(); }
 
 void Engine::start() { impl_->start(); }
-void Engine::stop() { impl_->stop(); }
+void Engine::stop() {
+  impl_->stop(std::chrono::steady_clock::now() + impl_->options().shutdown_timeout);
+}
 
 }  // namespace callbackd

@@ -42,7 +42,9 @@ TEST(AppKeyring, ALoadThatReadTheOldSecretNeverReplacesARotatedOne) {
   ASSERT_TRUE(queue.insert_app(to_stored_app(AppKey{app, "old secret", "", {}}, box)).ok());
   queue.hold_next_ = true;
 
-  AppKeyring keyring(queue, box);
+  // The queue and the box live on this stack: shared without ownership.
+  AppKeyring keyring(std::shared_ptr<Queue>(&queue, [](Queue*) {}),
+                     std::shared_ptr<const SecretBox>(&box, [](const SecretBox*) {}));
   // A signer looks the app up for the first time and reads the row with the old secret...
   std::future<Result<std::shared_ptr<const AppKey>>> load =
       std::async(std::launch::async, [&] { return keyring.get("app_1"); });

@@ -193,7 +193,8 @@ TEST_F(DaemonTest, RetriesToDeadThenRedeliver) {
   EXPECT_EQ(redelivered["delivery_id"], id);
   const json delivered = wait_for_state(id, "delivered");
   EXPECT_EQ(delivered["attempts"].size(), 7u);
-  EXPECT_EQ(receiver.requests().back().headers.at("x-callback-attempt"), "1");
+  EXPECT_EQ(receiver.requests().back().headers.at("x-callback-attempt"), "7")
+      << "the header is attempts[].n: it counts on after a redelivery";
 
   // Redelivering something not finished is a conflict; an unknown id is 404.
   EXPECT_EQ(call("POST", "/v1/callbacks/dlv_unknown/redeliver").status, 404);

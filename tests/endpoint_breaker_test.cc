@@ -110,7 +110,7 @@ TEST_F(EndpointBreakerTest, OldFailuresSlideOutOfTheWindow) {
 TEST_F(EndpointBreakerTest, OpenHoldsEveryAttemptUntilTheCoolDownEnds) {
   open_a();
   EXPECT_EQ(breaker_.admit(kA, kT0), Admission::kHold);
-  EXPECT_FALSE(breaker_.may_hand_off(kA, kT0));
+  EXPECT_FALSE(breaker_.closed(kA)) << "no fresh callback is handed over";
   EXPECT_EQ(breaker_.hold_for(kA, kT0 + 300ms), 700ms);
   EXPECT_EQ(breaker_.unhealthy(10), std::vector<std::string>{kA});
   EXPECT_FALSE(breaker_.closed(kA));
@@ -128,7 +128,7 @@ TEST_F(EndpointBreakerTest, HalfOpenLetsExactlyOneProbeThrough) {
   EXPECT_EQ(breaker_.hold_for(kA, kT0 + 1s), 0ms);
   EXPECT_EQ(breaker_.admit(kA, kT0 + 1s), Admission::kProbe);
   for (int i = 0; i < 5; ++i) EXPECT_EQ(breaker_.admit(kA, kT0 + 1s), Admission::kHold);
-  EXPECT_FALSE(breaker_.may_hand_off(kA, kT0 + 1s));
+  EXPECT_TRUE(breaker_.half_open(kA));
   EXPECT_FALSE(breaker_.take_probe_claim(kT0 + 1s)) << "the probe is running";
   // A straggler's success is not the probe's: still half-open.
   EXPECT_FALSE(succeed(kA, kT0 + 1s));
@@ -146,7 +146,6 @@ TEST_F(EndpointBreakerTest, AProbeThatSucceedsClosesWithAFreshWindow) {
   EXPECT_TRUE(breaker_.closed(kA));
   EXPECT_TRUE(breaker_.unhealthy(10).empty());
   EXPECT_EQ(breaker_.admit(kA, kT0 + 1100ms), Admission::kRun);
-  EXPECT_TRUE(breaker_.may_hand_off(kA, kT0 + 1100ms));
   // The failures that opened it are gone: it takes the minimum again to reopen.
   for (int i = 0; i < 3; ++i) EXPECT_FALSE(fail(kA, kT0 + 1200ms));
   EXPECT_TRUE(fail(kA, kT0 + 1200ms));
@@ -182,18 +181,13 @@ TEST_F(EndpointBreakerTest, TheProbeIsClaimedOnceAndLookedForAgainWhenNothingWas
   half_open_a(kT0 + 1s);
   EXPECT_EQ(breaker_.take_probe_claim(kT0 + 1s), kA);
   EXPECT_FALSE(breaker_.take_probe_claim(kT0 + 1s)) << "one claim on its way";
-  EXPECT_FALSE(breaker_.may_hand_off(kA, kT0 + 1s));
-  // Nothing of kA was due: look again 5 s later; a fresh callback meanwhile becomes the probe.
+  // Nothing of kA was due: the store is asked again 5 s later, not before.
   breaker_.probe_not_found(kA, kT0 + 1s, 5s);
-  EXPECT_FALSE(breaker_.take_probe_claim(kT0 + 5s));
-  EXPECT_TRUE(breaker_.may_hand_off(kA, kT0 + 2s));
-  EXPECT_FALSE(breaker_.may_hand_off(kA, kT0 + 2s)) << "only one fresh callback";
-  // Its hand-off was cancelled (a repeated task, say): the store may be asked at once.
-  breaker_.probe_lost(kA, kT0 + 3s);
-  EXPECT_EQ(breaker_.take_probe_claim(kT0 + 3s), kA);
+  EXPECT_FALSE(breaker_.take_probe_claim(kT0 + 6s - 1ms));
+  EXPECT_EQ(breaker_.take_probe_claim(kT0 + 6s), kA);
   // The claimed probe never arrives: after the patience another may go.
-  EXPECT_FALSE(breaker_.take_probe_claim(kT0 + 3s + kPatience - 1ms));
-  EXPECT_EQ(breaker_.take_probe_claim(kT0 + 3s + kPatience), kA);
+  EXPECT_FALSE(breaker_.take_probe_claim(kT0 + 6s + kPatience - 1ms));
+  EXPECT_EQ(breaker_.take_probe_claim(kT0 + 6s + kPatience), kA);
 }
 
 TEST_F(EndpointBreakerTest, AProbeRefusedByTheGuardTeachesNothingAndFreesTheProbe) {
@@ -269,7 +263,7 @@ TEST(EndpointBreakerOff, DisabledShowsHealthButNeverHoldsAnything) {
     EXPECT_FALSE(breaker.record(kA, AttemptError::kTimeout, 0, false, kT0));
   }
   EXPECT_EQ(breaker.admit(kA, kT0), Admission::kRun);
-  EXPECT_TRUE(breaker.may_hand_off(kA, kT0));
+  EXPECT_TRUE(breaker.closed(kA));
   EXPECT_EQ(breaker.counts(), (EndpointCounts{1, 0, 0}));
   auto views = breaker.views({}, kT0, kWall0);
   ASSERT_EQ(views.size(), 1u);

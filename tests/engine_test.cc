@@ -588,7 +588,7 @@ TEST_F(EngineTest, RedeliverGivesADeadDeliveryAFreshBudget) {
   ASSERT_TRUE(wait_for_state(*engine, receipt->delivery_id, DeliveryState::kDelivered));
   const auto requests = receiver.requests();
   ASSERT_EQ(requests.size(), 3u);
-  EXPECT_EQ(requests[2].headers.at("x-callback-attempt"), "1");
+  EXPECT_EQ(requests[2].headers.at("x-callback-attempt"), "3") << "as attempts[].n";
   Result<Delivery> d = engine->delivery(receipt->delivery_id);
   ASSERT_EQ(d->attempts.size(), 3u);
   EXPECT_EQ(d->attempts[2].number, 3);

@@ -76,13 +76,22 @@ TEST_F(PostgresQueueTest, ConcurrentClaimsNeverShareADelivery) {
   EXPECT_FALSE(by_a.empty() || by_b.empty()) << "both processes took a share";
 }
 
-// A lease held by one process is recovered by another only once it has ended, and the first
-// process's writes under it are then refused.
-TEST_F(PostgresQueueTest, AnotherProcessRecoversALeaseOnlyOnceItEnds) {
+// A lease held by one process is recovered by another only once it ended at least the grace
+// ago (its holder, back from an outage, renews first), and the first process's writes under it
+// are then refused.
+TEST_F(PostgresQueueTest, AnotherProcessRecoversALeaseOnlyOnceItEndedAGraceAgo) {
   auto held = enqueue(*b_, "t", 400ms);
   ASSERT_TRUE(held.ok() && held->lease);
-  EXPECT_EQ(*a_->recover_expired_leases(), 0u) << "the lease is live";
-  ASSERT_TRUE(testing::wait_until([&] { return *a_->recover_expired_leases() == 1u; }, 5s));
+  const auto recover = [&](std::optional<Millis> grace) {
+    return *a_->recover_expired_leases({.others_after = grace});
+  };
+  const auto ends = std::chrono::steady_clock::now() + 400ms;
+  EXPECT_EQ(recover(0ms), 0u) << "the lease is live";
+  std::this_thread::sleep_until(ends + 100ms);
+  EXPECT_EQ(recover(1s), 0u) << "the lease ended less than the grace ago";
+  EXPECT_EQ(recover(std::nullopt), 0u) << "told to leave other processes' leases alone";
+  ASSERT_TRUE(testing::wait_until([&] { return recover(1s) == 1u; }, 5s));
+  EXPECT_GE(std::chrono::steady_clock::now(), ends + 1s - 50ms);
   auto claimed = a_->claim({.limit = 1, .lease = 30s});
   ASSERT_TRUE(claimed.ok());
   ASSERT_EQ(claimed->size(), 1u);

@@ -279,17 +279,74 @@ TEST_P(QueueConformanceTest, WritesUnderAStaleTokenAreRefusedAndReported) {
   EXPECT_EQ(state("dlv_f"), DeliveryState::kDelivered);
 }
 
-// A queue instance never takes back its own leases, however old: it renews what it holds.
-TEST_P(QueueConformanceTest, RecoveryLeavesThisInstancesOwnLeases) {
-  const Enqueued handed = enqueue("own", kHostA, 50ms);
-  ASSERT_TRUE(handed.lease.has_value());
-  EXPECT_EQ(handed.receipt.state, DeliveryState::kInFlight);
-  std::this_thread::sleep_for(100ms);  // the lease has ended: nothing to wait for but time
-  EXPECT_EQ(*queue_->recover_expired_leases(), 0u);
-  EXPECT_EQ(state("dlv_own"), DeliveryState::kInFlight);
+// A queue instance never takes back a lease its dispatcher still holds, however old (it renews
+// what it holds, and a renewal after the end still counts while nobody took it); one it no
+// longer holds (an orphan: a hand-off or claim whose answer was lost) it takes back once ended.
+TEST_P(QueueConformanceTest, RecoveryLeavesHeldLeasesAndTakesBackOrphans) {
+  const Enqueued held = enqueue("held", kHostA, 50ms);
+  const Enqueued orphan = enqueue("orphan", kHostA, 50ms);
+  ASSERT_TRUE(held.lease && orphan.lease);
+  EXPECT_EQ(*queue_->recover_expired_leases({.held = {held.lease->seq}}), 0u)
+      << "the orphan's lease is still live";
+  std::this_thread::sleep_for(100ms);  // both leases have ended: nothing to wait for but time
+  EXPECT_EQ(*queue_->recover_expired_leases({.held = {held.lease->seq}}), 1u);
+  EXPECT_EQ(state("dlv_held"), DeliveryState::kInFlight);
+  EXPECT_EQ(state("dlv_orphan"), DeliveryState::kPending);
+  EXPECT_TRUE(queue_->renew(std::span(&*held.lease, 1), 30s)->empty())
+      << "an ended lease nobody took is renewed";
   EXPECT_TRUE(
-      queue_->record(std::vector{record_of(*handed.lease, 1, DeliveryState::kDead)})->empty());
-  EXPECT_EQ(state("dlv_own"), DeliveryState::kDead);
+      queue_->record(std::vector{record_of(*held.lease, 1, DeliveryState::kDead)})->empty());
+  EXPECT_EQ(state("dlv_held"), DeliveryState::kDead);
+}
+
+// A write sent again because its answer was lost is applied once and answered as applied.
+TEST_P(QueueConformanceTest, ARepeatedRecordOrReleaseIsAnsweredAsDoneAndAppliedOnce) {
+  enqueue("r");
+  enqueue("l");
+  const auto claimed = claim(2);
+  ASSERT_EQ(claimed.size(), 2u);
+  const LeaseToken r = claimed[0].lease, l = claimed[1].lease;
+  const std::vector records{record_of(r, 1, DeliveryState::kPending, 1h)};
+  EXPECT_TRUE(queue_->record(records)->empty());
+  EXPECT_TRUE(queue_->record(records)->empty()) << "a repeat was answered as stale";
+  auto d = queue_->find_delivery("dlv_r");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->state, DeliveryState::kPending);
+  EXPECT_EQ(d->attempts.size(), 1u);
+  EXPECT_TRUE(queue_->release(std::span(&l, 1), 1h)->empty());
+  EXPECT_TRUE(queue_->release(std::span(&l, 1), 1h)->empty()) << "a repeat was answered as stale";
+  EXPECT_EQ(state("dlv_l"), DeliveryState::kPending);
+}
+
+// A half-open endpoint's probe is its oldest waiting callback, whatever is due earlier.
+TEST_P(QueueConformanceTest, AProbeClaimTakesTheFirstHandedOverDueDelivery) {
+  enqueue("old");
+  enqueue("new");
+  const auto first = claim(1);
+  ASSERT_EQ(ids(first), std::vector<std::string>{"dlv_old"});
+  // Back, due a moment after the newer one: by due time the newer comes first now.
+  ASSERT_TRUE(queue_->release(std::span(&first[0].lease, 1), 30ms)->empty());
+  std::this_thread::sleep_for(60ms);
+  auto probe =
+      queue_->claim({.limit = 1, .lease = 30s, .only_host = kHostA, .first_handed_over = true});
+  ASSERT_TRUE(probe.ok()) << probe.status().to_string();
+  EXPECT_EQ(ids(*probe), std::vector<std::string>{"dlv_old"});
+  auto by_due = queue_->claim({.limit = 1, .lease = 30s, .only_host = kHostA});
+  ASSERT_TRUE(by_due.ok());
+  EXPECT_EQ(ids(*by_due), std::vector<std::string>{"dlv_new"});
+}
+
+TEST_P(QueueConformanceTest, AnAppsUnfinishedDeliveriesAreCountedUpToALimit) {
+  for (const char* task : {"a", "b", "c", "d"}) enqueue(task);
+  const auto claimed = claim(1);
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_EQ(*queue_->count_unfinished("app_1", 100), 4u) << "three pending, one in flight";
+  EXPECT_LE(*queue_->count_unfinished("app_1", 2), 3u) << "the count stops near the limit";
+  EXPECT_GE(*queue_->count_unfinished("app_1", 2), 2u);
+  ASSERT_TRUE(
+      queue_->record(std::vector{record_of(claimed[0].lease, 1, DeliveryState::kDelivered)}).ok());
+  EXPECT_EQ(*queue_->count_unfinished("app_1", 100), 3u);
+  EXPECT_EQ(*queue_->count_unfinished("app_nope", 100), 0u);
 }
 
 TEST_P(QueueConformanceTest, RedeliveryRestartsTheBudgetOfAFinishedDeliveryOnly) {

@@ -82,8 +82,10 @@ class SqliteQueueTest : public ::testing::Test {
     return AttemptRecord{token, a, next, retry_after};
   }
 
-  std::size_t recover() {
-    Result<std::size_t> n = queue_->recover_expired_leases();
+  // Recovery as a dispatcher holding `held` asks for it, taking other holders' ended leases.
+  std::size_t recover(std::vector<std::int64_t> held = {}) {
+    Result<std::size_t> n =
+        queue_->recover_expired_leases({.held = std::move(held), .others_after = 0ms});
     EXPECT_TRUE(n.ok()) << n.status().to_string();
     return n.ok() ? *n : 0;
   }
@@ -344,18 +346,18 @@ void lease_to_other_owner(const std::filesystem::path& db, std::int64_t seq) {
       (*c)->exec("UPDATE deliveries SET lease_owner = 42 WHERE seq = " + std::to_string(seq)).ok());
 }
 
-// Recovery takes back leases that ended, but only other holders' (processes that died or
-// stalled): an instance renews what it holds and never recovers its own.
-TEST_F(SqliteQueueTest, RecoveryTakesOnlyEndedLeasesOfOtherHolders) {
+// Recovery takes back leases that ended, but never one this instance still holds: it renews
+// what it holds.
+TEST_F(SqliteQueueTest, RecoveryTakesOnlyEndedLeasesNobodyHolds) {
   enqueue("mine");
   enqueue("theirs");
   auto claimed = claim(2, 5s);
   ASSERT_EQ(claimed.size(), 2u);
   lease_to_other_owner(path(), claimed[1].lease.seq);
   clock_->advance(4999ms);
-  EXPECT_EQ(recover(), 0u) << "a live lease was recovered";
+  EXPECT_EQ(recover({claimed[0].lease.seq}), 0u) << "a live lease was recovered";
   clock_->advance(1h);
-  EXPECT_EQ(recover(), 1u);
+  EXPECT_EQ(recover({claimed[0].lease.seq}), 1u);
   EXPECT_EQ(state("dlv_theirs"), DeliveryState::kPending);
   EXPECT_EQ(state("dlv_mine"), DeliveryState::kInFlight) << "an instance took back its own lease";
   AttemptRecord done = failure(claimed[0].lease, 1, DeliveryState::kDelivered);

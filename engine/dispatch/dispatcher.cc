@@ -13,9 +13,6 @@ namespace {
 
 constexpr Millis kPruneInterval{60000};
 constexpr Millis kForgetInterval{10000};
-// Endpoints a claim may be told to skip at most; past that, rows of full hosts that a claim
-// brings back anyway are deferred.
-constexpr std::size_t kMaxSkippedHosts = 256;
 
 HttpClientOptions client_options(const DispatcherOptions& options) {
   HttpClientOptions client;
@@ -37,29 +34,19 @@ HostSchedulerOptions scheduler_options(const DispatcherOptions& options) {
   return s;
 }
 
-// A slow, full host's backlog beyond what its line takes next moves this many of its attempt
-// durations later (within the bounds below): its line and the rows left due keep it busy
-// meanwhile, and the rest is moved about once per interval instead of walked by every claim.
-constexpr int kSlowBacklogDurations = 4;
-constexpr Millis kMinSlowBacklogHold{1000};
-constexpr Millis kMaxSlowBacklogHold{60000};
-// Rows of such a host left due, per slot of its concurrency limit.
-constexpr std::size_t kSlowBacklogKeptPerSlot = 2;
-// A skipped host's backlog is moved again (its new rows) at most this often.
-constexpr Millis kBacklogMoveInterval{1000};
-
-// How long a claimed delivery whose host has no room goes back to the store for: long enough
-// that the next claims do not bring it straight back.
+// How long a delivery given back for want of room goes back to the store for: long enough that
+// the next claims do not bring it straight back.
 Millis deferral(const DispatcherOptions& options) {
   return std::clamp(options.poll_interval, Millis(10), Millis(1000));
 }
 
 }  // namespace
 
-Dispatcher::Dispatcher(asio::io_context& io, Queue& queue, AppKeyring& keys, RetryPolicy policy,
+Dispatcher::Dispatcher(asio::io_context& io, std::shared_ptr<Queue> queue,
+                       std::shared_ptr<AppKeyring> keys, RetryPolicy policy,
                        DispatcherOptions options, std::shared_ptr<const Clock> clock)
     : io_(io),
-      keys_(keys),
+      keys_(std::move(keys)),
       policy_(std::move(policy)),
       options_(std::move(options)),
       clock_(std::move(clock)),
@@ -68,9 +55,8 @@ Dispatcher::Dispatcher(asio::io_context& io, Queue& queue, AppKeyring& keys, Ret
       timer_(io),
       next_prune_(clock_->steady_now()),
       next_forget_(clock_->steady_now()),
-      scheduler_(scheduler_options(options_)),
-      breaker_(options_.breaker, times_.lease),
-      store_(io, queue, clock_, *this) {}
+      admission_(scheduler_options(options_), options_.breaker, times_.lease),
+      store_(io, std::move(queue), keys_, clock_, *this) {}
 
 Dispatcher::~Dispatcher() = default;
 
@@ -80,10 +66,7 @@ void Dispatcher::start() {
   if (running_) return;
   running_ = true;
   stopping_ = false;
-  {
-    std::lock_guard lock(scheduler_mutex_);
-    accepting_ = true;
-  }
+  admission_.open_for_hand_offs();
   claim_wanted_ = true;
   on_tick();
 }
@@ -95,20 +78,15 @@ void Dispatcher::stop(std::function<void()> done) {
   }
   stopping_ = true;
   stop_done_ = std::move(done);
-  {
-    std::lock_guard lock(scheduler_mutex_);
-    accepting_ = false;
-  }
-  ++timer_generation_;
-  timer_.cancel();
-  timer_at_.reset();
+  admission_.close_for_hand_offs();
   store_.drop_deferrals();
-  // Deliveries waiting for a slot go back to the queue, due now, for whoever runs next.
-  for (auto it = held_.begin(); it != held_.end();) {
+  // Attempts waiting for a slot go back to the store, due now, for whoever runs next. The
+  // others finish; the tick goes on renewing their leases until their records are stored.
+  for (auto it = attempts_.begin(); it != attempts_.end();) {
     auto next = std::next(it);
-    if (!it->second.running) {
-      store_.release(it->second.delivery.lease, Millis(0));
-      drop_waiting(it);
+    if (it->second.stage() == dispatch::Attempt::Stage::kWaiting) {
+      admission_.leave_line(it->second.host(), it->first);
+      give_back(it, Millis(0));
     }
     it = next;
   }
@@ -117,71 +95,81 @@ void Dispatcher::stop(std::function<void()> done) {
 
 void Dispatcher::maybe_finish_stop() {
   if (!stopping_ || !stop_done_) return;
-  {
-    std::lock_guard lock(scheduler_mutex_);
-    if (reservations_ > 0) return;
-  }
-  if (!held_.empty() || !store_.idle()) return;
+  if (admission_.reservations() > 0) return;
+  if (!attempts_.empty() || !store_.idle()) return;
   running_ = false;
+  stopping_ = false;
+  ++timer_generation_;
+  timer_.cancel();
+  timer_at_.reset();
   auto done = std::move(stop_done_);
   stop_done_ = nullptr;
   done();
 }
 
+void Dispatcher::abandon() {
+  if (!running_ && !stopping_) return;
+  spdlog::warn("event=stop_cut_short {}", stop_progress());
+  running_ = false;
+  stopping_ = false;
+  stop_done_ = nullptr;
+  ++timer_generation_;
+  timer_.cancel();
+  timer_at_.reset();
+  admission_.close_for_hand_offs();
+  store_.abandon();
+  attempts_.clear();
+}
+
+std::string Dispatcher::stop_progress() const {
+  std::size_t waiting = 0, sending = 0, recording = 0;
+  for (const auto& [seq, attempt] : attempts_) {
+    switch (attempt.stage()) {
+      case dispatch::Attempt::Stage::kWaiting:
+        ++waiting;
+        break;
+      case dispatch::Attempt::Stage::kSending:
+        ++sending;
+        break;
+      case dispatch::Attempt::Stage::kRecording:
+        ++recording;
+        break;
+    }
+  }
+  return "waiting=" + std::to_string(waiting) + " sending=" + std::to_string(sending) +
+         " recording=" + std::to_string(recording) +
+         " writes_not_stored=" + std::to_string(store_.writes_waiting());
+}
+
 // ---------------------------------------------------------------- hand-off from enqueue
 
 bool Dispatcher::try_reserve(std::string_view host_key) {
-  std::optional<HostScheduler::Evicted> evicted;
-  bool reserved = false;
-  {
-    std::lock_guard lock(scheduler_mutex_);
-    if (!accepting_) return false;
-    // An open endpoint gets no attempt now: the caller stores the delivery pending.
-    if (!breaker_.may_hand_off(host_key, clock_->steady_now())) return false;
-    reserved = scheduler_.try_reserve(host_key, evicted);
-    if (evicted) scheduler_.note_spilled(evicted->host);
-    if (reserved) {
-      ++reservations_;
-    } else {
-      scheduler_.note_spilled(host_key);  // the caller stores it pending instead
-      breaker_.probe_lost(host_key, clock_->steady_now());
-    }
-  }
-  if (evicted) {
-    // Out of its line already: it goes back to the store, due at once, and its host is
-    // marked spilled, so a claim by host brings it back once that host has proved quick.
-    asio::post(io_, [this, job = evicted->job] {
-      auto it = held_.find(job);
-      if (it == held_.end() || it->second.running) return;
-      store_.release(it->second.delivery.lease, Millis(0));
-      held_.erase(it);
+  Admission::Reservation r = admission_.try_reserve(host_key, clock_->steady_now());
+  if (r.evicted) {
+    // Out of its line already: it goes back to the store, due at once.
+    asio::post(io_, [this, job = *r.evicted] {
+      auto it = attempts_.find(job);
+      if (it == attempts_.end() || it->second.stage() != dispatch::Attempt::Stage::kWaiting) return;
+      give_back(it, Millis(0));
     });
   }
-  return reserved;
+  return r.reserved;
 }
 
 void Dispatcher::cancel_reservation(const std::string& host_key) {
-  {
-    std::lock_guard lock(scheduler_mutex_);
-    scheduler_.cancel_reservation(host_key);
-    breaker_.probe_lost(host_key, clock_->steady_now());
-    --reservations_;
-  }
+  admission_.cancel_reservation(host_key);
   asio::post(io_, [this] { maybe_finish_stop(); });
 }
 
 void Dispatcher::hand_off(ClaimedDelivery delivery, SteadyTime leased_at) {
   asio::post(io_, [this, delivery = std::move(delivery), leased_at]() mutable {
-    {
-      std::lock_guard lock(scheduler_mutex_);
-      --reservations_;
-      if (stopping_) scheduler_.cancel_reservation(delivery.host_key);
-    }
-    if (stopping_) {
-      store_.release(delivery.lease, Millis(0));
-    } else {
+    const bool keep = running_ && !stopping_;
+    admission_.reservation_arrived(delivery.host_key, keep);
+    if (keep) {
       hold(std::move(delivery), leased_at, /*reserved=*/true);
       pump();
+    } else {
+      store_.release(delivery.lease, Millis(0));
     }
     maybe_finish_stop();
   });
@@ -199,78 +187,40 @@ void Dispatcher::notify_pending() {
   });
 }
 
-std::vector<HostView> Dispatcher::hosts() const {
-  std::lock_guard lock(scheduler_mutex_);
-  return scheduler_.views();
-}
-
 std::vector<EndpointHealth> Dispatcher::endpoints(const EndpointQuery& query) const {
-  std::lock_guard lock(scheduler_mutex_);
-  std::vector<EndpointHealth> all = breaker_.views(query, clock_->steady_now(), clock_->now());
-  for (EndpointHealth& e : all) {
-    if (auto host = scheduler_.view(e.endpoint)) e.in_flight = host->in_flight;
-  }
-  return all;
+  return admission_.endpoints(query, clock_->steady_now(), clock_->now());
 }
 
-EndpointCounts Dispatcher::endpoint_counts() const {
-  std::lock_guard lock(scheduler_mutex_);
-  return breaker_.counts();
-}
-
-// ---------------------------------------------------------------- held deliveries
+// ---------------------------------------------------------------- held attempts
 
 bool Dispatcher::hold(ClaimedDelivery delivery, SteadyTime leased_at, bool reserved) {
   const std::int64_t seq = delivery.lease.seq;
-  {
-    std::lock_guard lock(scheduler_mutex_);
-    if (!scheduler_.add(delivery.host_key, seq, reserved, clock_->steady_now())) return false;
-  }
-  held_.insert_or_assign(seq, Held{std::move(delivery), leased_at + times_.lease});
+  if (!admission_.join_line(delivery.host_key, seq, reserved, clock_->steady_now())) return false;
+  const LeaseToken token = delivery.lease;
+  attempts_.insert_or_assign(
+      seq, dispatch::Attempt(std::move(delivery), Lease(token, leased_at + times_.lease)));
   return true;
 }
 
-void Dispatcher::drop_waiting(std::unordered_map<std::int64_t, Held>::iterator it) {
-  {
-    std::lock_guard lock(scheduler_mutex_);
-    scheduler_.remove(it->second.delivery.host_key, it->first);
-  }
-  held_.erase(it);
-}
-
-void Dispatcher::hold_back(std::unordered_map<std::int64_t, Held>::iterator it, SteadyTime now) {
-  Millis until_probe{0};
-  {
-    std::lock_guard lock(scheduler_mutex_);
-    scheduler_.finished(it->second.delivery.host_key, std::nullopt, now);
-    until_probe = breaker_.hold_for(it->second.delivery.host_key, now);
-  }
-  // Due again when the endpoint may be probed, so claims do not bring it straight back.
-  store_.release(it->second.delivery.lease, std::max(until_probe, deferral(options_)));
-  held_.erase(it);
+void Dispatcher::give_back(Attempts::iterator it, Millis delay) {
+  store_.release(it->second.lease().token(), delay);
+  attempts_.erase(it);
 }
 
 void Dispatcher::report(const BreakerTransition& t) {
+  const SteadyTime now = clock_->steady_now();
   if (t.to == BreakerState::kOpen) {
     // Its waiting deliveries become due when it may be probed, so claims stop walking past them.
-    const SteadyTime now = clock_->steady_now();
-    Millis hold{0};
-    {
-      std::lock_guard lock(scheduler_mutex_);
-      hold = breaker_.hold_for(t.endpoint, now);
+    const Millis hold = admission_.hold_for(t.endpoint, now);
+    if (options_.breaker.defer_backlog && hold > Millis(0) && !stopping_) {
+      store_.defer(BacklogDeferral{t.endpoint, now + hold, 0, false, /*announce=*/true});
     }
-    if (options_.breaker.defer_backlog && hold > Millis(0) && !stopping_)
-      store_.defer_host(t.endpoint, now + hold, 0, /*announce=*/true);
     spdlog::warn(
         "event=breaker_open endpoint={} failure_rate={:.2f} attempts={} cooldown_ms={} "
         "reason={}",
         t.endpoint, t.failure_rate, t.attempts, t.cooldown.count(),
         t.probe ? "probe_failed" : "failure_rate");
   } else if (t.to == BreakerState::kHalfOpen) {
-    // While the probe runs (one attempt, within the attempt timeout) the rest of the backlog
-    // stays out of the claims' way; the oldest, the probe's, stays due.
-    if (options_.breaker.defer_backlog && !stopping_)
-      store_.defer_host(t.endpoint, clock_->steady_now() + options_.attempt_timeout, 1);
     spdlog::info("event=breaker_half_open endpoint={}", t.endpoint);
   } else {
     spdlog::info("event=breaker_closed endpoint={}", t.endpoint);
@@ -290,35 +240,31 @@ void Dispatcher::stale_write(std::string_view write, const LeaseToken& token) {
 
 void Dispatcher::pump() {
   const SteadyTime now = clock_->steady_now();
-  for (;;) {
-    std::optional<HostScheduler::Pick> pick;
-    auto admission = EndpointBreaker::Admission::kRun;
-    {
-      std::lock_guard lock(scheduler_mutex_);
-      pick = scheduler_.next(now);
-      if (pick) admission = breaker_.admit(pick->host, now);
-    }
-    if (!pick) return;
-    auto it = held_.find(pick->job);
-    if (it != held_.end() && admission == EndpointBreaker::Admission::kHold) {
-      hold_back(it, now);
+  const auto claimed_as_probe = [this](Admission::JobId job) {
+    auto it = attempts_.find(job);
+    return it != attempts_.end() && it->second.claimed_as_probe();
+  };
+  while (std::optional<Admission::Next> next = admission_.next(now, claimed_as_probe)) {
+    const std::string& host = next->pick.host;
+    auto it = attempts_.find(next->pick.job);
+    if (next->verdict == EndpointBreaker::Admission::kHold) {
+      // Its endpoint is unhealthy: back to the store, no attempt spent, due when it may be
+      // probed, so claims do not bring it straight back.
+      if (it != attempts_.end()) give_back(it, std::max(next->hold_for, deferral(options_)));
       continue;
     }
-    if (it != held_.end() && it->second.lease_end - now >= times_.start_minimum) {
-      it->second.probe = admission == EndpointBreaker::Admission::kProbe;
-      start_attempt(it->second);
+    if (it == attempts_.end()) {
+      admission_.not_started(host, now);
       continue;
     }
-    // Too little lease left to finish and be recorded inside it (its renewal failed or is
-    // late): hand it back rather than risk a second sender.
-    {
-      std::lock_guard lock(scheduler_mutex_);
-      scheduler_.finished(pick->host, std::nullopt, now);
+    if (!it->second.lease().outlives(now, times_.start_minimum)) {
+      // Too little lease, as last confirmed, to finish and be recorded inside it (its renewal
+      // failed or is late): given up unsent, rather than risk a second sender.
+      admission_.not_started(host, now);
+      give_back(it, Millis(0));
+      continue;
     }
-    if (it != held_.end()) {
-      store_.release(it->second.delivery.lease, Millis(0));
-      held_.erase(it);
-    }
+    start_attempt(it->second, next->verdict == EndpointBreaker::Admission::kProbe);
   }
 }
 
@@ -332,91 +278,63 @@ Signer& Dispatcher::signer_for(const std::shared_ptr<const AppKey>& key) {
   return it->second.second;
 }
 
-void Dispatcher::start_attempt(Held& held) {
-  const ClaimedDelivery& d = held.delivery;
-  // The keyring is warm (claims and enqueue looked the app up), so this reads no disk.
-  Result<std::shared_ptr<const AppKey>> key = keys_.get(d.app_id);
+void Dispatcher::start_attempt(dispatch::Attempt& attempt, bool probe) {
+  const ClaimedDelivery& d = attempt.delivery();
+  // Claims and enqueues brought the key into memory; the io thread never reads the store.
+  Result<std::shared_ptr<const AppKey>> key = keys_->cached(d.app_id);
   if (!key.ok()) {
     // Never send unsigned: give the delivery back and try again later.
     spdlog::error("event=app_key_unavailable delivery_id={} app_id={} error=\"{}\"", d.id, d.app_id,
                   key.status().to_string());
-    {
-      std::lock_guard lock(scheduler_mutex_);
-      scheduler_.finished(d.host_key, std::nullopt, clock_->steady_now());
-    }
-    store_.release(d.lease, deferral(options_));
-    held_.erase(d.lease.seq);
+    admission_.not_started(d.host_key, clock_->steady_now());
+    give_back(attempts_.find(attempt.seq()), deferral(options_));
     return;
   }
-  held.running = true;
   ++in_flight_;
-  const TimePoint started_at = clock_->now();
-
-  HttpRequest request;
-  request.url = d.callback_url;
-  request.body = d.body;
-  request.timeout = options_.attempt_timeout;
-  request.headers.reserve(4);
-  request.headers.push_back("X-Callback-Id: " + d.id);
-  request.headers.push_back("X-Callback-Attempt: " + std::to_string(d.budget_used + 1));
-  signer_for(*key).add_headers(d.id, started_at, *d.body, request.headers);
-
-  client_.post(std::move(request), [this, seq = d.lease.seq, started_at](HttpResponse r) {
-    on_attempt_done(seq, started_at, std::move(r));
-  });
+  HttpRequest request = attempt.start(signer_for(*key), clock_->now(), clock_->steady_now(),
+                                      options_.attempt_timeout, probe);
+  client_.post(std::move(request),
+               [this, seq = attempt.seq()](HttpResponse r) { on_attempt_done(seq, std::move(r)); });
 }
 
-void Dispatcher::on_attempt_done(std::int64_t seq, TimePoint started_at, HttpResponse response) {
+void Dispatcher::on_attempt_done(std::int64_t seq, HttpResponse response) {
   --in_flight_;
-  auto it = held_.find(seq);
-  if (it == held_.end()) return;  // cannot happen: a running delivery stays held
-  const ClaimedDelivery& d = it->second.delivery;
-  std::optional<BreakerTransition> transition;
-  Millis until_probe{0};
-  {
-    std::lock_guard lock(scheduler_mutex_);
-    const SteadyTime now = clock_->steady_now();
-    scheduler_.finished(d.host_key, AttemptOutcome{response.http_status != 0, response.duration},
-                        now);
-    transition =
-        breaker_.record(d.host_key, response.error, response.http_status, it->second.probe, now);
-    if (options_.breaker.defer_backlog) until_probe = breaker_.hold_for(d.host_key, now);
-  }
-  if (transition) report(*transition);
+  auto it = attempts_.find(seq);
+  if (it == attempts_.end()) return;  // abandoned meanwhile
+  dispatch::Attempt& attempt = it->second;
+  const Admission::Verdict verdict =
+      admission_.finished(attempt.host(), response.error, response.http_status, response.duration,
+                          attempt.probe(), clock_->steady_now());
+  if (verdict.transition) report(*verdict.transition);
 
-  Attempt attempt;
-  attempt.number = d.attempts_made + 1;
-  attempt.started_at = started_at;
-  attempt.duration = response.duration;
-  attempt.http_status = response.http_status;
-  attempt.error = response.error;
-  attempt.error_detail = std::move(response.error_detail);
-  attempt.response_head = std::move(response.body_head);
-
-  NextStep next = policy_.after_attempt(attempt.error, d.budget_used + 1);
+  NextStep next = policy_.after_attempt(response.error, attempt.delivery().budget_used + 1);
   // Open (this attempt opened it, or was a straggler): the retry joins the deferred backlog.
-  next.retry_after = std::max(next.retry_after, until_probe);
-  spdlog::debug("event=attempt delivery_id={} attempt={} status={} error={} next_state={}", d.id,
-                attempt.number, attempt.http_status, to_string(attempt.error),
-                to_string(next.state));
-  if (options_.observer) options_.observer->on_attempt(attempt, next.state);
-  if (options_.history) options_.history->add(clock_->now(), attempt.error == AttemptError::kNone);
-  store_.record(AttemptRecord{d.lease, std::move(attempt), next.state, next.retry_after});
+  if (options_.breaker.defer_backlog)
+    next.retry_after = std::max(next.retry_after, verdict.hold_for);
+  AttemptRecord record = attempt.finish(std::move(response), next);
+  spdlog::debug("event=attempt delivery_id={} attempt={} status={} error={} next_state={}",
+                attempt.delivery().id, record.attempt.number, record.attempt.http_status,
+                to_string(record.attempt.error), to_string(next.state));
+  if (options_.observer) options_.observer->on_attempt(record.attempt, next.state);
+  if (options_.history) {
+    options_.history->add(clock_->now(), record.attempt.error == AttemptError::kNone);
+  }
+  store_.record(std::move(record), attempt.started());
 
   pump();
   maybe_claim();
 }
 
-// ---------------------------------------------------------------- store results
+// ---------------------------------------------------------------- store answers
 
 void Dispatcher::on_claimed(Result<std::vector<ClaimedDelivery>> claimed,
                             std::optional<Millis> next_due, SteadyTime sent_at) {
-  const auto for_host = std::exchange(claiming_for_host_, std::nullopt);
-  const auto probe_for = std::exchange(claiming_probe_, std::nullopt);
-  if (probe_for && (!claimed.ok() || claimed->empty())) {
-    // Nothing of that endpoint is due: look again in a while; a fresh callback may probe first.
-    std::lock_guard lock(scheduler_mutex_);
-    breaker_.probe_not_found(*probe_for, clock_->steady_now(), options_.breaker.cooldown);
+  const std::optional<ClaimPlan> plan = std::exchange(claim_out_, std::nullopt);
+  const bool probe = plan && plan->kind == ClaimPlan::Kind::kProbe;
+  const SteadyTime now = clock_->steady_now();
+  if (probe && (!claimed.ok() || claimed->empty())) {
+    // Nothing of that endpoint is due: look again in a while.
+    admission_.probe_not_found(*plan->request.only_host, now, deferral(options_));
   }
   if (!claimed.ok()) {
     spdlog::error("event=claim_failed error=\"{}\"", claimed.status().to_string());
@@ -424,48 +342,44 @@ void Dispatcher::on_claimed(Result<std::vector<ClaimedDelivery>> claimed,
     const std::size_t asked = claimed->size();
     std::size_t refused = 0;
     for (ClaimedDelivery& d : *claimed) {
-      if (stopping_) {
+      if (!running_ || stopping_) {
         store_.release(d.lease, Millis(0));
         continue;
       }
-      if (auto it = held_.find(d.lease.seq); it != held_.end()) {
+      if (auto it = attempts_.find(d.lease.seq); it != attempts_.end()) {
         // Its lease ran out while we held it and this claim took it again. Keep the one copy
         // under the new token; if its attempt already runs, the new lease goes back.
-        if (!it->second.running) {
-          it->second.delivery.lease = d.lease;
-          it->second.lease_end = sent_at + times_.lease;
+        if (it->second.stage() == dispatch::Attempt::Stage::kWaiting) {
+          it->second.take_lease(Lease(d.lease, sent_at + times_.lease));
         } else {
           store_.release(d.lease, Millis(0));
         }
         continue;
       }
       const LeaseToken token = d.lease;
-      const std::string host_key = d.host_key;
+      const std::string host = d.host_key;
       if (!hold(std::move(d), sent_at, /*reserved=*/false)) {
-        // Its host (or the host's pool) filled up since the claim was sized. A quick host is
-        // marked spilled, so a claim for it takes the row back as soon as its line has room:
-        // due at once. Others wait a poll interval, so busy hosts are not claimed round and
-        // round.
-        bool quick = false;
-        {
-          std::lock_guard lock(scheduler_mutex_);
-          std::optional<HostView> view = scheduler_.view(host_key);
-          quick = view && view->pool == HostPool::kQuick;
-          scheduler_.note_spilled(host_key);
-        }
-        store_.release(token, quick ? Millis(0) : deferral(options_));
+        // Its host (or the host's pool) filled up since the claim was sized. A quick host's
+        // overflow is claimed by host as soon as its line has room: due at once. Others wait
+        // a poll interval, so busy hosts are not claimed round and round.
+        store_.release(token, admission_.spilled(host) ? Millis(0) : deferral(options_));
         ++refused;
+        continue;
+      }
+      if (probe) {
+        attempts_.at(token.seq).mark_claimed_as_probe();
+        // While the probe runs (one attempt, within its bound) the rest of the endpoint's
+        // backlog stays out of the claims' way.
+        if (options_.breaker.defer_backlog) {
+          store_.defer(BacklogDeferral{host, now + options_.attempt_timeout});
+        }
       }
     }
-    if (probe_for) {
-      // One delivery, the probe: it starts as soon as its endpoint's line lets it.
-    } else if (for_host) {
+    if (plan && plan->kind == ClaimPlan::Kind::kForHost) {
       // As many as it had room for: the store may hold more of them.
-      if (asked >= for_host->second) {
-        std::lock_guard lock(scheduler_mutex_);
-        scheduler_.note_spilled(for_host->first);
-      }
-    } else if (refused == 0 && asked > 0 && !next_due) {
+      if (asked >= plan->request.limit) admission_.spilled_more(*plan->request.only_host);
+    } else if (plan && plan->kind == ClaimPlan::Kind::kDue && refused == 0 && asked > 0 &&
+               !next_due) {
       // A full batch that all fitted: more may be due right now. A batch with rows that did
       // not fit waits for the next tick, so a crowd of busy hosts is not claimed round and
       // round.
@@ -473,18 +387,18 @@ void Dispatcher::on_claimed(Result<std::vector<ClaimedDelivery>> claimed,
     }
     pump();
   }
-  if (next_due && !stopping_) arm_timer(clock_->steady_now() + *next_due);
+  if (next_due && running_ && !stopping_) arm_timer(now + *next_due);
   maybe_claim();
   maybe_finish_stop();
 }
 
-void Dispatcher::on_recorded(const std::vector<AttemptRecord>& stored, const StaleTokens& stale) {
+void Dispatcher::on_recorded(const std::vector<AttemptRecord>& records, const StaleTokens& stale) {
   std::optional<Millis> earliest_retry;
-  for (const AttemptRecord& r : stored) {
-    auto it = held_.find(r.lease.seq);
-    const bool ours = it != held_.end() && it->second.delivery.lease == r.lease;
-    std::string app_id = ours ? std::move(it->second.delivery.app_id) : std::string();
-    if (ours) held_.erase(it);
+  for (const AttemptRecord& r : records) {
+    auto it = attempts_.find(r.lease.seq);
+    const bool ours = it != attempts_.end() && it->second.lease().token() == r.lease;
+    std::string app_id = ours ? it->second.delivery().app_id : std::string();
+    if (ours) attempts_.erase(it);
     if (std::find(stale.begin(), stale.end(), r.lease) != stale.end()) {
       stale_write("record", r.lease);
     } else if (r.next_state == DeliveryState::kPending) {
@@ -494,7 +408,9 @@ void Dispatcher::on_recorded(const std::vector<AttemptRecord>& stored, const Sta
     }
   }
   // Retries are due once their record is stored, not before.
-  if (earliest_retry && !stopping_) arm_timer(clock_->steady_now() + *earliest_retry);
+  if (earliest_retry && running_ && !stopping_) {
+    arm_timer(clock_->steady_now() + *earliest_retry);
+  }
   maybe_claim();
   maybe_finish_stop();
 }
@@ -507,21 +423,22 @@ void Dispatcher::on_released(const StaleTokens& stale) {
 void Dispatcher::on_renewed(const std::vector<LeaseToken>& renewed, const StaleTokens& stale,
                             SteadyTime sent_at) {
   for (const LeaseToken& token : renewed) {
-    auto it = held_.find(token.seq);
-    if (it == held_.end() || !(it->second.delivery.lease == token)) continue;
-    it->second.lease_end = sent_at + times_.lease;
-    it->second.renewing = false;
+    auto it = attempts_.find(token.seq);
+    if (it == attempts_.end() || !(it->second.lease().token() == token)) continue;
+    it->second.lease().confirm(sent_at, times_.lease);
   }
   for (const LeaseToken& token : stale) {
-    auto it = held_.find(token.seq);
-    // No longer held under this token: its attempt was recorded (or it was released) while
+    auto it = attempts_.find(token.seq);
+    // No longer held under this token: its attempt was recorded (or it was given back) while
     // the renewal was on its way, which is no one else's write.
-    if (it == held_.end() || !(it->second.delivery.lease == token)) continue;
+    if (it == attempts_.end() || !(it->second.lease().token() == token)) continue;
     stale_write("renew", token);
-    it->second.renewing = false;
-    // Someone else holds it now: a waiting one must not start. A running one finishes, and
-    // its record will be refused as stale too.
-    if (!it->second.running) drop_waiting(it);
+    // Someone else holds it now: a waiting one must not start. One that was sent finishes,
+    // and its record will be refused as stale too.
+    if (it->second.stage() == dispatch::Attempt::Stage::kWaiting) {
+      admission_.leave_line(it->second.host(), it->first);
+      attempts_.erase(it);
+    }
   }
   pump();
   maybe_finish_stop();
@@ -535,88 +452,67 @@ void Dispatcher::on_maintained(bool more_to_prune) {
 
 void Dispatcher::on_deferred() { maybe_finish_stop(); }
 
-// ---------------------------------------------------------------- claims and the tick
+// ---------------------------------------------------------------- claims, leases and the tick
 
 void Dispatcher::maybe_claim() {
   if (!running_ || stopping_ || store_.claiming()) return;
-  ClaimRequest request;
-  std::vector<SkippedBacklog> skipped_backlogs;
-  {
-    std::lock_guard lock(scheduler_mutex_);
-    std::optional<HostScheduler::SpilledHost> spilled;
-    // A half-open endpoint's probe first: its oldest due delivery, and only that.
-    std::optional<std::string> probe = breaker_.take_probe_claim(clock_->steady_now());
-    // An open endpoint's overflow waits in the store until it closes.
-    while (!probe && (spilled = scheduler_.take_spilled()) && !breaker_.closed(spilled->host)) {
-    }
-    if (probe) {
-      request.limit = 1;
-      request.only_host = *probe;
-      claiming_probe_ = std::move(probe);
-    } else if (spilled) {
-      // A quick host's overflow first: it is claimed by host, not behind other hosts' rows.
-      request.limit = std::min(options_.claim_batch, spilled->room);
-      request.only_host = spilled->host;
-      claiming_for_host_.emplace(std::move(spilled->host), request.limit);
-    } else {
-      if (!claim_wanted_) return;
-      request.limit = std::min(options_.claim_batch, scheduler_.waiting_room());
-      if (request.limit == 0) return;  // a finishing attempt calls back here
-      // Open endpoints first: their deliveries wait in the store.
-      const SteadyTime now = clock_->steady_now();
-      request.skip_hosts = breaker_.unhealthy(kMaxSkippedHosts / 2);
-      for (const std::string& host : request.skip_hosts) {
-        const Millis hold = breaker_.hold_for(host, now);  // 0 while half-open
-        if (options_.breaker.defer_backlog && hold > Millis(0))
-          skipped_backlogs.push_back(SkippedBacklog{host, now + hold, Millis(0), 0});
-      }
-      for (std::string& host :
-           scheduler_.full_hosts(kMaxSkippedHosts - request.skip_hosts.size())) {
-        std::optional<HostView> view = scheduler_.view(host);
-        if (view && view->pool == HostPool::kSlow && breaker_.closed(host)) {
-          skipped_backlogs.push_back(
-              SkippedBacklog{host, std::nullopt,
-                             std::clamp(kSlowBacklogDurations * view->typical_duration,
-                                        kMinSlowBacklogHold, kMaxSlowBacklogHold),
-                             kSlowBacklogKeptPerSlot * std::max<std::size_t>(view->limit, 1)});
-        } else if (view && view->pool == HostPool::kQuick) {
-          // Its rows this claim leaves (a retry falling due, say) are claimed for it once its
-          // line has room, like an overflow; nothing else would before the next tick.
-          scheduler_.note_spilled(host);
-        }
-        request.skip_hosts.push_back(std::move(host));
-      }
-      claim_wanted_ = false;
-    }
-  }
+  const SteadyTime now = clock_->steady_now();
+  std::optional<ClaimPlan> plan = admission_.plan_claim(now, options_.claim_batch, claim_wanted_,
+                                                        options_.breaker.defer_backlog);
+  if (!plan) return;
+  if (plan->kind == ClaimPlan::Kind::kDue) claim_wanted_ = false;
   // Before the claim: the store runs its calls in order, so this claim already skips less.
-  defer_skipped_backlogs(skipped_backlogs);
+  for (BacklogDeferral& d : plan->deferrals) defer(std::move(d));
+  plan->deferrals.clear();
+  ClaimRequest request = plan->request;
   request.lease = times_.lease;
+  claim_out_ = std::move(plan);
   store_.claim(std::move(request));
 }
 
-void Dispatcher::defer_skipped_backlogs(const std::vector<SkippedBacklog>& hosts) {
-  if (hosts.empty()) return;
-  const SteadyTime now = clock_->steady_now();
-  for (const SkippedBacklog& skipped : hosts) {
-    auto [it, fresh] = backlog_moves_.try_emplace(skipped.host);
-    const SteadyTime until =
-        skipped.until ? *skipped.until
-                      : (!fresh && now < it->second.until ? it->second.until : now + skipped.hold);
-    if (!fresh && now - it->second.moved_at < kBacklogMoveInterval) continue;  // a moment ago
-    it->second = BacklogMove{until, now};
-    store_.defer_host(skipped.host, until, skipped.keep);
+void Dispatcher::defer(BacklogDeferral deferral) {
+  if (auto move = backlog_moves_.next(std::move(deferral), clock_->steady_now())) {
+    store_.defer(std::move(*move));
   }
 }
 
-void Dispatcher::renew_leases(SteadyTime now) {
+void Dispatcher::keep_leases(SteadyTime now) {
   std::vector<LeaseToken> due;
-  for (auto& [seq, held] : held_) {
-    if (held.renewing || held.lease_end - now >= times_.renew_below) continue;
-    held.renewing = true;
-    due.push_back(held.delivery.lease);
+  std::vector<std::int64_t> given_up;
+  for (auto& [seq, attempt] : attempts_) {
+    Lease& lease = attempt.lease();
+    if (attempt.stage() == dispatch::Attempt::Stage::kWaiting && lease.ended(now)) {
+      // Not confirmed in time: the store may have given it to someone else.
+      given_up.push_back(seq);
+    } else if (!lease.renewing() && !lease.outlives(now, times_.renew_below)) {
+      lease.renewal_sent();
+      due.push_back(lease.token());
+    }
   }
   if (!due.empty()) store_.renew(std::move(due), times_.lease);
+  if (given_up.empty()) return;
+  spdlog::warn("event=leases_given_up count={} reason=\"not confirmed by the store in time\"",
+               given_up.size());
+  for (std::int64_t seq : given_up) {
+    auto it = attempts_.find(seq);
+    admission_.leave_line(it->second.host(), seq);
+    give_back(it, Millis(0));
+  }
+}
+
+void Dispatcher::maintain(SteadyTime now) {
+  const bool prune = prune_wanted_ || now >= next_prune_;
+  if (now >= next_prune_) next_prune_ = now + kPruneInterval;
+  prune_wanted_ = false;
+  LeaseRecovery recovery;
+  recovery.held.reserve(attempts_.size());
+  for (const auto& [seq, attempt] : attempts_) recovery.held.push_back(seq);
+  store_.add_releasing(recovery.held);
+  std::sort(recovery.held.begin(), recovery.held.end());
+  // Another process's leases only once this one has heard from the store throughout the last
+  // attempt bound: after an outage, their holders renew first.
+  if (store_.settled_for(times_.start_minimum, now)) recovery.others_after = times_.start_minimum;
+  store_.maintain(std::move(recovery), prune, options_.retention);
 }
 
 void Dispatcher::arm_timer(SteadyTime at) {
@@ -635,29 +531,21 @@ void Dispatcher::arm_timer(SteadyTime at) {
 }
 
 void Dispatcher::on_tick() {
-  if (!running_ || stopping_) return;
+  if (!running_) return;
   const SteadyTime now = clock_->steady_now();
-  // Renewals go to the store before lease recovery, so a held lease is never recovered.
-  renew_leases(now);
-  const bool prune = prune_wanted_ || now >= next_prune_;
-  if (now >= next_prune_) next_prune_ = now + kPruneInterval;
-  prune_wanted_ = false;
-  store_.maintain(/*recover=*/true, prune, options_.retention);
-  store_.retry();
-  std::vector<BreakerTransition> half_open;
-  {
-    std::lock_guard lock(scheduler_mutex_);
-    half_open = breaker_.advance(now);
+  // Also while stopping: attempts still recording keep their leases until their records land.
+  keep_leases(now);
+  if (!stopping_) {
+    maintain(now);
+    for (const BreakerTransition& t : admission_.advance(now)) report(t);
     if (now >= next_forget_) {
       next_forget_ = now + kForgetInterval;
-      scheduler_.forget_idle(now);
-      breaker_.forget_idle(now);
-      std::erase_if(backlog_moves_, [&](const auto& move) { return move.second.until < now; });
+      admission_.forget_idle(now);
+      backlog_moves_.forget_past(now);
     }
+    claim_wanted_ = true;
+    maybe_claim();
   }
-  for (const BreakerTransition& t : half_open) report(t);
-  claim_wanted_ = true;
-  maybe_claim();
   arm_timer(now + options_.poll_interval);
 }
 

@@ -1,13 +1,14 @@
-// Moves deliveries from the queue to the network. It wires three parts together:
-// - the HostScheduler decides which held delivery starts next (fairness, caps, adaptive
-//   per-host concurrency);
-// - the StoreLink claims, renews, records and releases on a storage thread;
-// - the HttpClient runs each attempt;
-// - the EndpointBreaker holds back attempts to endpoints that keep failing (their deliveries
-//   stay in the store, pending, spending nothing) and lets one probe through after a cool-down.
-// What it keeps itself is the set of held deliveries and their leases: every held lease is
-// renewed before it could run out, an attempt starts only with enough lease left to finish and
-// be recorded, and a write refused for a stale token is counted and logged.
+// Moves deliveries from the store to the network, one Attempt at a time each:
+// - the Admission decides which held attempt starts next (host scheduler: fairness, caps,
+//   adaptive per-host concurrency; endpoint breaker: endpoints that keep failing wait in the
+//   store, spending nothing, until a probe of their oldest waiting callback succeeds);
+// - the StoreWorker claims, renews, records and releases on lanes of its own, and always
+//   hears back;
+// - the HttpClient runs each attempt.
+// What the dispatcher keeps itself is its attempts and their leases: every lease it holds is
+// renewed before it could run out, an attempt starts only with lease enough to finish and be
+// recorded, a lease that cannot be confirmed is given up unsent, and a write refused for a stale
+// token is counted and logged.
 //
 // Threads: everything but the "any thread" methods runs on the io_context's thread.
 #pragma once
@@ -20,18 +21,18 @@
 #include <boost/asio/steady_timer.hpp>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "dispatch/admission.h"
+#include "dispatch/attempt.h"
 #include "dispatch/attempt_history.h"
-#include "dispatch/endpoint_breaker.h"
-#include "dispatch/host_scheduler.h"
-#include "dispatch/lease_times.h"
+#include "dispatch/backlog_deferral.h"
+#include "dispatch/lease.h"
 #include "dispatch/retry_policy.h"
-#include "dispatch/store_link.h"
+#include "dispatch/store_worker.h"
 #include "secrets/app_keyring.h"
 #include "signing/signer.h"
 #include "transport/http_client.h"
@@ -56,17 +57,25 @@ struct DispatcherOptions {
   AttemptHistory* history = nullptr;  // optional; counts each finished attempt
 };
 
-class Dispatcher : private StoreLink::Listener {
+class Dispatcher : private StoreWorker::Listener {
  public:
-  Dispatcher(boost::asio::io_context& io, Queue& queue, AppKeyring& keys, RetryPolicy policy,
-             DispatcherOptions options, std::shared_ptr<const Clock> clock);
+  Dispatcher(boost::asio::io_context& io, std::shared_ptr<Queue> queue,
+             std::shared_ptr<AppKeyring> keys, RetryPolicy policy, DispatcherOptions options,
+             std::shared_ptr<const Clock> clock);
   ~Dispatcher() override;
 
   // io thread. Starts claiming and accepting hand-offs.
   void start();
-  // io thread. Stops claiming and accepting hand-offs at once, returns waiting deliveries to
-  // pending, lets attempts in flight finish and records them; then calls `done` (io thread).
+  // io thread. Stops claiming and accepting hand-offs at once, gives waiting attempts back to
+  // the store, lets attempts in flight finish and records them (renewing their leases
+  // meanwhile); then calls `done` (io thread), once every write is stored.
   void stop(std::function<void()> done);
+  // io thread. For a stop past its deadline: drops every attempt and write still open, leaving
+  // their leases to recovery (an attempt sent but not recorded may be sent again, under the same
+  // number), and stops hearing from the store. start() may follow.
+  void abandon();
+  // io thread. What a stop still waits for, for its log line.
+  std::string stop_progress() const;
 
   // Any thread. How long a fresh delivery handed over should be leased for.
   Millis lease() const { return times_.lease; }
@@ -84,62 +93,46 @@ class Dispatcher : private StoreLink::Listener {
   // Any thread. Attempts running now.
   std::size_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
   // Any thread. What the scheduler knows of each host.
-  std::vector<HostView> hosts() const;
-  // Any thread. What the breaker knows of each endpoint, with attempts in flight.
+  std::vector<HostView> hosts() const { return admission_.hosts(); }
+  // Any thread. Endpoints in use, with their breaker state and attempts in flight.
   std::vector<EndpointHealth> endpoints(const EndpointQuery& query) const;
-  EndpointCounts endpoint_counts() const;
+  EndpointCounts endpoint_counts() const { return admission_.endpoint_counts(); }
 
  private:
-  // A delivery this dispatcher holds a lease on: waiting in its host's line, or running.
-  struct Held {
-    ClaimedDelivery delivery;
-    SteadyTime lease_end;   // a conservative estimate of when the store ends the lease
-    bool running = false;   // its attempt started; it leaves once its record is stored
-    bool renewing = false;  // a renewal is on its way
-    bool probe = false;     // its attempt is a half-open endpoint's probe
-  };
+  using Attempts = std::unordered_map<std::int64_t, dispatch::Attempt>;
 
-  // StoreLink::Listener
+  // StoreWorker::Listener
   void on_claimed(Result<std::vector<ClaimedDelivery>> claimed, std::optional<Millis> next_due,
                   SteadyTime sent_at) override;
-  void on_recorded(const std::vector<AttemptRecord>& stored, const StaleTokens& stale) override;
+  void on_recorded(const std::vector<AttemptRecord>& records, const StaleTokens& stale) override;
   void on_released(const StaleTokens& stale) override;
   void on_renewed(const std::vector<LeaseToken>& renewed, const StaleTokens& stale,
                   SteadyTime sent_at) override;
   void on_maintained(bool more_to_prune) override;
   void on_deferred() override;
 
-  // Takes a claimed delivery into a host's line; false when the line had no room.
+  // A claimed or handed-over delivery joins its host's line; false when the line had no room.
   bool hold(ClaimedDelivery delivery, SteadyTime leased_at, bool reserved);
-  void drop_waiting(std::unordered_map<std::int64_t, Held>::iterator it);
-  // Its endpoint's breaker is open: back to the store, no attempt spent.
-  void hold_back(std::unordered_map<std::int64_t, Held>::iterator it, SteadyTime now);
+  // A waiting attempt goes back to the store, due `delay` from now, unsent.
+  void give_back(Attempts::iterator it, Millis delay);
   void report(const BreakerTransition& transition);
   void pump();
-  void start_attempt(Held& held);
-  void on_attempt_done(std::int64_t seq, TimePoint started_at, HttpResponse response);
+  void start_attempt(dispatch::Attempt& attempt, bool probe);
+  void on_attempt_done(std::int64_t seq, HttpResponse response);
   Signer& signer_for(const std::shared_ptr<const AppKey>& key);
   void stale_write(std::string_view write, const LeaseToken& token);
 
   void maybe_claim();
-  // Claims walk past the due rows of the hosts they skip, so those rows are moved out of the
-  // due range: an open endpoint's to its probe time, a full slow host's (but what its line takes
-  // next) a few of its attempt durations later. Callbacks keep arriving for such hosts, so the
-  // move is repeated, to the same time, at most once a second; only the new rows move then.
-  struct SkippedBacklog {
-    std::string host;
-    std::optional<SteadyTime> until;  // an open endpoint's probe time; a slow host's: keep the
-    Millis hold{0};                   // last one while it lasts, then now + hold
-    std::size_t keep = 0;
-  };
-  void defer_skipped_backlogs(const std::vector<SkippedBacklog>& hosts);
-  void renew_leases(SteadyTime now);
+  void defer(BacklogDeferral deferral);
+  // Renews the leases running low, and gives up waiting attempts whose lease ran out unconfirmed.
+  void keep_leases(SteadyTime now);
+  void maintain(SteadyTime now);
   void arm_timer(SteadyTime at);
   void on_tick();
   void maybe_finish_stop();
 
   boost::asio::io_context& io_;
-  AppKeyring& keys_;
+  const std::shared_ptr<AppKeyring> keys_;
   const RetryPolicy policy_;
   const DispatcherOptions options_;
   const std::shared_ptr<const Clock> clock_;
@@ -153,36 +146,24 @@ class Dispatcher : private StoreLink::Listener {
   SteadyTime next_forget_;
 
   // io thread state
-  std::unordered_map<std::int64_t, Held> held_;  // by delivery seq
-  std::atomic<std::size_t> in_flight_ = 0;       // written on the io thread only
+  Attempts attempts_;                       // by delivery seq
+  std::atomic<std::size_t> in_flight_ = 0;  // written on the io thread only
   std::unordered_map<std::string, std::pair<std::shared_ptr<const AppKey>, Signer>> signers_;
   bool running_ = false;
   bool stopping_ = false;
   bool claim_wanted_ = true;
-  // The claim out is for this one host's deliveries, at most this many (see take_spilled).
-  std::optional<std::pair<std::string, std::size_t>> claiming_for_host_;
-  // The claim out is for this half-open endpoint's probe.
-  std::optional<std::string> claiming_probe_;
   bool prune_wanted_ = true;
+  // The claim out, while one is: what it was for.
+  std::optional<ClaimPlan> claim_out_;
   std::function<void()> stop_done_;
-  // Skipped hosts whose backlog was moved: to when, and when it was last moved.
-  struct BacklogMove {
-    SteadyTime until{};
-    SteadyTime moved_at{};
-  };
-  std::unordered_map<std::string, BacklogMove> backlog_moves_;
+  BacklogMoves backlog_moves_;
 
-  // Shared with enqueue threads: the scheduler, the breaker and who may reserve a place.
-  mutable std::mutex scheduler_mutex_;
-  HostScheduler scheduler_;
-  EndpointBreaker breaker_;
-  bool accepting_ = false;
-  std::size_t reservations_ = 0;  // reserved, not yet handed off or cancelled
-
+  // Shared with the enqueuing threads.
+  Admission admission_;
   std::atomic<bool> notice_posted_ = false;  // a notify_pending() is waiting in the loop
 
-  // Last member: its storage thread is joined first on destruction.
-  StoreLink store_;
+  // Last member: its lanes stop first on destruction.
+  StoreWorker store_;
 };
 
 }  // namespace callbackd

@@ -137,25 +137,6 @@ Millis EndpointBreaker::hold_for(std::string_view endpoint, SteadyTime now) cons
   return std::chrono::ceil<Millis>(e->next_probe_at - now);
 }
 
-bool EndpointBreaker::may_hand_off(std::string_view endpoint, SteadyTime now) {
-  Endpoint* e = options_.enabled ? find(endpoint) : nullptr;
-  if (e == nullptr || e->state == BreakerState::kClosed) return true;
-  if (e->state == BreakerState::kOpen) return false;
-  expire_probe(*e, now);
-  if (e->probe != Probe::kNone) return false;
-  e->probe = Probe::kOnItsWay;
-  e->probe_until = now + probe_patience_;
-  return true;
-}
-
-void EndpointBreaker::probe_lost(std::string_view endpoint, SteadyTime now) {
-  Endpoint* e = find(endpoint);
-  if (e == nullptr || e->state != BreakerState::kHalfOpen || e->probe != Probe::kOnItsWay) return;
-  e->probe = Probe::kNone;
-  e->probe_claim_at = now;
-  next_probe_claim_ = std::min(next_probe_claim_, now);
-}
-
 // ---------------------------------------------------------------- verdicts
 
 std::optional<BreakerTransition> EndpointBreaker::record(std::string_view endpoint,
@@ -311,6 +292,11 @@ std::vector<std::string> EndpointBreaker::unhealthy(std::size_t max) const {
 bool EndpointBreaker::closed(std::string_view endpoint) const {
   const Endpoint* e = find(endpoint);
   return e == nullptr || e->state == BreakerState::kClosed;
+}
+
+bool EndpointBreaker::half_open(std::string_view endpoint) const {
+  const Endpoint* e = find(endpoint);
+  return e != nullptr && e->state == BreakerState::kHalfOpen;
 }
 
 EndpointCounts EndpointBreaker::counts() const { return counts_; }

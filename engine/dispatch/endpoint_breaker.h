@@ -64,11 +64,6 @@ class EndpointBreaker {
   // How long a held delivery should stay in the store: until the cool-down ends (zero when
   // half-open or closed).
   Millis hold_for(std::string_view endpoint, SteadyTime now) const;
-  // Whether a fresh delivery may be handed straight to the dispatcher: closed, or half-open with
-  // no probe on its way (it then becomes that probe).
-  bool may_hand_off(std::string_view endpoint, SteadyTime now);
-  // A probe on its way did not arrive (its hand-off was cancelled): another may go at once.
-  void probe_lost(std::string_view endpoint, SteadyTime now);
 
   // An attempt ended. Returns the transition it caused, if any.
   std::optional<BreakerTransition> record(std::string_view endpoint, AttemptError error,
@@ -86,6 +81,9 @@ class EndpointBreaker {
   // Open and half-open endpoints, at most `max`: claims leave their deliveries in the store.
   std::vector<std::string> unhealthy(std::size_t max) const;
   bool closed(std::string_view endpoint) const;
+  bool half_open(std::string_view endpoint) const;
+  // Whether the endpoint is tracked at all (an attempt of it ended, and it is not forgotten).
+  bool tracked(std::string_view endpoint) const { return find(endpoint) != nullptr; }
   // Forgets closed endpoints without an attempt for three windows.
   void forget_idle(SteadyTime now);
 

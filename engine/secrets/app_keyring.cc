@@ -7,9 +7,9 @@ Result<std::shared_ptr<const AppKey>> AppKeyring::get(std::string_view app_id) {
     std::lock_guard lock(mutex_);
     if (auto it = keys_.find(app_id); it != keys_.end()) return it->second;
   }
-  Result<StoredApp> stored = queue_.find_app(app_id);
+  Result<StoredApp> stored = queue_->find_app(app_id);
   if (!stored.ok()) return stored.status();
-  Result<AppKey> opened = from_stored_app(*stored, box_);
+  Result<AppKey> opened = from_stored_app(*stored, *box_);
   if (!opened.ok()) return opened.status();
   auto key = std::make_shared<const AppKey>(std::move(*opened));
   std::lock_guard lock(mutex_);

@@ -29,10 +29,12 @@ struct AppKey {
   }
 };
 
-// Thread-safe.
+// Thread-safe. Held by shared_ptr, with what it reads from: a load may still be running on a
+// store thread that an engine stopped past its deadline has let go of.
 class AppKeyring {
  public:
-  AppKeyring(Queue& queue, const SecretBox& box) : queue_(queue), box_(box) {}
+  AppKeyring(std::shared_ptr<Queue> queue, std::shared_ptr<const SecretBox> box)
+      : queue_(std::move(queue)), box_(std::move(box)) {}
 
   // The app's key, loaded from the queue on the first call. kNotFound naming the app id.
   // A key loaded from the queue never replaces one put() meanwhile: a rotation that
@@ -45,8 +47,8 @@ class AppKeyring {
   void put(std::shared_ptr<const AppKey> key);
 
  private:
-  Queue& queue_;
-  const SecretBox& box_;
+  const std::shared_ptr<Queue> queue_;
+  const std::shared_ptr<const SecretBox> box_;
   std::mutex mutex_;
   // Transparent, so looking an app up by string_view allocates nothing (every attempt does).
   struct Hash {

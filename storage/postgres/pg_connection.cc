@@ -208,16 +208,18 @@ bool is_utf8(std::string_view text) {
   return true;
 }
 
-std::string bytea_param(std::string_view bytes) {
+std::string hex(std::string_view bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "\\x";
-  out.reserve(2 + bytes.size() * 2);
+  std::string out;
+  out.reserve(bytes.size() * 2);
   for (unsigned char c : bytes) {
     out.push_back(kHex[c >> 4]);
     out.push_back(kHex[c & 15]);
   }
   return out;
 }
+
+std::string bytea_param(std::string_view bytes) { return "\\x" + hex(bytes); }
 
 std::string array_param(const std::vector<std::string>& items) {
   std::string out = "{";

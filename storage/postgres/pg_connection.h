@@ -81,6 +81,8 @@ bool is_utf8(std::string_view text);
 
 // A bytea parameter in hex input format ("\\x…").
 std::string bytea_param(std::string_view bytes);
+// Lowercase hex of the bytes, for decode(…, 'hex').
+std::string hex(std::string_view bytes);
 // A text[] / bigint[] array literal ("{\"a\",\"b\"}") for `= ANY($n)` and unnest().
 std::string array_param(const std::vector<std::string>& items);
 std::string array_param(const std::vector<std::int64_t>& items);

@@ -26,7 +26,7 @@ inline const std::string kKnownApps = "SELECT id FROM apps WHERE id = ANY($1::te
 // afterwards.
 inline const std::string kCreateStaging =
     "CREATE TEMP TABLE IF NOT EXISTS enqueue_staging (i integer, id text, app_id text, "
-    "task_id text, callback_url text, body text, created_at bigint, host_key text, "
+    "task_id text, callback_url text, body text, host_key text, "
     "lease bigint) ON COMMIT DELETE ROWS";
 inline const std::string kCopyStaging = "COPY enqueue_staging FROM STDIN";
 inline const std::string kInsertDeliveries =
@@ -34,8 +34,8 @@ inline const std::string kInsertDeliveries =
     "  created_at, host_key, lease_owner, lease_gen) "
     "SELECT r.id, r.app_id, r.task_id, r.callback_url, r.body, "
     "  CASE WHEN r.lease IS NULL THEN 0 ELSE 1 END, " CALLBACKD_NOW_MS
-    " + coalesce(r.lease, 0), "
-    "  r.created_at, r.host_key, CASE WHEN r.lease IS NULL THEN 0 ELSE $1::bigint END, "
+    " + coalesce(r.lease, 0), " CALLBACKD_NOW_MS
+    ", r.host_key, CASE WHEN r.lease IS NULL THEN 0 ELSE $1::bigint END, "
     "  CASE WHEN r.lease IS NULL THEN 0 ELSE 1 END "
     "FROM enqueue_staging AS r ORDER BY r.i "
     "ON CONFLICT (app_id, task_id) DO NOTHING RETURNING id, seq";
@@ -47,10 +47,10 @@ inline const std::string kFindByTask =
     "SELECT id, state FROM deliveries WHERE app_id = $1 AND task_id = $2";
 
 // Claims: the due rows, oldest first, locked without waiting for other processes' claims.
-#define CALLBACKD_CLAIM(WHERE)                                                                \
+#define CALLBACKD_CLAIM(WHERE, ORDER)                                                         \
   "WITH picked AS (SELECT seq, due_at AS was_due FROM deliveries "                            \
-  "  WHERE " WHERE " AND state = 0 AND due_at <= " CALLBACKD_NOW_MS                           \
-  "  ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED), "                                      \
+  "  WHERE " WHERE " AND state = 0 AND due_at <= " CALLBACKD_NOW_MS "  ORDER BY " ORDER       \
+  " LIMIT $1 FOR UPDATE SKIP LOCKED), "                                                       \
   "claimed AS (UPDATE deliveries d SET state = 1, due_at = " CALLBACKD_NOW_MS                 \
   " + $2, "                                                                                   \
   "  lease_owner = $3, lease_gen = d.lease_gen + 1 FROM picked WHERE d.seq = picked.seq "     \
@@ -58,8 +58,10 @@ inline const std::string kFindByTask =
   "  d.body, d.attempts_made, d.budget_used, picked.was_due) "                                \
   "SELECT seq, lease_gen, id, app_id, task_id, callback_url, host_key, body, attempts_made, " \
   "  budget_used FROM claimed ORDER BY was_due, seq"
-inline const std::string kClaim = CALLBACKD_CLAIM("host_key <> ALL($4::text[])");
-inline const std::string kClaimForHost = CALLBACKD_CLAIM("host_key = $4");
+inline const std::string kClaim = CALLBACKD_CLAIM("host_key <> ALL($4::text[])", "due_at");
+inline const std::string kClaimForHost = CALLBACKD_CLAIM("host_key = $4", "due_at");
+// A half-open endpoint's probe: the due delivery handed over first, whatever keeps arriving.
+inline const std::string kClaimFirstHandedOver = CALLBACKD_CLAIM("host_key = $4", "seq");
 #undef CALLBACKD_CLAIM
 
 // Fenced writes: each names its token (seq, owner, generation).
@@ -69,24 +71,47 @@ inline const std::string kRenew =
     "FROM unnest($2::bigint[], $3::bigint[]) AS t(seq, gen) "
     "WHERE d.seq = t.seq AND d.lease_gen = t.gen AND d.state = 1 AND d.lease_owner = $4 "
     "RETURNING d.seq";
-inline const std::string kFinishAttempt =
-    "UPDATE deliveries SET state = $2, due_at = " CALLBACKD_NOW_MS
-    " + $3, attempts_made = $4, "
-    "budget_used = budget_used + 1 "
-    "WHERE seq = $1 AND state = 1 AND lease_owner = $5 AND lease_gen = $6";
-inline const std::string kInsertAttempt =
-    "INSERT INTO attempts (delivery_seq, n, started_at, duration_ms, http_status, error, "
-    "  error_detail, response_head) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-    "ON CONFLICT (delivery_seq, n) DO UPDATE SET started_at = excluded.started_at, "
-    "  duration_ms = excluded.duration_ms, http_status = excluded.http_status, "
-    "  error = excluded.error, error_detail = excluded.error_detail, "
-    "  response_head = excluded.response_head";
+// A batch of attempt records in one statement: each delivery moves on under its token and its
+// attempt is stored (dated on the database's clock: now() minus how long ago it started); a
+// record already stored under its token (a repeat after a lost answer) is answered "already".
+// Answers the seqs stored and already stored; the rest of the batch is stale.
+inline const std::string kRecordBatch =
+    "WITH r AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::smallint[], "
+    "    $5::bigint[], $6::integer[], $7::bigint[], $8::bigint[], $9::integer[], $10::text[], "
+    "    $11::text[], $12::text[]) "
+    "  AS r(seq, owner, gen, next_state, after_ms, n, started_ago, duration_ms, http_status, "
+    "    error, error_detail, head_hex)), "
+    "finished AS (UPDATE deliveries d SET state = r.next_state, due_at = " CALLBACKD_NOW_MS
+    " + r.after_ms, attempts_made = r.n, budget_used = d.budget_used + 1 FROM r "
+    "  WHERE d.seq = r.seq AND d.state = 1 AND d.lease_owner = r.owner AND d.lease_gen = r.gen "
+    "  RETURNING d.seq), "
+    "stored AS (INSERT INTO attempts (delivery_seq, n, started_at, duration_ms, http_status, "
+    "    error, error_detail, response_head) "
+    "  SELECT r.seq, r.n, " CALLBACKD_NOW_MS
+    " - r.started_ago, r.duration_ms, r.http_status, r.error, "
+    "    r.error_detail, decode(r.head_hex, 'hex') FROM r JOIN finished f ON f.seq = r.seq "
+    "  ON CONFLICT (delivery_seq, n) DO UPDATE SET started_at = excluded.started_at, "
+    "    duration_ms = excluded.duration_ms, http_status = excluded.http_status, "
+    "    error = excluded.error, error_detail = excluded.error_detail, "
+    "    response_head = excluded.response_head "
+    "  RETURNING delivery_seq) "
+    "SELECT delivery_seq FROM stored "
+    "UNION ALL SELECT d.seq FROM deliveries d JOIN r ON d.seq = r.seq "
+    "  WHERE d.lease_owner = r.owner AND d.lease_gen = r.gen AND d.state <> 1 "
+    "    AND d.attempts_made >= r.n";
+// Answers the seqs released now and those back to pending already under the same token (a
+// repeat after a lost answer, or a recovery that came first); the rest are stale. The second
+// part reads the rows as they were before this statement, so it never counts the first's.
 inline const std::string kRelease =
-    "UPDATE deliveries d SET state = 0, due_at = " CALLBACKD_NOW_MS
-    " + $1 "
-    "FROM unnest($2::bigint[], $3::bigint[], $4::bigint[]) AS t(seq, owner, gen) "
-    "WHERE d.seq = t.seq AND d.state = 1 AND d.lease_owner = t.owner AND d.lease_gen = t.gen "
-    "RETURNING d.seq";
+    "WITH t AS (SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[]) "
+    "  AS t(seq, owner, gen)), "
+    "released AS (UPDATE deliveries d SET state = 0, due_at = " CALLBACKD_NOW_MS
+    " + $1 FROM t "
+    "  WHERE d.seq = t.seq AND d.state = 1 AND d.lease_owner = t.owner AND d.lease_gen = t.gen "
+    "  RETURNING d.seq) "
+    "SELECT seq FROM released "
+    "UNION ALL SELECT d.seq FROM deliveries d JOIN t ON d.seq = t.seq "
+    "  WHERE d.state = 0 AND d.lease_owner = t.owner AND d.lease_gen = t.gen";
 // One endpoint's pending rows due before $2 move to $2, a batch at a time, oldest first after
 // the $4 oldest, off the partial (host_key, state, due_at) index of pending rows. The outer test is
 // checked again on rows another process claimed meanwhile, so an in-flight row is never touched.
@@ -96,10 +121,14 @@ inline const std::string kDeferHost =
     "  ORDER BY due_at LIMIT $3 OFFSET $4) "
     "AND state = 0 AND due_at < $2";
 inline const std::string kDueIn = "SELECT " CALLBACKD_NOW_MS " + $1";
-// Ended leases of other processes only: a process renews what it holds.
+// Ended leases: this process's own but those it still holds ($2), and other processes' once
+// they ended at least $3 ms ago (the holder, if alive, renews first after an outage; NULL: not
+// this time).
 inline const std::string kRecover =
     "UPDATE deliveries SET state = 0, due_at = " CALLBACKD_NOW_MS
-    " WHERE state = 1 AND due_at <= " CALLBACKD_NOW_MS " AND lease_owner <> $1";
+    " WHERE state = 1 AND ((lease_owner = $1 AND due_at <= " CALLBACKD_NOW_MS
+    "    AND seq <> ALL($2::bigint[])) "
+    "  OR (lease_owner <> $1 AND due_at <= " CALLBACKD_NOW_MS " - $3::bigint))";
 // The claim's walk, skipping the same endpoints, stopping at the first.
 inline const std::string kNextDue = "SELECT greatest(0, due_at - " CALLBACKD_NOW_MS
                                     ") FROM deliveries WHERE state = 0 "
@@ -150,9 +179,17 @@ inline const std::string& list_statement(bool state, bool app_id, bool task_id,
 inline const std::string kAttempts =
     "SELECT n, started_at, duration_ms, http_status, error, error_detail, response_head "
     "FROM attempts WHERE delivery_seq = $1 ORDER BY n";
+// The attempts of a page of deliveries in one query.
+inline const std::string kAttemptsOfMany =
+    "SELECT n, started_at, duration_ms, http_status, error, error_detail, response_head, "
+    "delivery_seq FROM attempts WHERE delivery_seq = ANY($1::bigint[]) ORDER BY delivery_seq, n";
 inline const std::string kPendingForHost =
     "SELECT count(*) FROM deliveries WHERE host_key = $1 AND state = 0";
 inline const std::string kCountByState = "SELECT state, count(*) FROM deliveries GROUP BY state";
+inline const std::string kUnfinishedOfApp =
+    "SELECT count(*) FROM (SELECT 1 FROM deliveries WHERE app_id = $1 AND state = 0 "
+    "  AND state <> 1 LIMIT $2) AS pending "
+    "UNION ALL SELECT count(*) FROM deliveries WHERE state = 1 AND app_id = $1";
 inline const std::string kUnfinishedByApp =
     "SELECT app_id, count(*) FROM deliveries WHERE state IN (0, 1) GROUP BY app_id";
 // Bulk redelivery: finished rows of one state whose finish time (due_at) is in [$2, $3), oldest

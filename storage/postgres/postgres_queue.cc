@@ -61,6 +61,19 @@ Delivery delivery_from_row(const Rows& rows, int row) {
   return d;
 }
 
+// The first seven columns of kAttempts and kAttemptsOfMany.
+Attempt attempt_from_row(const Rows& rows, int row) {
+  Attempt a;
+  a.number = static_cast<int>(rows.int64(row, 0));
+  a.started_at = from_unix_ms(rows.int64(row, 1));
+  a.duration = Millis(rows.int64(row, 2));
+  a.http_status = static_cast<int>(rows.int64(row, 3));
+  a.error = parse_attempt_error(rows.text(row, 4)).value_or(AttemptError::kNetwork);
+  a.error_detail = rows.text(row, 5);
+  a.response_head = rows.bytes(row, 6);
+  return a;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Queue>> open_postgres_queue(PostgresQueueOptions options) {
@@ -289,7 +302,8 @@ Result<std::vector<Result<Enqueued>>> PostgresQueue::insert_batch(
       rows += '\t';
       postgres::append_copy_field(rows, field);
     }
-    rows += '\t' + number(to_unix_ms(d.created_at)) + '\t';
+    // created_at is the database's now(), like every time this store keeps.
+    rows += '\t';
     postgres::append_copy_field(rows, d.host_key);
     rows += '\t' + (d.lease ? number(d.lease->count()) : std::string("\\N")) + '\n';
     ++staged;
@@ -376,7 +390,8 @@ Result<std::vector<ClaimedDelivery>> PostgresQueue::claim(const ClaimRequest& re
   const std::string lease = number(request.lease.count());
   auto rows =
       request.only_host
-          ? c->run("claim", kClaimForHost, {limit, lease, number(owner_), *request.only_host})
+          ? c->run("claim", request.first_handed_over ? kClaimFirstHandedOver : kClaimForHost,
+                   {limit, lease, number(owner_), *request.only_host})
           : c->run("claim", kClaim,
                    {limit, lease, number(owner_), array_param(request.skip_hosts)});
   if (!rows.ok()) return rows.status();
@@ -419,33 +434,40 @@ Result<StaleTokens> PostgresQueue::renew(std::span<const LeaseToken> tokens, Mil
 }
 
 Result<StaleTokens> PostgresQueue::record(std::span<const AttemptRecord> records) {
+  if (records.empty()) return StaleTokens{};
+  std::vector<std::int64_t> seqs, owners, generations, states, after, numbers, ago, durations,
+      statuses;
+  std::vector<std::string> errors, details, heads;
+  for (const AttemptRecord& r : records) {
+    const Attempt& a = r.attempt;
+    seqs.push_back(r.lease.seq);
+    owners.push_back(r.lease.owner);
+    generations.push_back(r.lease.generation);
+    states.push_back(static_cast<int>(r.next_state));
+    after.push_back(r.next_state == DeliveryState::kPending ? r.retry_after.count() : 0);
+    numbers.push_back(a.number);
+    ago.push_back(r.started_ago.count());
+    durations.push_back(a.duration.count());
+    statuses.push_back(a.http_status);
+    errors.emplace_back(to_string(a.error));
+    // Text arrays cannot hold what is not UTF-8: the detail is curl's message, the head any
+    // bytes, so it goes as hex.
+    details.push_back(postgres::is_utf8(a.error_detail) ? a.error_detail : std::string());
+    heads.push_back(postgres::hex(a.response_head));
+  }
+  auto c = pool_->borrow();
+  auto rows = c->run(
+      "record attempts", kRecordBatch,
+      {array_param(seqs), array_param(owners), array_param(generations), array_param(states),
+       array_param(after), array_param(numbers), array_param(ago), array_param(durations),
+       array_param(statuses), array_param(errors), array_param(details), array_param(heads)});
+  if (!rows.ok()) return rows.status();
+  std::unordered_set<std::int64_t> stored;
+  for (int r = 0; r < rows->size(); ++r) stored.insert(rows->int64(r, 0));
   StaleTokens stale;
-  if (records.empty()) return stale;
-  Status s = transaction([&](Connection& c) -> Status {
-    stale.clear();
-    for (const AttemptRecord& r : records) {
-      const std::int64_t after =
-          r.next_state == DeliveryState::kPending ? r.retry_after.count() : 0;
-      auto finished =
-          c.run("finish attempt", kFinishAttempt,
-                {number(r.lease.seq), number(static_cast<int>(r.next_state)), number(after),
-                 number(r.attempt.number), number(r.lease.owner), number(r.lease.generation)});
-      if (!finished.ok()) return finished.status();
-      if (finished->affected() == 0) {
-        stale.push_back(r.lease);  // the lease ended and someone claimed it again
-        continue;
-      }
-      const Attempt& a = r.attempt;
-      auto inserted =
-          c.run("insert attempt", kInsertAttempt,
-                {number(r.lease.seq), number(a.number), number(to_unix_ms(a.started_at)),
-                 number(a.duration.count()), number(a.http_status), std::string(to_string(a.error)),
-                 a.error_detail, bytea_param(a.response_head)});
-      if (!inserted.ok()) return inserted.status();
-    }
-    return Status::Ok();
-  });
-  if (!s.ok()) return s;
+  for (const AttemptRecord& r : records) {
+    if (!stored.contains(r.lease.seq)) stale.push_back(r.lease);
+  }
   return stale;
 }
 
@@ -472,9 +494,13 @@ Result<StaleTokens> PostgresQueue::release(std::span<const LeaseToken> tokens, M
   return stale;
 }
 
-Result<std::size_t> PostgresQueue::recover_expired_leases() {
+Result<std::size_t> PostgresQueue::recover_expired_leases(const LeaseRecovery& recovery) {
   auto c = pool_->borrow();
-  auto rows = c->run("recover leases", kRecover, {number(owner_)});
+  auto rows = c->run(
+      "recover leases", kRecover,
+      {number(owner_), array_param(recovery.held),
+       recovery.others_after ? std::optional<std::string>(number(recovery.others_after->count()))
+                             : std::nullopt});
   if (!rows.ok()) return rows.status();
   if (rows->affected() > 0) (void)notify_due(*c);
   return static_cast<std::size_t>(rows->affected());
@@ -522,17 +548,7 @@ Result<std::vector<Attempt>> PostgresQueue::attempts_of(Connection& c, std::int6
   auto rows = c.run("read attempts", kAttempts, {number(seq)});
   if (!rows.ok()) return rows.status();
   std::vector<Attempt> attempts;
-  for (int r = 0; r < rows->size(); ++r) {
-    Attempt a;
-    a.number = static_cast<int>(rows->int64(r, 0));
-    a.started_at = from_unix_ms(rows->int64(r, 1));
-    a.duration = Millis(rows->int64(r, 2));
-    a.http_status = static_cast<int>(rows->int64(r, 3));
-    a.error = parse_attempt_error(rows->text(r, 4)).value_or(AttemptError::kNetwork);
-    a.error_detail = rows->text(r, 5);
-    a.response_head = rows->bytes(r, 6);
-    attempts.push_back(std::move(a));
-  }
+  for (int r = 0; r < rows->size(); ++r) attempts.push_back(attempt_from_row(*rows, r));
   return attempts;
 }
 
@@ -574,14 +590,23 @@ Result<DeliveryPage> PostgresQueue::list(const DeliveryFilter& filter) {
   if (!rows.ok()) return rows.status();
   DeliveryPage page;
   const int shown = std::min(rows->size(), static_cast<int>(limit));
+  std::vector<std::int64_t> seqs;
   for (int r = 0; r < shown; ++r) {
-    Delivery d = delivery_from_row(*rows, r);
-    auto attempts = attempts_of(*c, rows->int64(r, 0));
-    if (!attempts.ok()) return attempts.status();
-    d.attempts = std::move(*attempts);
-    page.items.push_back(std::move(d));
+    page.items.push_back(delivery_from_row(*rows, r));
+    seqs.push_back(rows->int64(r, 0));
   }
   if (rows->size() > shown) page.next_cursor = number(rows->int64(shown - 1, 0));
+  if (seqs.empty()) return page;
+  // Every attempt of the page in one query, ordered by delivery then number.
+  auto attempts = c->run("read attempts", kAttemptsOfMany, {array_param(seqs)});
+  if (!attempts.ok()) return attempts.status();
+  std::size_t item = 0;
+  for (int r = 0; r < attempts->size(); ++r) {
+    const std::int64_t seq = attempts->int64(r, 7);
+    while (item < seqs.size() && seqs[item] != seq) ++item;
+    if (item == seqs.size()) break;  // cannot happen: both are in seq order
+    page.items[item].attempts.push_back(attempt_from_row(*attempts, r));
+  }
   return page;
 }
 
@@ -606,6 +631,16 @@ Result<std::vector<std::pair<std::string, std::size_t>>> PostgresQueue::count_un
     counts.emplace_back(rows->text(r, 0), static_cast<std::size_t>(rows->int64(r, 1)));
   }
   return counts;
+}
+
+Result<std::size_t> PostgresQueue::count_unfinished(std::string_view app_id, std::size_t at_most) {
+  auto c = pool_->borrow();
+  auto rows = c->run("count an app's unfinished deliveries", kUnfinishedOfApp,
+                     {std::string(app_id), number(static_cast<std::int64_t>(at_most))});
+  if (!rows.ok()) return rows.status();
+  std::size_t count = 0;
+  for (int r = 0; r < rows->size(); ++r) count += static_cast<std::size_t>(rows->int64(r, 0));
+  return count;
 }
 
 Result<std::size_t> PostgresQueue::count_pending_for_host(std::string_view host_key) {

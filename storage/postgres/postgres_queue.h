@@ -36,7 +36,7 @@ class PostgresQueue final : public Queue {
   Result<StaleTokens> record(std::span<const AttemptRecord> records) override;
   Result<StaleTokens> release(std::span<const LeaseToken> tokens, Millis delay) override;
   Result<Deferred> defer_host(const HostDeferral& request) override;
-  Result<std::size_t> recover_expired_leases() override;
+  Result<std::size_t> recover_expired_leases(const LeaseRecovery& recovery) override;
   Result<std::optional<Millis>> next_due_in(const std::vector<std::string>& skip_hosts) override;
   Result<std::size_t> prune_delivered(Millis age, std::size_t limit) override;
 
@@ -47,6 +47,7 @@ class PostgresQueue final : public Queue {
   Result<DeliveryPage> list(const DeliveryFilter& filter) override;
   Result<DeliveryCounts> count_by_state() override;
   Result<std::vector<std::pair<std::string, std::size_t>>> count_unfinished_by_app() override;
+  Result<std::size_t> count_unfinished(std::string_view app_id, std::size_t at_most) override;
   Result<std::size_t> count_pending_for_host(std::string_view host_key) override;
   Result<Delivery> redeliver(std::string_view delivery_id) override;
   Result<RedeliverBatch> redeliver_matching(const RedeliverFilter& filter) override;

@@ -49,6 +49,19 @@ Delivery delivery_from_row(const Statement& row) {
   return d;
 }
 
+// The first seven columns of kAttempts and kAttemptsOfMany.
+Attempt attempt_from_row(const Statement& row) {
+  Attempt a;
+  a.number = static_cast<int>(row.int64(0));
+  a.started_at = from_unix_ms(row.int64(1));
+  a.duration = Millis(row.int64(2));
+  a.http_status = static_cast<int>(row.int64(3));
+  a.error = parse_attempt_error(row.text(4)).value_or(AttemptError::kNetwork);
+  a.error_detail = row.text(5);
+  a.response_head = row.text(6);
+  return a;
+}
+
 std::optional<std::int64_t> parse_cursor(const std::string& cursor) {
   std::int64_t seq = 0;
   auto [end, ec] = std::from_chars(cursor.data(), cursor.data() + cursor.size(), seq);
@@ -69,6 +82,16 @@ std::string skip_list(const std::vector<std::string>& hosts) {
     list += '"';
   }
   return list + "]";
+}
+
+// "[1,2,…]": seqs for a json_each().
+std::string seqs_json(std::span<const std::int64_t> seqs) {
+  std::string json = "[";
+  for (std::int64_t seq : seqs) {
+    if (json.size() > 1) json += ',';
+    json += std::to_string(seq);
+  }
+  return json + ']';
 }
 
 // "[[seq,gen],…]" for kRenew's json_each().
@@ -489,7 +512,7 @@ Result<std::optional<EnqueueReceipt>> SqliteQueue::find_by_task(std::string_view
 Status SqliteQueue::recover_all_leases() {
   // The lock is ours, so whoever held these leases is gone: no need to wait them out.
   return write_transaction(Durability::kOnDisk, [&](Connection& c) -> Status {
-    auto recover = c.prepare(kRecover);
+    auto recover = c.prepare(kRecoverOthers);
     if (!recover.ok()) return recover.status();
     (*recover)->bind(1, clock_.now_ms()).bind(2, std::numeric_limits<std::int64_t>::max());
     (*recover)->bind(3, owner_);
@@ -505,7 +528,9 @@ Result<std::vector<ClaimedDelivery>> SqliteQueue::claim(const ClaimRequest& requ
   const std::string skip = skip_list(request.skip_hosts);
   Status s = write_transaction(Durability::kCrashSafe, [&](Connection& c) -> Status {
     claimed.clear();
-    auto rows = c.prepare(request.only_host ? kClaimForHost : kClaim);
+    auto rows = c.prepare(!request.only_host          ? kClaim
+                          : request.first_handed_over ? kClaimFirstHandedOver
+                                                      : kClaimForHost);
     if (!rows.ok()) return rows.status();
     const std::int64_t now = clock_.now_ms();
     (*rows)
@@ -581,7 +606,15 @@ Result<StaleTokens> SqliteQueue::record(std::span<const AttemptRecord> records) 
       (*finish)->bind(5, r.lease.owner).bind(6, r.lease.generation);
       if (Status s = (*finish)->run("finish attempt"); !s.ok()) return s;
       if (c.changes() == 0) {
-        stale.push_back(r.lease);  // the lease ended and someone claimed it again
+        auto already = c.prepare(kRecordedAlready);
+        if (!already.ok()) return already.status();
+        (*already)->bind(1, r.lease.seq).bind(2, r.lease.owner).bind(3, r.lease.generation);
+        (*already)->bind(4, r.attempt.number);
+        const int found = (*already)->step();
+        if (found != SQLITE_ROW && found != SQLITE_DONE) return c.error("look up a record");
+        // Stored before (a repeat after a lost answer), or the lease ended and someone else
+        // claimed the delivery: only the second is stale.
+        if (found == SQLITE_DONE) stale.push_back(r.lease);
         continue;
       }
       auto insert = c.prepare(kInsertAttempt);
@@ -609,7 +642,13 @@ Result<StaleTokens> SqliteQueue::release(std::span<const LeaseToken> tokens, Mil
       if (!release.ok()) return release.status();
       (*release)->bind(1, t.seq).bind(2, due).bind(3, t.owner).bind(4, t.generation);
       if (Status s = (*release)->run("release"); !s.ok()) return s;
-      if (c.changes() == 0) stale.push_back(t);
+      if (c.changes() > 0) continue;
+      auto already = c.prepare(kReleasedAlready);
+      if (!already.ok()) return already.status();
+      (*already)->bind(1, t.seq).bind(2, t.owner).bind(3, t.generation);
+      const int found = (*already)->step();
+      if (found != SQLITE_ROW && found != SQLITE_DONE) return c.error("look up a release");
+      if (found == SQLITE_DONE) stale.push_back(t);
     }
     return Status::Ok();
   });
@@ -635,15 +674,23 @@ Result<Deferred> SqliteQueue::defer_host(const HostDeferral& request) {
   return deferred;
 }
 
-Result<std::size_t> SqliteQueue::recover_expired_leases() {
+Result<std::size_t> SqliteQueue::recover_expired_leases(const LeaseRecovery& recovery) {
   std::size_t recovered = 0;
+  const std::string held = seqs_json(recovery.held);
   Status s = write_transaction(Durability::kCrashSafe, [&](Connection& c) -> Status {
-    auto recover = c.prepare(kRecover);
-    if (!recover.ok()) return recover.status();
+    recovered = 0;
     const std::int64_t now = clock_.now_ms();
-    (*recover)->bind(1, now).bind(2, now).bind(3, owner_);
-    if (Status s = (*recover)->run("recover leases"); !s.ok()) return s;
-    recovered = static_cast<std::size_t>(c.changes());
+    auto own = c.prepare(kRecoverOwn);
+    if (!own.ok()) return own.status();
+    (*own)->bind(1, now).bind(2, owner_).bind(3, held);
+    if (Status s = (*own)->run("recover own leases"); !s.ok()) return s;
+    recovered += static_cast<std::size_t>(c.changes());
+    if (!recovery.others_after) return Status::Ok();
+    auto others = c.prepare(kRecoverOthers);
+    if (!others.ok()) return others.status();
+    (*others)->bind(1, now).bind(2, now - recovery.others_after->count()).bind(3, owner_);
+    if (Status s = (*others)->run("recover leases"); !s.ok()) return s;
+    recovered += static_cast<std::size_t>(c.changes());
     return Status::Ok();
   });
   if (!s.ok()) return s;
@@ -697,17 +744,7 @@ Result<std::vector<Attempt>> SqliteQueue::attempts_of(Connection& c, std::int64_
   (*rows)->bind(1, seq);
   std::vector<Attempt> attempts;
   int rc;
-  while ((rc = (*rows)->step()) == SQLITE_ROW) {
-    Attempt a;
-    a.number = static_cast<int>((*rows)->int64(0));
-    a.started_at = from_unix_ms((*rows)->int64(1));
-    a.duration = Millis((*rows)->int64(2));
-    a.http_status = static_cast<int>((*rows)->int64(3));
-    a.error = parse_attempt_error((*rows)->text(4)).value_or(AttemptError::kNetwork);
-    a.error_detail = (*rows)->text(5);
-    a.response_head = (*rows)->text(6);
-    attempts.push_back(std::move(a));
-  }
+  while ((rc = (*rows)->step()) == SQLITE_ROW) attempts.push_back(attempt_from_row(**rows));
   if (rc != SQLITE_DONE) return c.error("read attempts");
   return attempts;
 }
@@ -772,11 +809,20 @@ Result<DeliveryPage> SqliteQueue::list(const DeliveryFilter& filter) {
     seqs.pop_back();
     page.next_cursor = std::to_string(seqs.back());
   }
-  for (std::size_t i = 0; i < page.items.size(); ++i) {
-    auto attempts = attempts_of(c, seqs[i]);
-    if (!attempts.ok()) return attempts.status();
-    page.items[i].attempts = std::move(*attempts);
+  if (page.items.empty()) return page;
+  // Every attempt of the page in one query, ordered by delivery then number.
+  auto rows = c.prepare(kAttemptsOfMany);
+  if (!rows.ok()) return rows.status();
+  (*rows)->bind(1, seqs_json(seqs));
+  std::size_t item = 0;
+  int rc;
+  while ((rc = (*rows)->step()) == SQLITE_ROW) {
+    const std::int64_t seq = (*rows)->int64(7);
+    while (item < seqs.size() && seqs[item] != seq) ++item;
+    if (item == seqs.size()) break;  // cannot happen: seqs and the rows share one order
+    page.items[item].attempts.push_back(attempt_from_row(**rows));
   }
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return c.error("read attempts");
   return page;
 }
 
@@ -805,6 +851,15 @@ Result<std::vector<std::pair<std::string, std::size_t>>> SqliteQueue::count_unfi
   }
   if (rc != SQLITE_DONE) return (*lease).error("count unfinished deliveries");
   return counts;
+}
+
+Result<std::size_t> SqliteQueue::count_unfinished(std::string_view app_id, std::size_t at_most) {
+  ReadLease lease = read_connection();
+  auto row = (*lease).prepare(kUnfinishedOfApp);
+  if (!row.ok()) return row.status();
+  (*row)->bind(1, app_id).bind(2, static_cast<std::int64_t>(at_most));
+  if ((*row)->step() != SQLITE_ROW) return (*lease).error("count an app's unfinished deliveries");
+  return static_cast<std::size_t>((*row)->int64(0));
 }
 
 Result<std::size_t> SqliteQueue::count_pending_for_host(std::string_view host_key) {

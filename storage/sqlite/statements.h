@@ -43,6 +43,14 @@ inline constexpr const char* kClaimForHost =
     "  ORDER BY due_at LIMIT ?2) "
     "RETURNING seq, lease_gen, id, app_id, task_id, callback_url, host_key, "
     "attempts_made, budget_used";
+// A half-open endpoint's probe: of its due deliveries, the one handed over first (by seq, not by
+// due time), so callbacks that keep arriving never take the oldest one's place.
+inline constexpr const char* kClaimFirstHandedOver =
+    "UPDATE deliveries SET state = 1, due_at = ?3, lease_owner = ?4, lease_gen = lease_gen + 1 "
+    "WHERE seq IN (SELECT seq FROM deliveries WHERE host_key = ?5 AND state = 0 AND due_at <= ?1 "
+    "  ORDER BY seq LIMIT ?2) "
+    "RETURNING seq, lease_gen, id, app_id, task_id, callback_url, host_key, "
+    "attempts_made, budget_used";
 // One statement renews every live lease of a batch; the rows it returns are the live ones.
 // The unary + keeps the planner off the state index: each token is one primary-key look-up.
 inline constexpr const char* kRenew =
@@ -55,12 +63,21 @@ inline constexpr const char* kFinishAttempt =
     "UPDATE deliveries SET state = ?2, due_at = ?3, attempts_made = ?4, "
     "budget_used = budget_used + 1 "
     "WHERE seq = ?1 AND state = 1 AND lease_owner = ?5 AND lease_gen = ?6";
+// A record whose finish found no row in flight under its token may be a repeat of one already
+// stored (its answer was lost): the delivery moved on under the same token, past this attempt.
+inline constexpr const char* kRecordedAlready =
+    "SELECT 1 FROM deliveries WHERE seq = ?1 AND lease_owner = ?2 AND lease_gen = ?3 "
+    "  AND state <> 1 AND attempts_made >= ?4";
 inline constexpr const char* kInsertAttempt =
     "INSERT OR REPLACE INTO attempts (delivery_seq, n, started_at, duration_ms, http_status, "
     "error, error_detail, response_head) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 inline constexpr const char* kRelease =
     "UPDATE deliveries SET state = 0, due_at = ?2 "
     "WHERE seq = ?1 AND state = 1 AND lease_owner = ?3 AND lease_gen = ?4";
+// A release that found no row in flight under its token: back to pending already, and nobody
+// claimed it since (a repeat, or a recovery got there first).
+inline constexpr const char* kReleasedAlready =
+    "SELECT 1 FROM deliveries WHERE seq = ?1 AND lease_owner = ?2 AND lease_gen = ?3 AND state = 0";
 // One endpoint's pending rows due before ?2 move to ?2, a batch at a time, oldest first after
 // the ?4 oldest, straight off the partial (host_key, state, due_at) index; moved rows leave the
 // range, so the next batch starts fresh.
@@ -68,10 +85,16 @@ inline constexpr const char* kDeferHost =
     "UPDATE deliveries SET due_at = ?2 "
     "WHERE seq IN (SELECT seq FROM deliveries WHERE host_key = ?1 AND state = 0 AND due_at < ?2 "
     "  ORDER BY due_at LIMIT ?3 OFFSET ?4)";
-// Leases of other owners only: a queue instance renews what it holds and never takes its own.
-inline constexpr const char* kRecover =
+// Other owners' leases that ended by ?2 (for them, some time ago).
+inline constexpr const char* kRecoverOthers =
     "UPDATE deliveries SET state = 0, due_at = ?1 "
     "WHERE state = 1 AND due_at <= ?2 AND lease_owner != ?3";
+// This owner's own ended leases, but for the ones its dispatcher still holds (?3, a JSON array
+// of seqs): orphans of a lost answer or a lease given up.
+inline constexpr const char* kRecoverOwn =
+    "UPDATE deliveries SET state = 0, due_at = ?1 "
+    "WHERE state = 1 AND due_at <= ?1 AND lease_owner = ?2 "
+    "  AND seq NOT IN (SELECT value FROM json_each(?3))";
 // The claim's walk (the (state, due_at) index, skipping the same endpoints), stopping at the first.
 inline constexpr const char* kNextDue =
     "SELECT due_at FROM deliveries WHERE state = 0 "
@@ -121,12 +144,23 @@ constexpr int list_index(bool state, bool app_id, bool task_id, bool in_flight =
 inline constexpr const char* kAttempts =
     "SELECT n, started_at, duration_ms, http_status, error, error_detail, response_head "
     "FROM attempts WHERE delivery_seq = ?1 ORDER BY n";
+// The attempts of a page of deliveries (?1, a JSON array of seqs) in one query.
+inline constexpr const char* kAttemptsOfMany =
+    "SELECT n, started_at, duration_ms, http_status, error, error_detail, response_head, "
+    "delivery_seq FROM attempts WHERE delivery_seq IN (SELECT value FROM json_each(?1)) "
+    "ORDER BY delivery_seq, n";
 // Off the partial (state, seq) index, the smallest holding state, plus the few rows in flight.
 inline constexpr const char* kCountByState =
     "SELECT state, count(*) FROM deliveries WHERE state <> 1 GROUP BY state "
     "UNION ALL SELECT 1, count(*) FROM deliveries WHERE state = 1";
 inline constexpr const char* kPendingForHost =
     "SELECT count(*) FROM deliveries WHERE host_key = ?1 AND state = 0";
+// One app's pending deliveries (off its partial (app_id, state, seq) index, at most ?2 of them)
+// and its few in flight (off the state index).
+inline constexpr const char* kUnfinishedOfApp =
+    "SELECT (SELECT count(*) FROM (SELECT 1 FROM deliveries "
+    "  WHERE app_id = ?1 AND state = 0 AND state <> 1 LIMIT ?2)) "
+    "+ (SELECT count(*) FROM deliveries WHERE state = 1 AND +app_id = ?1)";
 inline constexpr const char* kUnfinishedByApp =
     "SELECT app_id, count(*) FROM deliveries WHERE state IN (0, 1) GROUP BY app_id";
 // Bulk redelivery: finished rows of one state whose finish time (due_at) is in [?3, ?4), oldest

@@ -45,7 +45,9 @@ class ForwardingQueue : public Queue {
   Result<Deferred> defer_host(const HostDeferral& request) override {
     return inner_->defer_host(request);
   }
-  Result<std::size_t> recover_expired_leases() override { return inner_->recover_expired_leases(); }
+  Result<std::size_t> recover_expired_leases(const LeaseRecovery& recovery) override {
+    return inner_->recover_expired_leases(recovery);
+  }
   Result<std::optional<Millis>> next_due_in(const std::vector<std::string>& skip_hosts) override {
     return inner_->next_due_in(skip_hosts);
   }
@@ -66,6 +68,9 @@ class ForwardingQueue : public Queue {
   }
   Result<std::vector<std::pair<std::string, std::size_t>>> count_unfinished_by_app() override {
     return inner_->count_unfinished_by_app();
+  }
+  Result<std::size_t> count_unfinished(std::string_view app_id, std::size_t at_most) override {
+    return inner_->count_unfinished(app_id, at_most);
   }
   Result<Delivery> redeliver(std::string_view id) override { return inner_->redeliver(id); }
   Result<RedeliverBatch> redeliver_matching(const RedeliverFilter& filter) override {

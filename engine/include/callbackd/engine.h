@@ -71,6 +71,12 @@ struct EngineOptions {
   // (no attempt spent) until a probe after a cool-down succeeds. See endpoint_health.h.
   BreakerOptions breaker;
 
+  // The most stop() (and the destructor) takes, whatever the store does: attempts in flight
+  // finish and are recorded within it; past it, what is still open is left to lease recovery
+  // (an attempt sent but not recorded may then be sent again, under the same number). Inside
+  // the 30 s that systemd and Kubernetes wait before they kill.
+  Millis shutdown_timeout = 20s;
+
   // How often the store is polled for due retries and expired leases. Fresh enqueues never
   // wait for it: they are handed to the dispatcher as soon as they are committed.
   Millis poll_interval = 1s;
@@ -115,7 +121,9 @@ class Engine {
  public:
   // Opens the engine on options.queue. Does not send anything until start().
   static Result<std::unique_ptr<Engine>> open(EngineOptions options);
-  ~Engine();  // stop()s if still running
+  // stop()s if still running, and waits for enqueues being committed; within shutdown_timeout
+  // in all.
+  ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
@@ -177,7 +185,9 @@ class Engine {
   void start();
   // Stops claiming at once, lets attempts in flight finish (each within attempt_timeout),
   // records them, and returns claimed-but-unstarted deliveries to pending. Enqueue still works
-  // meanwhile and after (new deliveries wait, pending, for the next start). Idempotent.
+  // meanwhile and after (new deliveries wait, pending, for the next start). Returns within
+  // shutdown_timeout whatever the store does; a stop cut short by it leaves its leases to
+  // recovery, and this engine cannot be started again (open a new one). Idempotent.
   void stop();
 
  private:

@@ -12,7 +12,13 @@
 //   processes with skewed clocks never take each other's live leases. Wall-clock timestamps
 //   handed in (created_at, started_at) are only stored.
 //
-// Every method is thread-safe and blocking unless it says otherwise.
+// Store faults cost nothing: the writes that act by token (renew, record, release) may be sent
+// again after a failure or a lost answer, so each is idempotent: applied once, and a repeat of
+// one that was applied is answered as applied, never as stale.
+//
+// Every method is thread-safe and blocking unless it says otherwise; a store bounds each call
+// (PostgreSQL: connect, statement and keepalive timeouts) and answers a failure rather than
+// wait without end.
 #pragma once
 
 #include <callbackd/app.h>
@@ -58,7 +64,9 @@ struct NewDelivery {
   std::string callback_url;
   std::string host_key;                     // the endpoint (scheme://host:port) claims can skip
   std::shared_ptr<const std::string> body;  // serialized once; stored as given
-  TimePoint created_at;                     // wall time, stored only
+  // Wall time, stored only. A store shared by several processes dates the row on its own clock
+  // instead (PostgreSQL: the database's now()), so every time it shows is on one clock.
+  TimePoint created_at;
   // When set, the row is stored already claimed by this queue for this long, because the
   // caller hands it straight to its dispatcher; otherwise it is stored pending, due now.
   std::optional<Millis> lease;
@@ -91,6 +99,10 @@ struct ClaimRequest {
   // When set, only this endpoint's due deliveries, oldest first (skip_hosts does not apply):
   // a host that keeps up takes its own backlog without waiting behind other hosts' rows.
   std::optional<std::string> only_host;
+  // With only_host: the due deliveries handed over first (by creation, not by due time), which
+  // is how a half-open endpoint's probe is chosen: its oldest waiting callback, however many
+  // new ones keep arriving.
+  bool first_handed_over = false;
 };
 
 // Pending deliveries of one endpoint to push later (Queue::defer_host), a batch at a time.
@@ -116,6 +128,23 @@ struct AttemptRecord {
   Attempt attempt;
   DeliveryState next_state = DeliveryState::kPending;  // pending, delivered or dead
   Millis retry_after{0};  // pending: the retry is due this long after the record is stored
+  // How long before this record was handed to the store the attempt started: a store that
+  // keeps its own clock dates the attempt with it (PostgreSQL: now() - started_ago) rather
+  // than with attempt.started_at, the engine's wall time.
+  Millis started_ago{0};
+};
+
+// Which ended leases go back to pending.
+struct LeaseRecovery {
+  // This queue instance's own leases that its dispatcher still holds (by seq): never taken
+  // back, whatever their end says; the holder renews them. Any other lease of this instance
+  // that has ended is an orphan (a claim or hand-off whose answer was lost, a lease given up)
+  // and is taken back at once.
+  std::vector<std::int64_t> held;
+  // Another instance's lease is taken back only once it ended at least this long ago (on the
+  // store's clock), so a process that reconnects after an outage renews before anyone
+  // recovers what it holds. nullopt: leave other instances' leases alone this time.
+  std::optional<Millis> others_after;
 };
 
 // What a store reports about itself, for metrics.
@@ -168,22 +197,25 @@ class Queue {
   // listed endpoints, and returns them with their tokens. Cost does not grow with the number
   // of rows waiting.
   virtual Result<std::vector<ClaimedDelivery>> claim(const ClaimRequest& request) = 0;
-  // Extends each live lease to `lease` from now; answers the stale tokens.
+  // Extends each live lease to `lease` from now, also one whose end has passed as long as nobody
+  // took it meanwhile; answers the stale tokens.
   virtual Result<StaleTokens> renew(std::span<const LeaseToken> tokens, Millis lease) = 0;
   // Stores each attempt and moves its delivery on, in one transaction; answers the stale
-  // tokens, whose records were not stored.
+  // tokens, whose records were not stored. A record already stored under its token (a repeat
+  // after a lost answer) is answered as stored, and stored once.
   virtual Result<StaleTokens> record(std::span<const AttemptRecord> records) = 0;
-  // Returns leased deliveries to pending, due `delay` from now, recording no attempt.
+  // Returns leased deliveries to pending, due `delay` from now, recording no attempt. A
+  // delivery already back to pending under its token, and not claimed since, counts as
+  // released.
   virtual Result<StaleTokens> release(std::span<const LeaseToken> tokens, Millis delay) = 0;
   // Moves up to `limit` pending deliveries of one endpoint that are due before a time to exactly
   // that time (never earlier; attempt counts untouched), oldest first after the `keep_oldest`
   // oldest. For an endpoint whose breaker is open, or that is too slow for its backlog: claims
   // then no longer walk past that backlog.
   virtual Result<Deferred> defer_host(const HostDeferral& request) = 0;
-  // Moves deliveries whose lease has ended back to pending, due now, and answers how many.
-  // Only leases of other queue instances (processes that died or stalled): an instance renews
-  // what it holds and never takes back its own.
-  virtual Result<std::size_t> recover_expired_leases() = 0;
+  // Moves deliveries whose lease has ended back to pending, due now, as `recovery` says, and
+  // answers how many.
+  virtual Result<std::size_t> recover_expired_leases(const LeaseRecovery& recovery) = 0;
   // How long until the earliest pending delivery of an endpoint not in `skip_hosts` is due
   // (zero when one is due now); nullopt when none is pending. The endpoints a claim skipped are
   // left out: their rows may be due now, and counting them would have the dispatcher claim again
@@ -205,6 +237,9 @@ class Queue {
   virtual Result<DeliveryCounts> count_by_state() = 0;
   // Pending plus in-flight deliveries of each app that has any (for per-app quotas).
   virtual Result<std::vector<std::pair<std::string, std::size_t>>> count_unfinished_by_app() = 0;
+  // Pending plus in-flight deliveries of one app, counted up to `at_most` (a quota check's
+  // recount: its cost is bounded by the quota, not by the table).
+  virtual Result<std::size_t> count_unfinished(std::string_view app_id, std::size_t at_most) = 0;
   // Pending deliveries of one endpoint (scheme://host:port), due or not: what waits for it.
   virtual Result<std::size_t> count_pending_for_host(std::string_view host_key) = 0;
   // Delivered or dead -> pending, due now, with a fresh retry budget (budget_used = 0).
