@@ -157,7 +157,7 @@ class Engine::Impl {
   ~Impl() {
     const auto deadline = std::chrono::steady_clock::now() + options_.shutdown_timeout;
     queue_->on_due_elsewhere(nullptr);
-    stop(deadline);
+    (void)stop(deadline);
     // Enqueues still being committed report to the dispatcher: let them come back while it is
     // here, within what is left of the bound; later ones reach nothing (the sink is closed).
     if (!drain_until(deadline)) {
@@ -199,10 +199,11 @@ class Engine::Impl {
     asio::post(io_, [this] { dispatcher_.start(); });
   }
 
-  // Bounded by `deadline`: past it, whatever is still open is left to lease recovery.
-  void stop(std::chrono::steady_clock::time_point deadline) {
+  // Bounded by `deadline`: past it, whatever is still open is left to lease recovery, and the
+  // answer is false.
+  bool stop(std::chrono::steady_clock::time_point deadline) {
     std::lock_guard lock(lifecycle_mutex_);
-    if (!io_thread_.joinable()) return;
+    if (!io_thread_.joinable()) return !cut_short_;
     auto stopped = std::make_shared<std::promise<void>>();
     std::future<void> finished = stopped->get_future();
     asio::post(io_, [this, stopped] { dispatcher_.stop([stopped] { stopped->set_value(); }); });
@@ -219,6 +220,7 @@ class Engine::Impl {
     work_.reset();
     io_.stop();
     io_thread_.join();
+    return !cut_short_;
   }
 
  private:
@@ -502,8 +504,8 @@ EndpointCounts Engine::endpoint_counts() const { return impl_->dispatcher().endp
 QueueStats Engine::store_stats() const { return impl_->queue().stats(); }
 
 void Engine::start() { impl_->start(); }
-void Engine::stop() {
-  impl_->stop(std::chrono::steady_clock::now() + impl_->options().shutdown_timeout);
+bool Engine::stop() {
+  return impl_->stop(std::chrono::steady_clock::now() + impl_->options().shutdown_timeout);
 }
 
 }  // namespace callbackd

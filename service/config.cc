@@ -248,6 +248,13 @@ const std::vector<KeyDef>& key_defs() {
        [](Config& c, const Values& v) {
          return set_breaker_duration(c.breaker_max_cooldown, v.back());
        }},
+      {"shutdown_timeout", "20s",
+       "the most SIGTERM takes, whatever the store does; past it, unfinished leases are left "
+       "to recovery",
+       false,
+       [](Config& c, const Values& v) {
+         return set_duration(c.shutdown_timeout, v.back(), Millis(std::chrono::minutes(10)), "10m");
+       }},
   };
   return defs;
 }

@@ -48,6 +48,9 @@ struct Config {
   Millis breaker_window = 60s;
   Millis breaker_cooldown = 30s;
   Millis breaker_max_cooldown = 5min;
+  // The most a SIGTERM takes, whatever the store does (inside the 30 s systemd and Kubernetes
+  // wait before they kill).
+  Millis shutdown_timeout = 20s;
 
   std::filesystem::path database_path() const { return data_dir / "callbackd.db"; }
 };

@@ -12,6 +12,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -27,6 +28,11 @@
 namespace callbackd {
 
 namespace asio = boost::asio;
+
+namespace {
+// What the shutdown may take past shutdown_timeout for the engine's own cut-short to be said.
+constexpr Millis kShutdownGrace{500};
+}  // namespace
 
 Result<std::shared_ptr<Queue>> open_store(const Config& config) {
   Result<std::unique_ptr<Queue>> queue = config.store.empty()
@@ -61,6 +67,7 @@ EngineOptions engine_options(const Config& config, std::shared_ptr<Queue> queue,
   options.breaker.window = config.breaker_window;
   options.breaker.cooldown = config.breaker_cooldown;
   options.breaker.max_cooldown = config.breaker_max_cooldown;
+  options.shutdown_timeout = config.shutdown_timeout;
   options.version = CALLBACKD_VERSION;  // User-Agent: callbackd/<the project's version>
   // The key itself only ever comes from the environment (or the key file), never a flag. Taken
   // out of the environment once read: children, /proc/<pid>/environ and core dumps never see it.
@@ -163,8 +170,13 @@ int serve(const Config& config) {
   std::thread stopper;
   bool engine_stopped = false;
   bool server_stopped = false;
+  std::atomic<bool> cut_short{false};
+  // The whole shutdown's bound: the engine keeps to it by itself; this catches the rest (an
+  // HTTP request that will not end).
+  asio::steady_timer shutdown_deadline(io);
   const auto finish_when_both_stopped = [&] {
     if (!engine_stopped || !server_stopped) return;
+    shutdown_deadline.cancel();
     signals.cancel();
     io.stop();
   };
@@ -183,8 +195,15 @@ int serve(const Config& config) {
     // Claiming stops at once, while the API drains and attempts in flight finish (each within
     // attempt_timeout). engine.stop() blocks, so it runs off the loop, which stays free for a
     // second signal. Callbacks accepted during the drain are stored pending for the next start.
+    shutdown_deadline.expires_after(config.shutdown_timeout + kShutdownGrace);
+    shutdown_deadline.async_wait([](const boost::system::error_code& error) {
+      if (error) return;
+      spdlog::warn("event=shutdown_cut_short reason=\"shutdown_timeout passed\"");
+      spdlog::default_logger()->flush();
+      std::_Exit(1);
+    });
     stopper = std::thread([&] {
-      engine.stop();
+      if (!engine.stop()) cut_short = true;
       asio::post(io, [&] {
         engine_stopped = true;
         finish_when_both_stopped();
@@ -198,6 +217,14 @@ int serve(const Config& config) {
 
   io.run();
   if (stopper.joinable()) stopper.join();
+  if (cut_short) {
+    // A store call that never came back may still hold the store: leave without destructors.
+    spdlog::warn(
+        "event=shutdown_cut_short reason=\"shutdown_timeout passed; unfinished leases "
+        "are left to recovery\"");
+    spdlog::default_logger()->flush();
+    std::_Exit(1);
+  }
   spdlog::info("event=shutdown_complete");
   return 0;
 }

@@ -187,8 +187,10 @@ class Engine {
   // records them, and returns claimed-but-unstarted deliveries to pending. Enqueue still works
   // meanwhile and after (new deliveries wait, pending, for the next start). Returns within
   // shutdown_timeout whatever the store does; a stop cut short by it leaves its leases to
-  // recovery, and this engine cannot be started again (open a new one). Idempotent.
-  void stop();
+  // recovery, returns false, and this engine cannot be started again (open a new one). A
+  // process that then exits should do so without running static destructors (std::_Exit): a
+  // store call that never returned may still hold the store. Idempotent.
+  bool stop();
 
  private:
   class Impl;
