@@ -195,6 +195,14 @@ Result<std::unique_ptr<SqliteQueue>> SqliteQueue::open(SqliteQueueOptions option
   // The writer's batches are bounded, so this memory is too.
   if (Status s = queue->writer_->exec("PRAGMA temp_store=MEMORY"); !s.ok()) return failed(s);
   if (Status s = sqlite::create_or_upgrade_schema(*queue->writer_); !s.ok()) return failed(s);
+  // Before anything reads the clock: it continues from the last run's (store_clock.h).
+  auto clock =
+      sqlite::open_store_clock(*queue->writer_, options.clock,
+                               options.boot_id.empty() ? sqlite::this_boot_id() : options.boot_id);
+  if (!clock.ok()) return failed(clock.status());
+  queue->clock_ = std::move(*clock);
+  queue->clock_saved_ms_ = queue->clock_.now_ms();
+  queue->clock_saved_at_open_ = true;
   if (Status s = queue->recover_all_leases(); !s.ok()) return failed(s);
   for (std::size_t i = 0; i < std::max<std::size_t>(1, options.read_connections); ++i) {
     auto reader = Connection::open(path, /*create=*/false);
@@ -213,6 +221,12 @@ SqliteQueue::~SqliteQueue() {
   }
   enqueue_arrived_.notify_one();
   if (commit_thread_.joinable()) commit_thread_.join();
+  // Where the clock got to, so the next boot's starts there at least. Should the write fail
+  // (a full disk), the reading saved last still bounds that clock from below.
+  if (clock_saved_at_open_) {
+    std::lock_guard lock(write_mutex_);
+    if (set_durability(Durability::kOnDisk).ok()) (void)sqlite::save_store_clock(*writer_, clock_);
+  }
 }
 
 Result<std::unique_ptr<Queue>> open_sqlite_queue(SqliteQueueOptions options) {
@@ -237,6 +251,10 @@ Status SqliteQueue::write_transaction(Durability durability, Work&& work) {
   if (s.ok()) s = writer_->exec("BEGIN IMMEDIATE");
   if (s.ok()) {
     s = work(*writer_);
+    // Now and then, in a transaction that writes anyway: the next boot's clock starts there.
+    if (s.ok() && writer_->total_changes() > changes_before) {
+      s = sqlite::save_store_clock_now_and_then(*writer_, clock_, clock_saved_ms_);
+    }
     if (s.ok()) s = writer_->exec("COMMIT");
     if (!s.ok() && writer_->in_transaction()) (void)writer_->exec("ROLLBACK");
   }

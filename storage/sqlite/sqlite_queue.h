@@ -69,6 +69,8 @@ class SqliteQueue final : public Queue {
   std::int64_t owner() const { return owner_; }
   // Deliveries found in flight at open (left by a process that died) and made pending.
   std::size_t recovered_at_open() const { return recovered_at_open_; }
+  // The store's clock (store_clock.h), which every stored due time is measured on.
+  TimePoint store_now() const { return clock_.now(); }
 
  private:
   struct PendingEnqueue;
@@ -99,7 +101,9 @@ class SqliteQueue final : public Queue {
   Result<std::vector<Attempt>> attempts_of(sqlite::Connection& c, std::int64_t seq);
 
   const std::filesystem::path path_;
-  const sqlite::StoreClock clock_;
+  sqlite::StoreClock clock_;  // set once in open(), before any other thread sees the queue
+  bool clock_saved_at_open_ = false;
+  std::int64_t clock_saved_ms_ = 0;  // the store time last saved; under write_mutex_
   const std::int64_t owner_;
   std::unique_ptr<sqlite::FileLock> lock_;
   std::size_t recovered_at_open_ = 0;

@@ -108,6 +108,11 @@ inline constexpr const char* kGetSetting = "SELECT value FROM settings WHERE key
 inline constexpr const char* kPutSetting =
     "INSERT INTO settings (key, value) VALUES (?1, ?2) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+// The latest finish stored (finished rows keep it in due_at), for the store's clock at open:
+// one index step per finished state (max over an equality prefix of (state, due_at)).
+inline constexpr const char* kLatestFinish =
+    "SELECT max(m) FROM (SELECT max(due_at) AS m FROM deliveries WHERE state = 2 "
+    "  UNION ALL SELECT max(due_at) FROM deliveries WHERE state = 3)";
 inline constexpr const char* kDeliveryById =
     "SELECT seq, id, app_id, task_id, callback_url, state, due_at, created_at "
     "FROM deliveries WHERE id = ?1";

@@ -8,7 +8,7 @@
 //   was claimed again, the old token is stale and its writes are refused and reported, never
 //   applied and never silently dropped.
 // - Leases and due times are durations from the *store's* own clock (for SQLite the process's
-//   monotonic clock anchored to wall time at open; for PostgreSQL the database's now()), so
+//   monotonic clock, continued across restarts; for PostgreSQL the database's now()), so
 //   processes with skewed clocks never take each other's live leases. Wall-clock timestamps
 //   handed in (created_at, started_at) are only stored.
 //

@@ -11,6 +11,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <string>
 
 namespace callbackd {
 
@@ -18,8 +19,12 @@ struct SqliteQueueOptions {
   // The database file; it and its directory are created when missing. Beside it live the WAL
   // files and "<file>.lock".
   std::filesystem::path path = "callbackd.db";
-  // Due times and leases are measured on its monotonic time (see callbackd/clock.h).
+  // Due times and leases are measured on its monotonic time (see callbackd/clock.h), continued
+  // across restarts: a step of the wall clock between two runs brings no retry forward.
   std::shared_ptr<const Clock> clock = system_clock();
+  // For tests: the boot this run's monotonic clock belongs to. Empty: this machine's
+  // (/proc/sys/kernel/random/boot_id). A run in the same boot as the last continues its clock.
+  std::string boot_id;
   // Read connections kept for find_delivery/list/count (WAL lets them run beside the writer).
   std::size_t read_connections = 4;
 };
