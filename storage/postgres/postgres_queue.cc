@@ -74,7 +74,7 @@ Result<std::unique_ptr<Queue>> open_postgres_queue(PostgresQueueOptions options)
 Result<std::unique_ptr<PostgresQueue>> PostgresQueue::open(PostgresQueueOptions options) {
   if (options.conninfo.empty()) return Status::InvalidArgument("store: empty connection string");
   std::unique_ptr<PostgresQueue> queue(new PostgresQueue());
-  auto enqueue_connection = Connection::open(options.conninfo);
+  auto enqueue_connection = Connection::open(options.conninfo, options.bounds);
   if (!enqueue_connection.ok()) return enqueue_connection.status();
   queue->enqueue_connection_ = std::move(*enqueue_connection);
   if (Status s = postgres::create_or_upgrade_schema(*queue->enqueue_connection_); !s.ok()) {
