@@ -80,7 +80,7 @@ Result<std::unique_ptr<PostgresQueue>> PostgresQueue::open(PostgresQueueOptions 
   if (Status s = postgres::create_or_upgrade_schema(*queue->enqueue_connection_); !s.ok()) {
     return s;
   }
-  auto pool = postgres::Pool::open(options.conninfo, options.connections);
+  auto pool = postgres::Pool::open(options.conninfo, options.connections, options.bounds);
   if (!pool.ok()) return pool.status();
   queue->pool_ = std::move(*pool);
   queue->description_ = "postgres:" + queue->enqueue_connection_->describe();
@@ -101,7 +101,9 @@ void PostgresQueue::on_due_elsewhere(std::function<void()> wake) {
 
 // Reachable, and not a read-only standby (after a failover the old primary may be one).
 Status PostgresQueue::check_writable() {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run("check the database", "SELECT pg_is_in_recovery()");
   // After an outage a pooled connection learns it is dead on its first statement; the
   // second try runs on a fresh one.
@@ -121,7 +123,9 @@ Status PostgresQueue::notify_due(Connection& c) {
 
 template <class Work>
 Status PostgresQueue::transaction(Work&& work) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   if (Status s = c->exec("begin", "BEGIN"); !s.ok()) return s;
   Status s = work(*c);
   if (s.ok()) s = c->exec("commit", "COMMIT");
@@ -132,7 +136,9 @@ Status PostgresQueue::transaction(Work&& work) {
 // --------------------------------------------------------------------- apps and settings
 
 Status PostgresQueue::insert_app(const StoredApp& app) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto inserted =
       c->run("insert app", kInsertApp,
              {app.app.id, app.app.name, number(static_cast<int>(app.app.scheme)),
@@ -146,7 +152,9 @@ Status PostgresQueue::insert_app(const StoredApp& app) {
 }
 
 Result<StoredApp> PostgresQueue::find_app(std::string_view app_id) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run("find app", kFindApp, {std::string(app_id)});
   if (!rows.ok()) return rows.status();
   if (rows->size() == 0) {
@@ -164,7 +172,9 @@ Result<StoredApp> PostgresQueue::find_app(std::string_view app_id) {
 }
 
 Result<AppPage> PostgresQueue::list_apps(std::size_t limit, std::string_view after_id) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run("list apps", kListApps, {std::string(after_id), std::to_string(limit)});
   if (!rows.ok()) return rows.status();
   AppPage page;
@@ -178,7 +188,9 @@ Result<AppPage> PostgresQueue::list_apps(std::size_t limit, std::string_view aft
 }
 
 Status PostgresQueue::update_app_secrets(const StoredApp& app) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto updated =
       c->run("update app secrets", kUpdateAppSecrets,
              {app.app.id, bytea_param(app.sealed_secret), bytea_param(app.sealed_previous_secret),
@@ -191,7 +203,9 @@ Status PostgresQueue::update_app_secrets(const StoredApp& app) {
 }
 
 Result<std::optional<std::string>> PostgresQueue::get_setting(std::string_view key) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run("get setting", kGetSetting, {std::string(key)});
   if (!rows.ok()) return rows.status();
   if (rows->size() == 0) return std::optional<std::string>();
@@ -199,7 +213,9 @@ Result<std::optional<std::string>> PostgresQueue::get_setting(std::string_view k
 }
 
 Status PostgresQueue::put_setting(std::string_view key, std::string_view value) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto put = c->run("put setting", kPutSetting, {std::string(key), bytea_param(value)});
   return put.ok() ? Status::Ok() : put.status();
 }
@@ -357,7 +373,9 @@ Result<std::vector<Result<Enqueued>>> PostgresQueue::insert_batch(
 
 Result<std::optional<EnqueueReceipt>> PostgresQueue::find_by_task(std::string_view app_id,
                                                                   std::string_view task_id) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows =
       c->run("find delivery by task", kFindByTask, {std::string(app_id), std::string(task_id)});
   if (!rows.ok()) return rows.status();
@@ -371,7 +389,9 @@ Result<std::optional<EnqueueReceipt>> PostgresQueue::find_by_task(std::string_vi
 Result<std::vector<ClaimedDelivery>> PostgresQueue::claim(const ClaimRequest& request) {
   std::vector<ClaimedDelivery> claimed;
   if (request.limit == 0) return claimed;
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   const std::string limit = number(static_cast<std::int64_t>(request.limit));
   const std::string lease = number(request.lease.count());
   auto rows =
@@ -403,7 +423,9 @@ Result<StaleTokens> PostgresQueue::renew(std::span<const LeaseToken> tokens, Mil
     seqs.push_back(t.seq);
     generations.push_back(t.generation);
   }
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows =
       c->run("renew leases", kRenew,
              {number(lease.count()), array_param(seqs), array_param(generations), number(owner_)});
@@ -457,7 +479,9 @@ Result<StaleTokens> PostgresQueue::release(std::span<const LeaseToken> tokens, M
     owners.push_back(t.owner);
     generations.push_back(t.generation);
   }
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run(
       "release", kRelease,
       {number(delay.count()), array_param(seqs), array_param(owners), array_param(generations)});
@@ -473,7 +497,9 @@ Result<StaleTokens> PostgresQueue::release(std::span<const LeaseToken> tokens, M
 }
 
 Result<std::size_t> PostgresQueue::recover_expired_leases() {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run("recover leases", kRecover, {number(owner_)});
   if (!rows.ok()) return rows.status();
   if (rows->affected() > 0) (void)notify_due(*c);
@@ -482,7 +508,9 @@ Result<std::size_t> PostgresQueue::recover_expired_leases() {
 
 Result<std::optional<Millis>> PostgresQueue::next_due_in(
     const std::vector<std::string>& skip_hosts) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run("next due", kNextDue, {array_param(skip_hosts)});
   if (!rows.ok()) return rows.status();
   if (rows->size() == 0 || rows->is_null(0, 0)) return std::optional<Millis>();
@@ -490,7 +518,9 @@ Result<std::optional<Millis>> PostgresQueue::next_due_in(
 }
 
 Result<Deferred> PostgresQueue::defer_host(const HostDeferral& request) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   Deferred deferred;
   if (request.until) {
     deferred.until = *request.until;
@@ -509,7 +539,9 @@ Result<Deferred> PostgresQueue::defer_host(const HostDeferral& request) {
 }
 
 Result<std::size_t> PostgresQueue::prune_delivered(Millis age, std::size_t limit) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run("prune", kPruneDelivered,
                      {number(age.count()), number(static_cast<std::int64_t>(limit))});
   if (!rows.ok()) return rows.status();
@@ -537,7 +569,9 @@ Result<std::vector<Attempt>> PostgresQueue::attempts_of(Connection& c, std::int6
 }
 
 Result<Delivery> PostgresQueue::find_delivery(std::string_view delivery_id) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run("find delivery", kDeliveryById, {std::string(delivery_id)});
   if (!rows.ok()) return rows.status();
   if (rows->size() == 0) {
@@ -560,7 +594,9 @@ Result<DeliveryPage> PostgresQueue::list(const DeliveryFilter& filter) {
     after = *parsed;
   }
   const std::size_t limit = filter.limit == 0 ? 50 : std::min<std::size_t>(filter.limit, 1000);
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   Params params{number(after),
                 number(static_cast<std::int64_t>(limit + 1))};  // one more: a next page?
   if (filter.state) params.push_back(number(static_cast<int>(*filter.state)));
@@ -586,7 +622,9 @@ Result<DeliveryPage> PostgresQueue::list(const DeliveryFilter& filter) {
 }
 
 Result<DeliveryCounts> PostgresQueue::count_by_state() {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run("count deliveries", kCountByState);
   if (!rows.ok()) return rows.status();
   DeliveryCounts counts{};
@@ -598,7 +636,9 @@ Result<DeliveryCounts> PostgresQueue::count_by_state() {
 }
 
 Result<std::vector<std::pair<std::string, std::size_t>>> PostgresQueue::count_unfinished_by_app() {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run("count unfinished deliveries", kUnfinishedByApp);
   if (!rows.ok()) return rows.status();
   std::vector<std::pair<std::string, std::size_t>> counts;
@@ -609,7 +649,9 @@ Result<std::vector<std::pair<std::string, std::size_t>>> PostgresQueue::count_un
 }
 
 Result<std::size_t> PostgresQueue::count_pending_for_host(std::string_view host_key) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows =
       c->run("count pending deliveries of a host", kPendingForHost, {std::string(host_key)});
   if (!rows.ok()) return rows.status();
@@ -619,7 +661,9 @@ Result<std::size_t> PostgresQueue::count_pending_for_host(std::string_view host_
 Result<Delivery> PostgresQueue::redeliver(std::string_view delivery_id) {
   bool changed = false;
   {
-    auto c = pool_->borrow();
+    auto borrowed = pool_->borrow();
+    if (!borrowed.ok()) return borrowed.status();
+    auto& c = *borrowed;
     auto rows = c->run("redeliver", kRedeliver, {std::string(delivery_id)});
     if (!rows.ok()) return rows.status();
     changed = rows->affected() > 0;

@@ -48,7 +48,8 @@ struct PostgresQueueOptions {
   std::string conninfo;
   // Connections for claims, records and reads; enqueues have one more of their own.
   std::size_t connections = 4;
-  // Bounds on every wait on the database.
+  // Bounds on every wait on the database. A caller that finds every connection busy waits for
+  // one at most bounds.statement_timeout too.
   PostgresLinkBounds bounds;
 };
 
