@@ -85,8 +85,8 @@ Result<std::unique_ptr<PostgresQueue>> PostgresQueue::open(PostgresQueueOptions 
   queue->pool_ = std::move(*pool);
   queue->description_ = "postgres:" + queue->enqueue_connection_->describe();
   queue->owner_ = new_owner_id();
-  queue->listener_ = std::make_unique<postgres::Listener>(options.conninfo, "callbackd_due",
-                                                          number(queue->owner_));
+  queue->listener_ = std::make_unique<postgres::Listener>(options.conninfo, options.bounds,
+                                                          "callbackd_due", number(queue->owner_));
   queue->commits_ = std::make_unique<GroupCommit<PendingEnqueue>>(
       "callbackd-enq", kMaxBatch,
       [q = queue.get()](std::vector<PendingEnqueue>& batch) { q->run_enqueue_batch(batch); });
