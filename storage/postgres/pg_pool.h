@@ -1,9 +1,11 @@
-// A fixed set of connections shared by the queue's callers; a caller borrows one for a call.
+// A fixed set of connections shared by the queue's callers; a caller borrows one for a call,
+// and waits a bounded time for one when all are busy.
 #pragma once
 
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "pg_connection.h"
@@ -27,8 +29,15 @@ class Pool {
     std::unique_ptr<Connection> connection_;
   };
 
-  static Result<std::unique_ptr<Pool>> open(const std::string& conninfo, std::size_t size);
-  Lease borrow();
+  // `size` connections with `bounds`. borrow() waits `borrow_timeout` at most (default:
+  // bounds.statement_timeout, so a caller behind busy connections waits about as long as one
+  // statement may take; zero: no bound).
+  static Result<std::unique_ptr<Pool>> open(const std::string& conninfo, std::size_t size,
+                                            const PostgresLinkBounds& bounds = {},
+                                            std::optional<Millis> borrow_timeout = std::nullopt);
+  // A free connection, or kStorageUnavailable "postgres: no free connection within …" when
+  // none came free in time (every one busy, e.g. each waiting on a frozen database).
+  Result<Lease> borrow();
   std::size_t size() const { return size_; }
   std::size_t in_use() const;
 
@@ -36,6 +45,7 @@ class Pool {
   void give_back(std::unique_ptr<Connection> c);
 
   std::size_t size_ = 0;
+  Millis borrow_timeout_{0};
   mutable std::mutex mutex_;
   std::condition_variable free_;
   std::vector<std::unique_ptr<Connection>> idle_;

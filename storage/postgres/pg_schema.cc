@@ -9,6 +9,10 @@ namespace {
 // Any number that other applications on the database are unlikely to lock: "callbackd".
 constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(7780)";
 
+// An upgrade builds indexes on tables of any size, and a process may wait for another's: the
+// schema's transaction gets this long per statement, not the link's statement bound.
+constexpr Millis kSchemaStatementTimeout = std::chrono::minutes(10);
+
 // Version 1 (later versions add to it below). Times are milliseconds since the epoch; due_at on the
 // database's own clock.
 constexpr const char* kSchema = R"sql(
@@ -100,7 +104,15 @@ Status upgrade(Connection& c, std::int64_t found) {
 
 Status create_or_upgrade_schema(Connection& c) {
   if (Status s = c.exec("begin", "BEGIN"); !s.ok()) return s;
+  const Millis link_bound = c.set_statement_timeout(kSchemaStatementTimeout);
   auto work = [&]() -> Status {
+    // LOCAL: the session's own bound is back once the transaction ends, either way.
+    if (Status s = c.exec(
+            "raise the statement timeout",
+            "SET LOCAL statement_timeout = " + std::to_string(kSchemaStatementTimeout.count()));
+        !s.ok()) {
+      return s;
+    }
     if (Status s = c.exec("lock for upgrade", kMigrationLock); !s.ok()) return s;
     if (Status s = c.exec("create version table",
                           "CREATE TABLE IF NOT EXISTS callbackd_schema (version integer NOT NULL)");
@@ -119,8 +131,12 @@ Status create_or_upgrade_schema(Connection& c) {
     return found < kSchemaVersion ? upgrade(c, found) : Status::Ok();
   };
   Status s = work();
-  if (s.ok()) return c.exec("commit", "COMMIT");
-  (void)c.exec("rollback", "ROLLBACK");
+  if (s.ok()) {
+    s = c.exec("commit", "COMMIT");
+  } else if (c.in_transaction()) {
+    (void)c.exec("rollback", "ROLLBACK");
+  }
+  c.set_statement_timeout(link_bound);
   return s;
 }
 

@@ -87,19 +87,19 @@ Result<std::unique_ptr<Queue>> open_postgres_queue(PostgresQueueOptions options)
 Result<std::unique_ptr<PostgresQueue>> PostgresQueue::open(PostgresQueueOptions options) {
   if (options.conninfo.empty()) return Status::InvalidArgument("store: empty connection string");
   std::unique_ptr<PostgresQueue> queue(new PostgresQueue());
-  auto enqueue_connection = Connection::open(options.conninfo);
+  auto enqueue_connection = Connection::open(options.conninfo, options.bounds);
   if (!enqueue_connection.ok()) return enqueue_connection.status();
   queue->enqueue_connection_ = std::move(*enqueue_connection);
   if (Status s = postgres::create_or_upgrade_schema(*queue->enqueue_connection_); !s.ok()) {
     return s;
   }
-  auto pool = postgres::Pool::open(options.conninfo, options.connections);
+  auto pool = postgres::Pool::open(options.conninfo, options.connections, options.bounds);
   if (!pool.ok()) return pool.status();
   queue->pool_ = std::move(*pool);
   queue->description_ = "postgres:" + queue->enqueue_connection_->describe();
   queue->owner_ = new_owner_id();
-  queue->listener_ = std::make_unique<postgres::Listener>(options.conninfo, "callbackd_due",
-                                                          number(queue->owner_));
+  queue->listener_ = std::make_unique<postgres::Listener>(options.conninfo, options.bounds,
+                                                          "callbackd_due", number(queue->owner_));
   queue->commits_ = std::make_unique<GroupCommit<PendingEnqueue>>(
       "callbackd-enq", kMaxBatch,
       [q = queue.get()](std::vector<PendingEnqueue>& batch) { q->run_enqueue_batch(batch); });
@@ -114,7 +114,9 @@ void PostgresQueue::on_due_elsewhere(std::function<void()> wake) {
 
 // Reachable, and not a read-only standby (after a failover the old primary may be one).
 Status PostgresQueue::check_writable() {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run("check the database", "SELECT pg_is_in_recovery()");
   // After an outage a pooled connection learns it is dead on its first statement; the
   // second try runs on a fresh one.
@@ -134,7 +136,9 @@ Status PostgresQueue::notify_due(Connection& c) {
 
 template <class Work>
 Status PostgresQueue::transaction(Work&& work) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   if (Status s = c->exec("begin", "BEGIN"); !s.ok()) return s;
   Status s = work(*c);
   if (s.ok()) s = c->exec("commit", "COMMIT");
@@ -145,7 +149,9 @@ Status PostgresQueue::transaction(Work&& work) {
 // --------------------------------------------------------------------- apps and settings
 
 Status PostgresQueue::insert_app(const StoredApp& app) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto inserted =
       c->run("insert app", kInsertApp,
              {app.app.id, app.app.name, number(static_cast<int>(app.app.scheme)),
@@ -159,7 +165,9 @@ Status PostgresQueue::insert_app(const StoredApp& app) {
 }
 
 Result<StoredApp> PostgresQueue::find_app(std::string_view app_id) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run("find app", kFindApp, {std::string(app_id)});
   if (!rows.ok()) return rows.status();
   if (rows->size() == 0) {
@@ -177,7 +185,9 @@ Result<StoredApp> PostgresQueue::find_app(std::string_view app_id) {
 }
 
 Result<AppPage> PostgresQueue::list_apps(std::size_t limit, std::string_view after_id) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run("list apps", kListApps, {std::string(after_id), std::to_string(limit)});
   if (!rows.ok()) return rows.status();
   AppPage page;
@@ -191,7 +201,9 @@ Result<AppPage> PostgresQueue::list_apps(std::size_t limit, std::string_view aft
 }
 
 Status PostgresQueue::update_app_secrets(const StoredApp& app) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto updated =
       c->run("update app secrets", kUpdateAppSecrets,
              {app.app.id, bytea_param(app.sealed_secret), bytea_param(app.sealed_previous_secret),
@@ -204,7 +216,9 @@ Status PostgresQueue::update_app_secrets(const StoredApp& app) {
 }
 
 Result<std::optional<std::string>> PostgresQueue::get_setting(std::string_view key) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run("get setting", kGetSetting, {std::string(key)});
   if (!rows.ok()) return rows.status();
   if (rows->size() == 0) return std::optional<std::string>();
@@ -212,7 +226,9 @@ Result<std::optional<std::string>> PostgresQueue::get_setting(std::string_view k
 }
 
 Status PostgresQueue::put_setting(std::string_view key, std::string_view value) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto put = c->run("put setting", kPutSetting, {std::string(key), bytea_param(value)});
   return put.ok() ? Status::Ok() : put.status();
 }
@@ -371,7 +387,9 @@ Result<std::vector<Result<Enqueued>>> PostgresQueue::insert_batch(
 
 Result<std::optional<EnqueueReceipt>> PostgresQueue::find_by_task(std::string_view app_id,
                                                                   std::string_view task_id) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows =
       c->run("find delivery by task", kFindByTask, {std::string(app_id), std::string(task_id)});
   if (!rows.ok()) return rows.status();
@@ -385,7 +403,9 @@ Result<std::optional<EnqueueReceipt>> PostgresQueue::find_by_task(std::string_vi
 Result<std::vector<ClaimedDelivery>> PostgresQueue::claim(const ClaimRequest& request) {
   std::vector<ClaimedDelivery> claimed;
   if (request.limit == 0) return claimed;
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   const std::string limit = number(static_cast<std::int64_t>(request.limit));
   const std::string lease = number(request.lease.count());
   auto rows =
@@ -418,7 +438,9 @@ Result<StaleTokens> PostgresQueue::renew(std::span<const LeaseToken> tokens, Mil
     seqs.push_back(t.seq);
     generations.push_back(t.generation);
   }
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows =
       c->run("renew leases", kRenew,
              {number(lease.count()), array_param(seqs), array_param(generations), number(owner_)});
@@ -455,7 +477,9 @@ Result<StaleTokens> PostgresQueue::record(std::span<const AttemptRecord> records
     details.push_back(postgres::is_utf8(a.error_detail) ? a.error_detail : std::string());
     heads.push_back(postgres::hex(a.response_head));
   }
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run(
       "record attempts", kRecordBatch,
       {array_param(seqs), array_param(owners), array_param(generations), array_param(states),
@@ -479,7 +503,9 @@ Result<StaleTokens> PostgresQueue::release(std::span<const LeaseToken> tokens, M
     owners.push_back(t.owner);
     generations.push_back(t.generation);
   }
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run(
       "release", kRelease,
       {number(delay.count()), array_param(seqs), array_param(owners), array_param(generations)});
@@ -495,7 +521,9 @@ Result<StaleTokens> PostgresQueue::release(std::span<const LeaseToken> tokens, M
 }
 
 Result<std::size_t> PostgresQueue::recover_expired_leases(const LeaseRecovery& recovery) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run(
       "recover leases", kRecover,
       {number(owner_), array_param(recovery.held),
@@ -508,7 +536,9 @@ Result<std::size_t> PostgresQueue::recover_expired_leases(const LeaseRecovery& r
 
 Result<std::optional<Millis>> PostgresQueue::next_due_in(
     const std::vector<std::string>& skip_hosts) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run("next due", kNextDue, {array_param(skip_hosts)});
   if (!rows.ok()) return rows.status();
   if (rows->size() == 0 || rows->is_null(0, 0)) return std::optional<Millis>();
@@ -516,7 +546,9 @@ Result<std::optional<Millis>> PostgresQueue::next_due_in(
 }
 
 Result<Deferred> PostgresQueue::defer_host(const HostDeferral& request) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   Deferred deferred;
   if (request.until) {
     deferred.until = *request.until;
@@ -535,7 +567,9 @@ Result<Deferred> PostgresQueue::defer_host(const HostDeferral& request) {
 }
 
 Result<std::size_t> PostgresQueue::prune_delivered(Millis age, std::size_t limit) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run("prune", kPruneDelivered,
                      {number(age.count()), number(static_cast<std::int64_t>(limit))});
   if (!rows.ok()) return rows.status();
@@ -553,7 +587,9 @@ Result<std::vector<Attempt>> PostgresQueue::attempts_of(Connection& c, std::int6
 }
 
 Result<Delivery> PostgresQueue::find_delivery(std::string_view delivery_id) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run("find delivery", kDeliveryById, {std::string(delivery_id)});
   if (!rows.ok()) return rows.status();
   if (rows->size() == 0) {
@@ -576,7 +612,9 @@ Result<DeliveryPage> PostgresQueue::list(const DeliveryFilter& filter) {
     after = *parsed;
   }
   const std::size_t limit = filter.limit == 0 ? 50 : std::min<std::size_t>(filter.limit, 1000);
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   Params params{number(after),
                 number(static_cast<std::int64_t>(limit + 1))};  // one more: a next page?
   if (filter.state) params.push_back(number(static_cast<int>(*filter.state)));
@@ -611,7 +649,9 @@ Result<DeliveryPage> PostgresQueue::list(const DeliveryFilter& filter) {
 }
 
 Result<DeliveryCounts> PostgresQueue::count_by_state() {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run("count deliveries", kCountByState);
   if (!rows.ok()) return rows.status();
   DeliveryCounts counts{};
@@ -623,7 +663,9 @@ Result<DeliveryCounts> PostgresQueue::count_by_state() {
 }
 
 Result<std::vector<std::pair<std::string, std::size_t>>> PostgresQueue::count_unfinished_by_app() {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run("count unfinished deliveries", kUnfinishedByApp);
   if (!rows.ok()) return rows.status();
   std::vector<std::pair<std::string, std::size_t>> counts;
@@ -634,7 +676,9 @@ Result<std::vector<std::pair<std::string, std::size_t>>> PostgresQueue::count_un
 }
 
 Result<std::size_t> PostgresQueue::count_unfinished(std::string_view app_id, std::size_t at_most) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows = c->run("count an app's unfinished deliveries", kUnfinishedOfApp,
                      {std::string(app_id), number(static_cast<std::int64_t>(at_most))});
   if (!rows.ok()) return rows.status();
@@ -644,7 +688,9 @@ Result<std::size_t> PostgresQueue::count_unfinished(std::string_view app_id, std
 }
 
 Result<std::size_t> PostgresQueue::count_pending_for_host(std::string_view host_key) {
-  auto c = pool_->borrow();
+  auto borrowed = pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
   auto rows =
       c->run("count pending deliveries of a host", kPendingForHost, {std::string(host_key)});
   if (!rows.ok()) return rows.status();
@@ -654,7 +700,9 @@ Result<std::size_t> PostgresQueue::count_pending_for_host(std::string_view host_
 Result<Delivery> PostgresQueue::redeliver(std::string_view delivery_id) {
   bool changed = false;
   {
-    auto c = pool_->borrow();
+    auto borrowed = pool_->borrow();
+    if (!borrowed.ok()) return borrowed.status();
+    auto& c = *borrowed;
     auto rows = c->run("redeliver", kRedeliver, {std::string(delivery_id)});
     if (!rows.ok()) return rows.status();
     changed = rows->affected() > 0;

@@ -6,6 +6,7 @@
 //                                          .master_key_file = "/etc/callbackd/master.key"});
 #pragma once
 
+#include <callbackd/clock.h>
 #include <callbackd/queue.h>
 #include <callbackd/status.h>
 
@@ -15,12 +16,41 @@
 
 namespace callbackd {
 
+// How long any one wait on the database may take, so a database that is gone, or a link that
+// stays open but forwards nothing (a frozen TCP proxy), costs a bounded error instead of a hang.
+// A zero leaves that bound out. The connection keywords go to libpq (connect_timeout,
+// keepalives_*, tcp_user_timeout) unless the conninfo sets them itself: the user's value wins.
+// Through a proxy the proxy's host acknowledges our packets, so keepalives and
+// tcp_user_timeout only notice a dead peer host; the client-side deadlines on each wait notice
+// the rest.
+struct PostgresLinkBounds {
+  // Connecting, from the first packet to the session being ready (libpq's connect_timeout, in
+  // whole seconds, and a client-side deadline on every step of the handshake).
+  Millis connect_timeout{5000};
+  // One statement: the server cancels it after this long (SET statement_timeout), and the
+  // client waits for its result this long plus a short margin (so the server's cancel, which
+  // says the statement did not happen, arrives first when the server is slow rather than gone).
+  // Past that the link is reset and the statement's outcome is unknown.
+  Millis statement_timeout{5000};
+  // TCP keepalives (whole seconds): probes start after this much silence...
+  Millis keepalive_idle{5000};
+  // ...follow each other this far apart...
+  Millis keepalive_interval{2000};
+  // ...and this many unanswered ones drop the link.
+  int keepalive_count = 2;
+  // Data we sent that the peer's host has not acknowledged for this long drops the link.
+  Millis tcp_user_timeout{5000};
+};
+
 struct PostgresQueueOptions {
   // A libpq connection string or URI ("postgres://user@host:5432/db", "host=… dbname=…").
   // The password comes from it, PGPASSWORD or ~/.pgpass; it is never logged.
   std::string conninfo;
   // Connections for claims, records and reads; enqueues have one more of their own.
   std::size_t connections = 4;
+  // Bounds on every wait on the database. A caller that finds every connection busy waits for
+  // one at most bounds.statement_timeout too.
+  PostgresLinkBounds bounds;
 };
 
 // Connects, creates or upgrades the schema (one process at a time), and returns the queue.
