@@ -28,6 +28,7 @@ constexpr Millis kDrainTime{2000};
 // back keeps the daemon's memory flat through a stream of large (or hostile) requests.
 constexpr std::size_t kTrimAfterBodyBytes = 64 << 10;
 // Reads grow a connection's buffer up to 64 KiB; an idle keep-alive connection keeps less.
+constexpr std::size_t kReadChunkBytes = 64 << 10;
 constexpr std::size_t kIdleBufferBytes = 16 << 10;
 
 // Accepting after a failure (EMFILE: out of descriptors) is retried after 10 ms, doubling up
@@ -78,6 +79,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
         });
   }
 
+  // Waits for the next request under idle_timeout; its first bytes start the read bound.
   void read_header() {
     if (server_ == nullptr || server_->shutting_down_) return close();
     reading_ = true;
@@ -85,8 +87,23 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->body_limit(server_->options_.max_body_bytes);
     parser_->header_limit(static_cast<std::uint32_t>(server_->options_.max_header_bytes));
-    // Covers the header and the body: a client that trickles either is cut at this bound.
+    // Bytes left over from the last read (a pipelined request) have started this one already.
+    if (buffer_.size() > 0) return read_rest_of_header();
     stream_.expires_after(server_->options_.idle_timeout);
+    stream_.async_read_some(
+        buffer_.prepare(beast::read_size(buffer_, kReadChunkBytes)),
+        beast::bind_front_handler(&Session::on_first_bytes, shared_from_this()));
+  }
+
+  void on_first_bytes(beast::error_code ec, std::size_t bytes) {
+    if (ec) return on_read_error(ec);
+    buffer_.commit(bytes);
+    read_rest_of_header();
+  }
+
+  // Covers the header and the body: a client that trickles either is cut at this bound.
+  void read_rest_of_header() {
+    stream_.expires_after(server_->options_.read_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
                             beast::bind_front_handler(&Session::on_header, shared_from_this()));
   }
@@ -111,9 +128,12 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     if (beast::iequals(request[http::field::expect], "100-continue")) {
       auto interim = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
                                                                         request.version());
+      stream_.expires_after(server_->options_.write_timeout);
       http::async_write(stream_, *interim,
                         [self = shared_from_this(), interim](beast::error_code ec, std::size_t) {
                           if (ec) return self->close();
+                          // The client sends its body only now: it gets a read bound of its own.
+                          self->stream_.expires_after(self->server_->options_.read_timeout);
                           self->read_body();
                         });
       return;
@@ -121,6 +141,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     read_body();
   }
 
+  // Under the deadline the header was read with (or the fresh one after "100 Continue").
   void read_body() {
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&Session::on_body, shared_from_this()));
@@ -154,6 +175,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
                    std::string(request[http::field::authorization]), std::move(request.body())};
     keep_alive_ = request.keep_alive();
     parser_.reset();  // the body now lives in `api` only
+    start_handling();
     // A large body is parsed on a worker, not here, where it would hold up every connection.
     if (server_->quick_handler_ && api.body.size() < kTrimAfterBodyBytes &&
         server_->quick_handler_(api, respond_through(io_bound_ref()))) {
@@ -169,6 +191,10 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // No socket deadline while the handler runs: one would cut the connection, and the answer
+  // with it, however soon after the handler it came.
+  void start_handling() { stream_.expires_never(); }
+
   // Answers from any thread: the response goes back to the io thread, the only one that ever
   // uses the session. `session` is an io_bound_ref().
   static Respond respond_through(std::shared_ptr<Session> session) {
@@ -181,13 +207,13 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   }
 
   void write(ApiResponse response, bool then_drain = false) {
+    if (server_ == nullptr) return close();  // the server is gone, and its options with it
     auto message = std::make_shared<http::response<http::string_body>>(
         static_cast<http::status>(response.status), version_);
     message->set(http::field::server, "callbackd");
     message->set(http::field::content_type, response.content_type);
     for (const auto& [name, value] : response.headers) message->set(name, value);
-    const bool keep_alive =
-        keep_alive_ && !then_drain && server_ != nullptr && !server_->shutting_down_;
+    const bool keep_alive = keep_alive_ && !then_drain && !server_->shutting_down_;
     message->keep_alive(keep_alive);
     if (head_request_) {
       // HEAD: the headers a GET would get, without its body.
@@ -196,6 +222,9 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
       message->body() = std::move(response.body);
       message->prepare_payload();
     }
+    // A fresh bound, whatever the read and the handler took: a client that never reads its
+    // response is cut off.
+    stream_.expires_after(server_->options_.write_timeout);
     http::async_write(stream_, *message,
                       [self = shared_from_this(), message, keep_alive, then_drain](
                           beast::error_code ec, std::size_t) {
