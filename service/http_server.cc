@@ -50,7 +50,8 @@ std::string refusal_response(std::size_t max_connections) {
 
 class HttpServer::Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(HttpServer& server, tcp::socket socket) : server_(&server), stream_(std::move(socket)) {}
+  Session(HttpServer& server, tcp::socket socket)
+      : server_(&server), stream_(std::move(socket)), handle_timer_(stream_.get_executor()) {}
   ~Session() {
     if (server_ != nullptr) server_->session_ended(this);
   }
@@ -178,12 +179,13 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     start_handling();
     // A large body is parsed on a worker, not here, where it would hold up every connection.
     if (server_->quick_handler_ && api.body.size() < kTrimAfterBodyBytes &&
-        server_->quick_handler_(api, respond_through(io_bound_ref()))) {
+        server_->quick_handler_(api, respond_through(io_bound_ref(), request_number_))) {
       return;
     }
-    asio::post(server_->workers_, [session = io_bound_ref(), api = std::move(api)]() mutable {
+    asio::post(server_->workers_, [session = io_bound_ref(), number = request_number_,
+                                   api = std::move(api)]() mutable {
       const bool large = api.body.size() >= kTrimAfterBodyBytes;
-      session->server_->handler_(api, respond_through(session));
+      session->server_->handler_(api, respond_through(session, number));
       if (large) {
         std::string().swap(api.body);
         malloc_trim(0);
@@ -191,19 +193,67 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     });
   }
 
-  // No socket deadline while the handler runs: one would cut the connection, and the answer
-  // with it, however soon after the handler it came.
-  void start_handling() { stream_.expires_never(); }
+  // The handler's time is bounded by handle_timeout, not by a socket deadline: one would cut
+  // the connection, and the answer with it, however soon after the handler it came.
+  void start_handling() {
+    ++request_number_;
+    awaiting_answer_ = true;
+    stream_.expires_never();
+    handle_deadline_ = std::chrono::steady_clock::now() + server_->options_.handle_timeout;
+    if (!handle_timer_armed_) arm_handle_timer();
+  }
+
+  // The timer is not cancelled when an answer comes: on a busy keep-alive connection it stays
+  // armed and is moved on to the request in hand when it fires, sparing the quick path a timer
+  // set and cancel per request. It holds the session weakly, so a closed connection ends at
+  // once, not at the timer.
+  void arm_handle_timer() {
+    handle_timer_armed_ = true;
+    handle_timer_.expires_at(handle_deadline_);
+    handle_timer_.async_wait([session = weak_from_this()](beast::error_code ec) {
+      if (std::shared_ptr<Session> self = session.lock()) self->on_handle_timer(ec);
+    });
+  }
+
+  void on_handle_timer(beast::error_code ec) {
+    handle_timer_armed_ = false;
+    if (ec || !awaiting_answer_ || server_ == nullptr) return;
+    if (std::chrono::steady_clock::now() < handle_deadline_) return arm_handle_timer();
+    on_handle_timeout();
+  }
 
   // Answers from any thread: the response goes back to the io thread, the only one that ever
-  // uses the session. `session` is an io_bound_ref().
-  static Respond respond_through(std::shared_ptr<Session> session) {
-    return [session = std::move(session)](ApiResponse response) {
+  // uses the session. `session` is an io_bound_ref(); `number` the request it answers.
+  static Respond respond_through(std::shared_ptr<Session> session, std::uint64_t number) {
+    return [session = std::move(session), number](ApiResponse response) {
       asio::post(session->stream_.get_executor(),
-                 [session, response = std::move(response)]() mutable {
-                   session->write(std::move(response));
+                 [session, number, response = std::move(response)]() mutable {
+                   session->on_answer(number, std::move(response));
                  });
     };
+  }
+
+  // An answer after the request has had its 503 (or a second one) is dropped.
+  void on_answer(std::uint64_t number, ApiResponse response) {
+    if (!awaiting_answer_ || number != request_number_) return;
+    awaiting_answer_ = false;
+    write(std::move(response));
+  }
+
+  // Answers for the handler, which has taken too long: the client may retry elsewhere.
+  void on_handle_timeout() {
+    awaiting_answer_ = false;
+    const Millis bound = server_->options_.handle_timeout;
+    if (std::optional<std::uint64_t> suppressed = server_->handle_timeout_log_.admit()) {
+      spdlog::warn("event=handle_timeout handle_timeout_ms={} suppressed={}", bound.count(),
+                   *suppressed);
+    }
+    ApiResponse response = error_response(
+        503, "timeout",
+        "the request was not answered within handle_timeout (" + std::to_string(bound.count()) +
+            " ms); it may still take effect: check before retrying");
+    response.headers.emplace_back("Retry-After", "1");
+    reply_and_close(std::move(response));
   }
 
   void write(ApiResponse response, bool then_drain = false) {
@@ -266,6 +316,11 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::array<char, 8192> scratch_{};
+  asio::steady_timer handle_timer_;
+  std::chrono::steady_clock::time_point handle_deadline_{};
+  std::uint64_t request_number_ = 0;  // the request being handled, so an answer finds its own
+  bool awaiting_answer_ = false;
+  bool handle_timer_armed_ = false;
   unsigned version_ = 11;
   bool keep_alive_ = false;
   bool head_request_ = false;

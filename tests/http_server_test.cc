@@ -225,6 +225,35 @@ TEST(HttpServerTest, AnAnswerSlowerThanTheIdleTimeoutIsStillDelivered) {
   EXPECT_EQ(reply->compare(head_end + 4, std::string::npos, body), 0);
 }
 
+// A handler that never answers in time: the client gets a 503 it can act on, and the
+// handler's answer, when it comes at last from another thread, is dropped.
+TEST(HttpServerTest, AHandlerThatDoesNotAnswerWithinHandleTimeoutGetsTheClientA503) {
+  std::promise<Respond> handed_over;
+  ServerOnAThread server({.handle_timeout = 300ms}, [&](const ApiRequest&, Respond respond) {
+    handed_over.set_value(respond);
+  });
+  ASSERT_TRUE(server.started());
+
+  std::optional<RawConnection> client(server.port());
+  const Clock::time_point start = Clock::now();
+  client->send("POST /v1/apps HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}");
+  Respond late = handed_over.get_future().get();
+  const std::optional<std::string> reply = client->read_until_closed(300ms + kMargin);
+  const Millis took = since(start);
+  ASSERT_TRUE(reply) << "neither answered nor closed after " << took.count() << " ms";
+  EXPECT_GE(took, 300ms);
+  EXPECT_EQ(reply->rfind("HTTP/1.1 503 ", 0), 0u) << *reply;
+  EXPECT_NE(reply->find("\"code\":\"timeout\""), std::string::npos) << *reply;
+  EXPECT_NE(reply->find("Retry-After: 1\r\n"), std::string::npos) << *reply;
+  EXPECT_NE(reply->find("Connection: close\r\n"), std::string::npos) << *reply;
+
+  // From this thread, after the 503, while the session still drains the connection.
+  late(ApiResponse{.status = 201, .body = "{}"});
+  late = nullptr;
+  client.reset();  // ends the drain
+  EXPECT_TRUE(wait_until([&] { return server.open_connections() == 0; }, kMargin));
+}
+
 // The idle bound is for waiting; once a request starts, the read bound holds, however long
 // the connection may stay idle.
 TEST(HttpServerTest, AClientThatSendsHalfAHeaderIsCutOffAtTheReadBound) {
