@@ -28,6 +28,7 @@ constexpr Millis kDrainTime{2000};
 // back keeps the daemon's memory flat through a stream of large (or hostile) requests.
 constexpr std::size_t kTrimAfterBodyBytes = 64 << 10;
 // Reads grow a connection's buffer up to 64 KiB; an idle keep-alive connection keeps less.
+constexpr std::size_t kReadChunkBytes = 64 << 10;
 constexpr std::size_t kIdleBufferBytes = 16 << 10;
 
 // Accepting after a failure (EMFILE: out of descriptors) is retried after 10 ms, doubling up
@@ -49,7 +50,8 @@ std::string refusal_response(std::size_t max_connections) {
 
 class HttpServer::Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(HttpServer& server, tcp::socket socket) : server_(&server), stream_(std::move(socket)) {}
+  Session(HttpServer& server, tcp::socket socket)
+      : server_(&server), stream_(std::move(socket)), handle_timer_(stream_.get_executor()) {}
   ~Session() {
     if (server_ != nullptr) server_->session_ended(this);
   }
@@ -78,6 +80,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
         });
   }
 
+  // Waits for the next request under idle_timeout; its first bytes start the read bound.
   void read_header() {
     if (server_ == nullptr || server_->shutting_down_) return close();
     reading_ = true;
@@ -85,8 +88,23 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->body_limit(server_->options_.max_body_bytes);
     parser_->header_limit(static_cast<std::uint32_t>(server_->options_.max_header_bytes));
-    // Covers the header and the body: a client that trickles either is cut at this bound.
+    // Bytes left over from the last read (a pipelined request) have started this one already.
+    if (buffer_.size() > 0) return read_rest_of_header();
     stream_.expires_after(server_->options_.idle_timeout);
+    stream_.async_read_some(
+        buffer_.prepare(beast::read_size(buffer_, kReadChunkBytes)),
+        beast::bind_front_handler(&Session::on_first_bytes, shared_from_this()));
+  }
+
+  void on_first_bytes(beast::error_code ec, std::size_t bytes) {
+    if (ec) return on_read_error(ec);
+    buffer_.commit(bytes);
+    read_rest_of_header();
+  }
+
+  // Covers the header and the body: a client that trickles either is cut at this bound.
+  void read_rest_of_header() {
+    stream_.expires_after(server_->options_.read_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
                             beast::bind_front_handler(&Session::on_header, shared_from_this()));
   }
@@ -111,9 +129,12 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     if (beast::iequals(request[http::field::expect], "100-continue")) {
       auto interim = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
                                                                         request.version());
+      stream_.expires_after(server_->options_.write_timeout);
       http::async_write(stream_, *interim,
                         [self = shared_from_this(), interim](beast::error_code ec, std::size_t) {
                           if (ec) return self->close();
+                          // The client sends its body only now: it gets a read bound of its own.
+                          self->stream_.expires_after(self->server_->options_.read_timeout);
                           self->read_body();
                         });
       return;
@@ -121,6 +142,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     read_body();
   }
 
+  // Under the deadline the header was read with (or the fresh one after "100 Continue").
   void read_body() {
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&Session::on_body, shared_from_this()));
@@ -154,14 +176,16 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
                    std::string(request[http::field::authorization]), std::move(request.body())};
     keep_alive_ = request.keep_alive();
     parser_.reset();  // the body now lives in `api` only
+    start_handling();
     // A large body is parsed on a worker, not here, where it would hold up every connection.
     if (server_->quick_handler_ && api.body.size() < kTrimAfterBodyBytes &&
-        server_->quick_handler_(api, respond_through(io_bound_ref()))) {
+        server_->quick_handler_(api, respond_through(io_bound_ref(), request_number_))) {
       return;
     }
-    asio::post(server_->workers_, [session = io_bound_ref(), api = std::move(api)]() mutable {
+    asio::post(server_->workers_, [session = io_bound_ref(), number = request_number_,
+                                   api = std::move(api)]() mutable {
       const bool large = api.body.size() >= kTrimAfterBodyBytes;
-      session->server_->handler_(api, respond_through(session));
+      session->server_->handler_(api, respond_through(session, number));
       if (large) {
         std::string().swap(api.body);
         malloc_trim(0);
@@ -169,25 +193,77 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // The handler's time is bounded by handle_timeout, not by a socket deadline: one would cut
+  // the connection, and the answer with it, however soon after the handler it came.
+  void start_handling() {
+    ++request_number_;
+    awaiting_answer_ = true;
+    stream_.expires_never();
+    handle_deadline_ = std::chrono::steady_clock::now() + server_->options_.handle_timeout;
+    if (!handle_timer_armed_) arm_handle_timer();
+  }
+
+  // The timer is not cancelled when an answer comes: on a busy keep-alive connection it stays
+  // armed and is moved on to the request in hand when it fires, sparing the quick path a timer
+  // set and cancel per request. It holds the session weakly, so a closed connection ends at
+  // once, not at the timer.
+  void arm_handle_timer() {
+    handle_timer_armed_ = true;
+    handle_timer_.expires_at(handle_deadline_);
+    handle_timer_.async_wait([session = weak_from_this()](beast::error_code ec) {
+      if (std::shared_ptr<Session> self = session.lock()) self->on_handle_timer(ec);
+    });
+  }
+
+  void on_handle_timer(beast::error_code ec) {
+    handle_timer_armed_ = false;
+    if (ec || !awaiting_answer_ || server_ == nullptr) return;
+    if (std::chrono::steady_clock::now() < handle_deadline_) return arm_handle_timer();
+    on_handle_timeout();
+  }
+
   // Answers from any thread: the response goes back to the io thread, the only one that ever
-  // uses the session. `session` is an io_bound_ref().
-  static Respond respond_through(std::shared_ptr<Session> session) {
-    return [session = std::move(session)](ApiResponse response) {
+  // uses the session. `session` is an io_bound_ref(); `number` the request it answers.
+  static Respond respond_through(std::shared_ptr<Session> session, std::uint64_t number) {
+    return [session = std::move(session), number](ApiResponse response) {
       asio::post(session->stream_.get_executor(),
-                 [session, response = std::move(response)]() mutable {
-                   session->write(std::move(response));
+                 [session, number, response = std::move(response)]() mutable {
+                   session->on_answer(number, std::move(response));
                  });
     };
   }
 
+  // An answer after the request has had its 503 (or a second one) is dropped.
+  void on_answer(std::uint64_t number, ApiResponse response) {
+    if (!awaiting_answer_ || number != request_number_) return;
+    awaiting_answer_ = false;
+    write(std::move(response));
+  }
+
+  // Answers for the handler, which has taken too long: the client may retry elsewhere.
+  void on_handle_timeout() {
+    awaiting_answer_ = false;
+    const Millis bound = server_->options_.handle_timeout;
+    if (std::optional<std::uint64_t> suppressed = server_->handle_timeout_log_.admit()) {
+      spdlog::warn("event=handle_timeout handle_timeout_ms={} suppressed={}", bound.count(),
+                   *suppressed);
+    }
+    ApiResponse response = error_response(
+        503, "timeout",
+        "the request was not answered within handle_timeout (" + std::to_string(bound.count()) +
+            " ms); it may still take effect: check before retrying");
+    response.headers.emplace_back("Retry-After", "1");
+    reply_and_close(std::move(response));
+  }
+
   void write(ApiResponse response, bool then_drain = false) {
+    if (server_ == nullptr) return close();  // the server is gone, and its options with it
     auto message = std::make_shared<http::response<http::string_body>>(
         static_cast<http::status>(response.status), version_);
     message->set(http::field::server, "callbackd");
     message->set(http::field::content_type, response.content_type);
     for (const auto& [name, value] : response.headers) message->set(name, value);
-    const bool keep_alive =
-        keep_alive_ && !then_drain && server_ != nullptr && !server_->shutting_down_;
+    const bool keep_alive = keep_alive_ && !then_drain && !server_->shutting_down_;
     message->keep_alive(keep_alive);
     if (head_request_) {
       // HEAD: the headers a GET would get, without its body.
@@ -196,6 +272,9 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
       message->body() = std::move(response.body);
       message->prepare_payload();
     }
+    // A fresh bound, whatever the read and the handler took: a client that never reads its
+    // response is cut off.
+    stream_.expires_after(server_->options_.write_timeout);
     http::async_write(stream_, *message,
                       [self = shared_from_this(), message, keep_alive, then_drain](
                           beast::error_code ec, std::size_t) {
@@ -237,6 +316,11 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::array<char, 8192> scratch_{};
+  asio::steady_timer handle_timer_;
+  std::chrono::steady_clock::time_point handle_deadline_{};
+  std::uint64_t request_number_ = 0;  // the request being handled, so an answer finds its own
+  bool awaiting_answer_ = false;
+  bool handle_timer_armed_ = false;
   unsigned version_ = 11;
   bool keep_alive_ = false;
   bool head_request_ = false;

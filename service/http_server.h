@@ -28,7 +28,20 @@ struct HttpServerOptions {
   std::size_t max_body_bytes = 1 << 20;     // larger bodies get 413
   std::size_t max_header_bytes = 16 << 10;  // larger headers get 431
   std::size_t handler_threads = 8;
-  Millis idle_timeout{30000};  // a connection silent this long is closed
+  // Each phase of a request has its own bound, so that a slow phase never eats another's
+  // time (a slow handler used to leave its answer no time to be written):
+  // - a connection waiting for its next request is closed after idle_timeout of silence;
+  Millis idle_timeout{30000};
+  // - once a request's first byte arrives, its header and body must be in within read_timeout
+  //   (a fresh one for the body after "100 Continue"), so a client trickling bytes is cut off;
+  Millis read_timeout{30000};
+  // - a handler that has not answered within handle_timeout gets its client a 503 timeout
+  //   (Retry-After: 1, Connection: close); its later answer is dropped. The socket has no
+  //   deadline meanwhile;
+  Millis handle_timeout{60000};
+  // - a response (and a "100 Continue") must be written within write_timeout, so a client that
+  //   never reads its response is cut off.
+  Millis write_timeout{30000};
   // Connections open at once; one more gets an immediate 503 too_many_connections and is
   // closed (each refusal counted, logged at most once a second).
   std::size_t max_connections = 1024;
@@ -58,7 +71,7 @@ class HttpServer {
   std::size_t open_connections() const { return open_connections_.load(); }
 
   // Stops accepting, closes idle connections, lets requests being handled finish and be
-  // answered, then calls `done` (on the io thread).
+  // answered (by a 503 past handle_timeout), then calls `done` (on the io thread).
   void shutdown(std::function<void()> done);
 
  private:
@@ -84,6 +97,7 @@ class HttpServer {
   Millis accept_backoff_{0};
   LogThrottle accept_failed_log_;
   LogThrottle refused_log_;
+  LogThrottle handle_timeout_log_;
   std::string refusal_;  // the whole 503 response a connection past the cap gets
   bool shutting_down_ = false;
   std::function<void()> shutdown_done_;
