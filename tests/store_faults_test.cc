@@ -35,13 +35,17 @@ struct FaultCase {
   QueueFault fault;
 };
 
-std::string case_name(const ::testing::TestParamInfo<FaultCase>& info) {
-  const FaultCase& c = info.param;
+std::string case_name(const FaultCase& c) {
   std::string name = c.backend + "_" + std::string(testing::to_string(c.call)) + "_" +
                      std::string(testing::to_string(c.fault.kind));
   if (c.fault.kind != QueueFault::Kind::kHang) name += "_x" + std::to_string(c.fault.times);
   return name;
 }
+std::string case_name(const ::testing::TestParamInfo<FaultCase>& info) {
+  return case_name(info.param);
+}
+// What ctest and a failure print for a case: its name, not its bytes.
+void PrintTo(const FaultCase& c, std::ostream* out) { *out << case_name(c); }
 
 constexpr Millis kShutdownTimeout = 3s;
 
