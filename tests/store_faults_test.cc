@@ -41,7 +41,7 @@ std::string case_name(const FaultCase& c) {
   if (c.fault.kind != QueueFault::Kind::kHang) name += "_x" + std::to_string(c.fault.times);
   return name;
 }
-std::string case_name(const ::testing::TestParamInfo<FaultCase>& info) {
+std::string param_name(const ::testing::TestParamInfo<FaultCase>& info) {
   return case_name(info.param);
 }
 // What ctest and a failure print for a case: its name, not its bytes.
@@ -311,7 +311,7 @@ std::vector<FaultCase> matrix() {
   return cases;
 }
 
-INSTANTIATE_TEST_SUITE_P(Matrix, StoreFaultsTest, ::testing::ValuesIn(matrix()), case_name);
+INSTANTIATE_TEST_SUITE_P(Matrix, StoreFaultsTest, ::testing::ValuesIn(matrix()), param_name);
 
 }  // namespace
 }  // namespace callbackd

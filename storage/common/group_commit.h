@@ -12,6 +12,7 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace callbackd {
@@ -51,6 +52,17 @@ class GroupCommit {
     arrived_.notify_one();
   }
 
+  // From inside run_batch: takes every item waiting now, for a batch that failed for a reason
+  // they would fail for too (the store is gone), so they are answered at once rather than each
+  // after a bound of its own. The caller must complete every item taken.
+  std::vector<Item> take_waiting() {
+    std::lock_guard lock(mutex_);
+    std::vector<Item> items = std::move(waiting_);
+    waiting_.clear();
+    taken_ += items.size();
+    return items;
+  }
+
   // Returns once every item submitted before the call has been run.
   void drain() {
     std::unique_lock lock(mutex_);
@@ -79,7 +91,7 @@ class GroupCommit {
       lock.unlock();
       run_batch_(batch);
       lock.lock();
-      finished_ += batch.size();
+      finished_ += batch.size() + std::exchange(taken_, 0);
       batch.clear();
       finished_cv_.notify_all();
     }
@@ -94,6 +106,7 @@ class GroupCommit {
   std::size_t last_batch_size_ = 1;
   std::uint64_t accepted_ = 0;
   std::uint64_t finished_ = 0;
+  std::size_t taken_ = 0;  // by take_waiting() during the batch now running
   bool stopping_ = false;
   std::thread thread_;  // last: started once everything above exists
 };

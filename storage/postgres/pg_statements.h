@@ -43,6 +43,7 @@ inline const std::string kFindByTasks =
     "SELECT d.app_id, d.task_id, d.id, d.state FROM deliveries d "
     "JOIN unnest($1::text[], $2::text[]) AS t(app_id, task_id) "
     "  ON d.app_id = t.app_id AND d.task_id = t.task_id";
+inline const std::string kDeliveriesById = "SELECT id FROM deliveries WHERE id = ANY($1::text[])";
 inline const std::string kFindByTask =
     "SELECT id, state FROM deliveries WHERE app_id = $1 AND task_id = $2";
 

@@ -26,6 +26,9 @@ namespace {
 // Rows per enqueue transaction at most, so one commit never holds a connection for long.
 constexpr std::size_t kMaxBatch = 2048;
 
+// A statement that failed this fast found its link dead (not frozen): worth one more try.
+constexpr std::chrono::milliseconds kQuickFailure{1000};
+
 std::string number(std::int64_t n) { return std::to_string(n); }
 
 std::optional<std::string> optional_ms(const std::optional<TimePoint>& t) {
@@ -93,9 +96,13 @@ Result<std::unique_ptr<PostgresQueue>> PostgresQueue::open(PostgresQueueOptions 
   if (Status s = postgres::create_or_upgrade_schema(*queue->enqueue_connection_); !s.ok()) {
     return s;
   }
-  auto pool = postgres::Pool::open(options.conninfo, options.connections, options.bounds);
-  if (!pool.ok()) return pool.status();
-  queue->pool_ = std::move(*pool);
+  for (auto [pool, size] : {std::pair{&queue->api_pool_, options.api_connections},
+                            std::pair{&queue->dispatch_pool_, options.dispatch_connections},
+                            std::pair{&queue->lease_pool_, std::size_t{1}}}) {
+    auto opened = postgres::Pool::open(options.conninfo, size, options.bounds);
+    if (!opened.ok()) return opened.status();
+    *pool = std::move(*opened);
+  }
   queue->description_ = "postgres:" + queue->enqueue_connection_->describe();
   queue->owner_ = new_owner_id();
   queue->listener_ = std::make_unique<postgres::Listener>(options.conninfo, options.bounds,
@@ -114,14 +121,18 @@ void PostgresQueue::on_due_elsewhere(std::function<void()> wake) {
 
 // Reachable, and not a read-only standby (after a failover the old primary may be one).
 Status PostgresQueue::check_writable() {
-  auto borrowed = pool_->borrow();
+  auto borrowed = api_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
+  const auto started = std::chrono::steady_clock::now();
   auto rows = c->run("check the database", "SELECT pg_is_in_recovery()");
-  // After an outage a pooled connection learns it is dead on its first statement; the
-  // second try runs on a fresh one.
-  if (!rows.ok() && !c->healthy())
+  // After an outage (a restart) a pooled connection learns it is dead on its first statement,
+  // at once; the second try runs on a fresh one. A link that gave no answer within its bound
+  // (a frozen database) is not tried again: readiness answers within one bound.
+  const bool failed_fast = std::chrono::steady_clock::now() - started < kQuickFailure;
+  if (!rows.ok() && !c->healthy() && failed_fast) {
     rows = c->run("check the database", "SELECT pg_is_in_recovery()");
+  }
   if (!rows.ok()) return rows.status();
   if (rows->text(0, 0) == "t") {
     return Status::StorageUnavailable("postgres: the database is a read-only standby");
@@ -136,7 +147,7 @@ Status PostgresQueue::notify_due(Connection& c) {
 
 template <class Work>
 Status PostgresQueue::transaction(Work&& work) {
-  auto borrowed = pool_->borrow();
+  auto borrowed = api_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
   if (Status s = c->exec("begin", "BEGIN"); !s.ok()) return s;
@@ -149,7 +160,7 @@ Status PostgresQueue::transaction(Work&& work) {
 // --------------------------------------------------------------------- apps and settings
 
 Status PostgresQueue::insert_app(const StoredApp& app) {
-  auto borrowed = pool_->borrow();
+  auto borrowed = api_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
   auto inserted =
@@ -165,7 +176,7 @@ Status PostgresQueue::insert_app(const StoredApp& app) {
 }
 
 Result<StoredApp> PostgresQueue::find_app(std::string_view app_id) {
-  auto borrowed = pool_->borrow();
+  auto borrowed = api_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
   auto rows = c->run("find app", kFindApp, {std::string(app_id)});
@@ -185,7 +196,7 @@ Result<StoredApp> PostgresQueue::find_app(std::string_view app_id) {
 }
 
 Result<AppPage> PostgresQueue::list_apps(std::size_t limit, std::string_view after_id) {
-  auto borrowed = pool_->borrow();
+  auto borrowed = api_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
   auto rows = c->run("list apps", kListApps, {std::string(after_id), std::to_string(limit)});
@@ -201,7 +212,7 @@ Result<AppPage> PostgresQueue::list_apps(std::size_t limit, std::string_view aft
 }
 
 Status PostgresQueue::update_app_secrets(const StoredApp& app) {
-  auto borrowed = pool_->borrow();
+  auto borrowed = api_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
   auto updated =
@@ -216,7 +227,7 @@ Status PostgresQueue::update_app_secrets(const StoredApp& app) {
 }
 
 Result<std::optional<std::string>> PostgresQueue::get_setting(std::string_view key) {
-  auto borrowed = pool_->borrow();
+  auto borrowed = api_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
   auto rows = c->run("get setting", kGetSetting, {std::string(key)});
@@ -226,7 +237,7 @@ Result<std::optional<std::string>> PostgresQueue::get_setting(std::string_view k
 }
 
 Status PostgresQueue::put_setting(std::string_view key, std::string_view value) {
-  auto borrowed = pool_->borrow();
+  auto borrowed = api_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
   auto put = c->run("put setting", kPutSetting, {std::string(key), bytea_param(value)});
@@ -251,6 +262,7 @@ void PostgresQueue::drain() { commits_->drain(); }
 void PostgresQueue::run_enqueue_batch(std::vector<PendingEnqueue>& batch) {
   Connection& c = *enqueue_connection_;
   Result<std::vector<Result<Enqueued>>> results = Status::Internal("enqueue not run");
+  bool commit_sent = false;
   Status s = c.exec("begin", "BEGIN");
   if (s.ok()) {
     results = insert_batch(c, batch);
@@ -262,15 +274,55 @@ void PostgresQueue::run_enqueue_batch(std::vector<PendingEnqueue>& batch) {
       any_pending |= r.ok() && r->receipt.created && !r->lease;
     }
     if (s.ok() && any_pending) s = notify_due(c);
-    if (s.ok()) s = c.exec("commit", "COMMIT");
+    if (s.ok()) {
+      commit_sent = true;
+      s = c.exec("commit", "COMMIT");
+    }
   }
-  if (!s.ok()) {
-    if (c.in_transaction()) (void)c.exec("rollback", "ROLLBACK");
-    // Nothing in this batch is stored, so nobody in it may be told otherwise.
-    for (PendingEnqueue& p : batch) p.done(s);
+  if (s.ok()) {
+    for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move((*results)[i]));
     return;
   }
-  for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move((*results)[i]));
+  if (c.in_transaction()) (void)c.exec("rollback", "ROLLBACK");
+  // The COMMIT went out and no answer came back: it may have committed. Find out before
+  // telling anyone nothing was stored.
+  if (commit_sent && c.outcome_unknown()) {
+    Result<bool> landed = committed_after_all(batch, *results);
+    if (landed.ok() && *landed) {
+      for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move((*results)[i]));
+      return;
+    }
+    if (!landed.ok()) {
+      // Still unknown: the answer says so, and a retry of the same task is answered with the
+      // delivery if it was stored.
+      s = Status::StorageUnavailable(s.message() +
+                                     "; whether the commit landed is unknown: retry the same "
+                                     "task, which returns its delivery if it was stored");
+    }
+  }
+  // Nothing in this batch is stored, so nobody in it may be told otherwise. Callbacks that
+  // queued up while the database did not answer would only wait out a bound of their own
+  // now: they are answered too.
+  for (PendingEnqueue& p : batch) p.done(s);
+  if (!c.healthy()) {
+    for (PendingEnqueue& p : commits_->take_waiting()) p.done(s);
+  }
+}
+
+Result<bool> PostgresQueue::committed_after_all(const std::vector<PendingEnqueue>& batch,
+                                                const std::vector<Result<Enqueued>>& results) {
+  std::vector<std::string> created;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (results[i].ok() && results[i]->receipt.created) created.push_back(batch[i].delivery.id);
+  }
+  if (created.empty()) return true;  // nothing was to be stored
+  auto borrowed = api_pool_->borrow();
+  if (!borrowed.ok()) return borrowed.status();
+  auto& c = *borrowed;
+  auto found = c->run("look up an unconfirmed commit", kDeliveriesById, {array_param(created)});
+  if (!found.ok()) return found.status();
+  // One transaction: all of its rows landed, or none did.
+  return found->size() > 0;
 }
 
 // One transaction's work: which apps exist, one INSERT for every row, and a look-up of the
@@ -387,7 +439,7 @@ Result<std::vector<Result<Enqueued>>> PostgresQueue::insert_batch(
 
 Result<std::optional<EnqueueReceipt>> PostgresQueue::find_by_task(std::string_view app_id,
                                                                   std::string_view task_id) {
-  auto borrowed = pool_->borrow();
+  auto borrowed = api_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
   auto rows =
@@ -403,7 +455,7 @@ Result<std::optional<EnqueueReceipt>> PostgresQueue::find_by_task(std::string_vi
 Result<std::vector<ClaimedDelivery>> PostgresQueue::claim(const ClaimRequest& request) {
   std::vector<ClaimedDelivery> claimed;
   if (request.limit == 0) return claimed;
-  auto borrowed = pool_->borrow();
+  auto borrowed = dispatch_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
   const std::string limit = number(static_cast<std::int64_t>(request.limit));
@@ -438,7 +490,7 @@ Result<StaleTokens> PostgresQueue::renew(std::span<const LeaseToken> tokens, Mil
     seqs.push_back(t.seq);
     generations.push_back(t.generation);
   }
-  auto borrowed = pool_->borrow();
+  auto borrowed = lease_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
   auto rows =
@@ -477,7 +529,7 @@ Result<StaleTokens> PostgresQueue::record(std::span<const AttemptRecord> records
     details.push_back(postgres::is_utf8(a.error_detail) ? a.error_detail : std::string());
     heads.push_back(postgres::hex(a.response_head));
   }
-  auto borrowed = pool_->borrow();
+  auto borrowed = dispatch_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
   auto rows = c->run(
@@ -503,7 +555,7 @@ Result<StaleTokens> PostgresQueue::release(std::span<const LeaseToken> tokens, M
     owners.push_back(t.owner);
     generations.push_back(t.generation);
   }
-  auto borrowed = pool_->borrow();
+  auto borrowed = dispatch_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
   auto rows = c->run(
@@ -521,7 +573,7 @@ Result<StaleTokens> PostgresQueue::release(std::span<const LeaseToken> tokens, M
 }
 
 Result<std::size_t> PostgresQueue::recover_expired_leases(const LeaseRecovery& recovery) {
-  auto borrowed = pool_->borrow();
+  auto borrowed = dispatch_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
   auto rows = c->run(
@@ -536,7 +588,7 @@ Result<std::size_t> PostgresQueue::recover_expired_leases(const LeaseRecovery& r
 
 Result<std::optional<Millis>> PostgresQueue::next_due_in(
     const std::vector<std::string>& skip_hosts) {
-  auto borrowed = pool_->borrow();
+  auto borrowed = dispatch_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
   auto rows = c->run("next due", kNextDue, {array_param(skip_hosts)});
@@ -546,7 +598,7 @@ Result<std::optional<Millis>> PostgresQueue::next_due_in(
 }
 
 Result<Deferred> PostgresQueue::defer_host(const HostDeferral& request) {
-  auto borrowed = pool_->borrow();
+  auto borrowed = dispatch_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
   Deferred deferred;
@@ -567,7 +619,7 @@ Result<Deferred> PostgresQueue::defer_host(const HostDeferral& request) {
 }
 
 Result<std::size_t> PostgresQueue::prune_delivered(Millis age, std::size_t limit) {
-  auto borrowed = pool_->borrow();
+  auto borrowed = dispatch_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
   auto rows = c->run("prune", kPruneDelivered,
@@ -587,7 +639,7 @@ Result<std::vector<Attempt>> PostgresQueue::attempts_of(Connection& c, std::int6
 }
 
 Result<Delivery> PostgresQueue::find_delivery(std::string_view delivery_id) {
-  auto borrowed = pool_->borrow();
+  auto borrowed = api_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
   auto rows = c->run("find delivery", kDeliveryById, {std::string(delivery_id)});
@@ -612,7 +664,7 @@ Result<DeliveryPage> PostgresQueue::list(const DeliveryFilter& filter) {
     after = *parsed;
   }
   const std::size_t limit = filter.limit == 0 ? 50 : std::min<std::size_t>(filter.limit, 1000);
-  auto borrowed = pool_->borrow();
+  auto borrowed = api_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
   Params params{number(after),
@@ -649,7 +701,7 @@ Result<DeliveryPage> PostgresQueue::list(const DeliveryFilter& filter) {
 }
 
 Result<DeliveryCounts> PostgresQueue::count_by_state() {
-  auto borrowed = pool_->borrow();
+  auto borrowed = api_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
   auto rows = c->run("count deliveries", kCountByState);
@@ -663,7 +715,7 @@ Result<DeliveryCounts> PostgresQueue::count_by_state() {
 }
 
 Result<std::vector<std::pair<std::string, std::size_t>>> PostgresQueue::count_unfinished_by_app() {
-  auto borrowed = pool_->borrow();
+  auto borrowed = api_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
   auto rows = c->run("count unfinished deliveries", kUnfinishedByApp);
@@ -676,7 +728,7 @@ Result<std::vector<std::pair<std::string, std::size_t>>> PostgresQueue::count_un
 }
 
 Result<std::size_t> PostgresQueue::count_unfinished(std::string_view app_id, std::size_t at_most) {
-  auto borrowed = pool_->borrow();
+  auto borrowed = api_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
   auto rows = c->run("count an app's unfinished deliveries", kUnfinishedOfApp,
@@ -688,7 +740,7 @@ Result<std::size_t> PostgresQueue::count_unfinished(std::string_view app_id, std
 }
 
 Result<std::size_t> PostgresQueue::count_pending_for_host(std::string_view host_key) {
-  auto borrowed = pool_->borrow();
+  auto borrowed = api_pool_->borrow();
   if (!borrowed.ok()) return borrowed.status();
   auto& c = *borrowed;
   auto rows =
@@ -700,7 +752,7 @@ Result<std::size_t> PostgresQueue::count_pending_for_host(std::string_view host_
 Result<Delivery> PostgresQueue::redeliver(std::string_view delivery_id) {
   bool changed = false;
   {
-    auto borrowed = pool_->borrow();
+    auto borrowed = api_pool_->borrow();
     if (!borrowed.ok()) return borrowed.status();
     auto& c = *borrowed;
     auto rows = c->run("redeliver", kRedeliver, {std::string(delivery_id)});

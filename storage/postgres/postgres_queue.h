@@ -55,7 +55,8 @@ class PostgresQueue final : public Queue {
   Status check_writable() override;
   QueueStats stats() const override {
     // The group-commit connection counts too, always "in use" by its thread.
-    return {"postgres", pool_->size() + 1, pool_->in_use() + 1};
+    return {"postgres", api_pool_->size() + dispatch_pool_->size() + lease_pool_->size() + 1,
+            api_pool_->in_use() + dispatch_pool_->in_use() + lease_pool_->in_use() + 1};
   }
 
   std::int64_t owner() const { return owner_; }
@@ -73,13 +74,18 @@ class PostgresQueue final : public Queue {
   void run_enqueue_batch(std::vector<PendingEnqueue>& batch);
   Result<std::vector<Result<Enqueued>>> insert_batch(postgres::Connection& c,
                                                      const std::vector<PendingEnqueue>& batch);
+  // After a COMMIT whose answer was lost: whether the batch's new rows are there.
+  Result<bool> committed_after_all(const std::vector<PendingEnqueue>& batch,
+                                   const std::vector<Result<Enqueued>>& results);
   Result<std::vector<Attempt>> attempts_of(postgres::Connection& c, std::int64_t seq);
   // Tells the other processes that work is due now (delivered when `c`'s transaction commits).
   Status notify_due(postgres::Connection& c);
 
   std::string description_;
   std::int64_t owner_ = 0;
-  std::unique_ptr<postgres::Pool> pool_;
+  std::unique_ptr<postgres::Pool> api_pool_;       // apps, settings, reads, operator actions
+  std::unique_ptr<postgres::Pool> dispatch_pool_;  // claims, records, releases, recovery
+  std::unique_ptr<postgres::Pool> lease_pool_;     // renewals, first in line: one of their own
   std::unique_ptr<postgres::Connection> enqueue_connection_;  // the group-commit thread's
   std::unique_ptr<postgres::Listener> listener_;
   // The group-commit thread's own: apps known to exist, and the session its staging table is in.

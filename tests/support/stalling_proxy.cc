@@ -15,7 +15,9 @@
 #include <functional>
 #include <future>
 #include <map>
+#include <optional>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -61,6 +63,7 @@ class StallingProxy::Impl {
     asio::post(io_, [&] {
       frozen_ = frozen;
       if (!frozen_) {
+        ++thaws_;
         auto parked = std::move(parked_);
         parked_.clear();
         for (auto& step : parked) step();
@@ -70,9 +73,31 @@ class StallingProxy::Impl {
     done.get_future().wait();
   }
 
-  // Runs `step` now, or on thaw while frozen (on the io thread only).
-  void when_flowing(std::function<void()> step) {
-    if (frozen_) {
+  void set_freeze_marker(std::string marker, bool freeze_all) {
+    std::promise<void> done;
+    asio::post(io_, [&] {
+      freeze_marker_ = std::move(marker);
+      freeze_all_at_marker_ = freeze_all;
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+
+  // Whether `data`, sent by a client, holds the marker; if so the marker is spent, and either
+  // the whole proxy freezes now or the answer is the thaw count the sender stays frozen until.
+  std::optional<std::uint64_t> freezes_sender(std::string_view data) {
+    if (freeze_marker_.empty() || data.find(freeze_marker_) == std::string_view::npos) {
+      return std::nullopt;
+    }
+    freeze_marker_.clear();
+    if (freeze_all_at_marker_) frozen_ = true;
+    return thaws_ + 1;
+  }
+
+  // Runs `step` now, or on thaw while frozen (on the io thread only). A session frozen alone
+  // passes the thaw count it waits for.
+  void when_flowing(std::function<void()> step, std::uint64_t frozen_until_thaw = 0) {
+    if (frozen_ || thaws_ < frozen_until_thaw) {
       parked_.push_back(std::move(step));
     } else {
       step();
@@ -92,6 +117,9 @@ class StallingProxy::Impl {
   std::uint16_t port_ = 0;
   std::atomic<std::size_t> accepted_ = 0;
   bool frozen_ = false;                        // io thread only
+  std::uint64_t thaws_ = 0;                    // io thread only
+  std::string freeze_marker_;                  // io thread only
+  bool freeze_all_at_marker_ = false;          // io thread only
   std::vector<std::function<void()>> parked_;  // io thread only; destroyed before io_
   std::thread thread_;
 };
@@ -119,21 +147,29 @@ class StallingProxy::Impl::Session : public std::enable_shared_from_this<Session
 
   template <class From, class To>
   void pump(From& from, To& to, Buffer& buffer) {
-    from.async_read_some(
-        asio::buffer(buffer), [self = shared_from_this(), &from, &to, &buffer](
-                                  const boost::system::error_code& error, std::size_t n) {
-          // Even an end of stream waits for the thaw: a frozen link tells nothing, closes included.
-          self->proxy_.when_flowing([self, &from, &to, &buffer, error, n] {
+    from.async_read_some(asio::buffer(buffer), [self = shared_from_this(), &from, &to, &buffer](
+                                                   const boost::system::error_code& error,
+                                                   std::size_t n) {
+      // Even an end of stream waits for the thaw: a frozen link tells nothing, closes included.
+      self->proxy_.when_flowing(
+          [self, &from, &to, &buffer, error, n] {
             if (error) return self->close();
+            if (&buffer == &self->to_server_) {
+              if (auto until = self->proxy_.freezes_sender({buffer.data(), n})) {
+                self->frozen_until_thaw_ = *until;
+              }
+            }
             asio::async_write(
                 to, asio::buffer(buffer.data(), n),
                 [self, &from, &to, &buffer](const boost::system::error_code& failed, std::size_t) {
                   if (failed) return self->close();
                   self->proxy_.when_flowing(
-                      [self, &from, &to, &buffer] { self->pump(from, to, buffer); });
+                      [self, &from, &to, &buffer] { self->pump(from, to, buffer); },
+                      self->frozen_until_thaw_);
                 });
-          });
-        });
+          },
+          self->frozen_until_thaw_);
+    });
   }
 
   void close() {
@@ -147,6 +183,7 @@ class StallingProxy::Impl::Session : public std::enable_shared_from_this<Session
   upstream_protocol::socket upstream_;
   Buffer to_server_{};
   Buffer to_client_{};
+  std::uint64_t frozen_until_thaw_ = 0;  // frozen alone (freeze_after) until this many thaws
 };
 
 void StallingProxy::Impl::accept() {
@@ -203,6 +240,10 @@ std::string StallingProxy::conninfo() const {
 void StallingProxy::freeze() { impl_->set_frozen(true); }
 
 void StallingProxy::thaw() { impl_->set_frozen(false); }
+
+void StallingProxy::freeze_after(std::string marker, bool also_freeze_all) {
+  impl_->set_freeze_marker(std::move(marker), also_freeze_all);
+}
 
 std::size_t StallingProxy::connections_accepted() const { return impl_->accepted(); }
 

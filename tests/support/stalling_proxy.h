@@ -36,6 +36,11 @@ class StallingProxy {
   void freeze();
   // ...until this: what was held goes on, and forwarding resumes.
   void thaw();
+  // The next connection whose client sends `marker` (e.g. "COMMIT") has that sent on to the
+  // server, and from then on that connection alone forwards nothing until thaw(): the server
+  // acts on the statement, its answer never arrives. `also_freeze_all` freezes every
+  // connection at that moment instead.
+  void freeze_after(std::string marker, bool also_freeze_all = false);
   std::size_t connections_accepted() const;
 
  private:

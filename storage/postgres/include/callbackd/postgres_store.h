@@ -46,10 +46,13 @@ struct PostgresQueueOptions {
   // A libpq connection string or URI ("postgres://user@host:5432/db", "host=… dbname=…").
   // The password comes from it, PGPASSWORD or ~/.pgpass; it is never logged.
   std::string conninfo;
-  // Connections for claims, records and reads; enqueues have one more of their own.
-  std::size_t connections = 4;
-  // Bounds on every wait on the database. A caller that finds every connection busy waits for
-  // one at most bounds.statement_timeout too.
+  // Connections by who uses them, so one never waits for another's: the dispatcher's claims,
+  // records and releases; the API's reads and operator actions (a console listing pages never
+  // delays a claim). Renewals, enqueues and LISTEN have one connection each besides.
+  std::size_t dispatch_connections = 2;
+  std::size_t api_connections = 2;
+  // Bounds on every wait on the database. A caller that finds every connection of its kind busy
+  // waits for one at most bounds.statement_timeout too.
   PostgresLinkBounds bounds;
 };
 
