@@ -54,6 +54,10 @@ DispatcherOptions dispatcher_options(const EngineOptions& options, const Network
   return d;
 }
 
+// A dispatcher's store call unanswered this long makes the store not ready: a frozen database
+// shows within about this, without another call to wait on.
+constexpr Millis kStoreStalled{3000};
+
 // An app refused for its quota is recounted in the store at most this often.
 constexpr Millis kQuotaRecountInterval{1000};
 
@@ -453,7 +457,16 @@ Result<DeliveryPage> Engine::list(const DeliveryFilter& filter) const {
   return impl_->queue().list(filter);
 }
 
-Status Engine::check_storage() { return impl_->queue().check_writable(); }
+Status Engine::check_storage() {
+  // A store the dispatcher has been waiting on for a while is not ready, whatever a fresh
+  // probe would say (it would only wait as long again).
+  const Millis waiting = impl_->dispatcher().store_call_running_for();
+  if (waiting >= kStoreStalled) {
+    return Status::StorageUnavailable("the store has not answered a call for " +
+                                      std::to_string(waiting.count() / 1000) + " s");
+  }
+  return impl_->queue().check_writable();
+}
 
 Result<Delivery> Engine::redeliver(std::string_view delivery_id) {
   Result<Delivery> delivery = impl_->queue().redeliver(delivery_id);

@@ -63,6 +63,13 @@ Status set_breaker_duration(Millis& out, const std::string& value) {
   return set_duration(out, value, kMaxBreakerDuration, "1h");
 }
 
+// PostgreSQL's bounds reach libpq in whole seconds (connect_timeout, keepalives).
+Status set_postgres_bound(Millis& out, const std::string& value) {
+  if (Status s = set_duration(out, value, Millis(std::chrono::hours(1)), "1h"); !s.ok()) return s;
+  if (out < Millis(1000)) return not_a(value, "a duration of at least 1s");
+  return Status::Ok();
+}
+
 Status check_cidr(const std::string& value) {
   boost::system::error_code ec;
   if (value.find(':') == std::string::npos) {
@@ -247,6 +254,42 @@ const std::vector<KeyDef>& key_defs() {
        false,
        [](Config& c, const Values& v) {
          return set_breaker_duration(c.breaker_max_cooldown, v.back());
+       }},
+      {"postgres_connect_timeout", "5s",
+       "PostgreSQL: the most connecting may take (libpq connect_timeout, and every step of it)",
+       false,
+       [](Config& c, const Values& v) {
+         return set_postgres_bound(c.postgres_connect_timeout, v.back());
+       }},
+      {"postgres_statement_timeout", "5s",
+       "PostgreSQL: the most one statement may take (the server cancels it; the client waits "
+       "a moment longer, then resets the link)",
+       false,
+       [](Config& c, const Values& v) {
+         return set_postgres_bound(c.postgres_statement_timeout, v.back());
+       }},
+      {"postgres_keepalive_idle", "5s", "PostgreSQL: TCP keepalive probes start after this silence",
+       false,
+       [](Config& c, const Values& v) {
+         return set_postgres_bound(c.postgres_keepalive_idle, v.back());
+       }},
+      {"postgres_keepalive_interval", "2s", "PostgreSQL: time between TCP keepalive probes", false,
+       [](Config& c, const Values& v) {
+         return set_postgres_bound(c.postgres_keepalive_interval, v.back());
+       }},
+      {"postgres_keepalive_count", "2", "PostgreSQL: unanswered keepalive probes that drop the link",
+       false,
+       [](Config& c, const Values& v) {
+         std::optional<std::uint64_t> n = parse_unsigned(v.back());
+         if (!n || *n == 0 || *n > 100) return not_a(v.back(), "a whole number from 1 to 100");
+         c.postgres_keepalive_count = static_cast<std::size_t>(*n);
+         return Status::Ok();
+       }},
+      {"postgres_tcp_user_timeout", "5s",
+       "PostgreSQL: data the server's host has not acknowledged for this long drops the link",
+       false,
+       [](Config& c, const Values& v) {
+         return set_postgres_bound(c.postgres_tcp_user_timeout, v.back());
        }},
       {"shutdown_timeout", "20s",
        "the most SIGTERM takes, whatever the store does; past it, unfinished leases are left "

@@ -51,6 +51,14 @@ struct Config {
   // The most a SIGTERM takes, whatever the store does (inside the 30 s systemd and Kubernetes
   // wait before they kill).
   Millis shutdown_timeout = 20s;
+  // Bounds on every wait on a PostgreSQL store (see PostgresLinkBounds in
+  // callbackd/postgres_store.h), so a frozen database costs a bounded error, never a hang.
+  Millis postgres_connect_timeout = 5s;
+  Millis postgres_statement_timeout = 5s;
+  Millis postgres_keepalive_idle = 5s;
+  Millis postgres_keepalive_interval = 2s;
+  std::size_t postgres_keepalive_count = 2;
+  Millis postgres_tcp_user_timeout = 5s;
 
   std::filesystem::path database_path() const { return data_dir / "callbackd.db"; }
 };

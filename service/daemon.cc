@@ -35,9 +35,17 @@ constexpr Millis kShutdownGrace{500};
 }  // namespace
 
 Result<std::shared_ptr<Queue>> open_store(const Config& config) {
-  Result<std::unique_ptr<Queue>> queue = config.store.empty()
-                                             ? open_sqlite_queue({.path = config.database_path()})
-                                             : open_postgres_queue({.conninfo = config.store});
+  PostgresLinkBounds bounds;
+  bounds.connect_timeout = config.postgres_connect_timeout;
+  bounds.statement_timeout = config.postgres_statement_timeout;
+  bounds.keepalive_idle = config.postgres_keepalive_idle;
+  bounds.keepalive_interval = config.postgres_keepalive_interval;
+  bounds.keepalive_count = static_cast<int>(config.postgres_keepalive_count);
+  bounds.tcp_user_timeout = config.postgres_tcp_user_timeout;
+  Result<std::unique_ptr<Queue>> queue =
+      config.store.empty()
+          ? open_sqlite_queue({.path = config.database_path()})
+          : open_postgres_queue({.conninfo = config.store, .bounds = bounds});
   if (!queue.ok()) return queue.status();
   return std::shared_ptr<Queue>(std::move(*queue));
 }

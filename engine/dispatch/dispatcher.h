@@ -90,6 +90,8 @@ class Dispatcher : private StoreWorker::Listener {
   void cancel_reservation(const std::string& host_key);
   // Any thread. Something became due now: claim soon instead of at the next poll.
   void notify_pending();
+  // Any thread. How long the dispatcher's longest store call now running has waited.
+  Millis store_call_running_for() const { return store_.call_running_for(); }
   // Any thread. Attempts running now.
   std::size_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
   // Any thread. What the scheduler knows of each host.

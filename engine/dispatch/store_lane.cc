@@ -44,6 +44,12 @@ bool StoreLane::busy() const {
   return shared_->running;
 }
 
+std::chrono::steady_clock::duration StoreLane::running_for() const {
+  std::lock_guard lock(shared_->mutex);
+  if (!shared_->running) return {};
+  return std::chrono::steady_clock::now() - shared_->running_since;
+}
+
 void StoreLane::loop(const std::shared_ptr<Shared>& shared, const char* thread_name) {
   pthread_setname_np(pthread_self(), thread_name);
   std::unique_lock lock(shared->mutex);
@@ -53,6 +59,7 @@ void StoreLane::loop(const std::shared_ptr<Shared>& shared, const char* thread_n
     std::function<void()> call = std::move(shared->calls.front());
     shared->calls.pop_front();
     shared->running = true;
+    shared->running_since = std::chrono::steady_clock::now();
     lock.unlock();
     call();  // takes the lock itself to post its answer
     call = nullptr;

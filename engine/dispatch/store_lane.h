@@ -5,6 +5,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -42,6 +43,9 @@ class StoreLane {
   void abandon();
   // Whether a call is running now (for a stop that must not wait for it).
   bool busy() const;
+  // How long the call running now has been running (zero when none): a store that stopped
+  // answering shows here first. Thread-safe.
+  std::chrono::steady_clock::duration running_for() const;
 
  private:
   struct Shared {
@@ -50,6 +54,7 @@ class StoreLane {
     std::condition_variable arrived;
     std::deque<std::function<void()>> calls;
     bool running = false;
+    std::chrono::steady_clock::time_point running_since{};
     bool abandoned = false;
   };
   void push(std::function<void()> call);

@@ -54,6 +54,11 @@ std::size_t StoreWorker::writes_waiting() const {
   return records_.size() + records_out_ + releases;
 }
 
+Millis StoreWorker::call_running_for() const {
+  return std::chrono::duration_cast<Millis>(
+      std::max(lane_.running_for(), lease_lane_.running_for()));
+}
+
 void StoreWorker::add_releasing(std::vector<std::int64_t>& seqs) const {
   if (releases_out_) {
     for (const LeaseToken& t : *releases_out_) seqs.push_back(t.seq);

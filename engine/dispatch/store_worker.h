@@ -87,6 +87,8 @@ class StoreWorker {
   // Whether every store call since `now - span` succeeded (the store has been reachable
   // throughout): only then may other processes' leases be recovered.
   bool settled_for(Millis span, SteadyTime now) const;
+  // How long the longest store call running now has been waiting for its answer. Thread-safe.
+  Millis call_running_for() const;
   // Writes not stored yet (waiting, running or failed), for a stop's log line.
   std::size_t writes_waiting() const;
   // Deliveries whose release is on its way: still this process's until it lands, so lease

@@ -177,8 +177,9 @@ class Engine {
   EndpointCounts endpoint_counts() const;
   // The store's backend and connection use.
   QueueStats store_stats() const;
-  // Ok while the store takes writes; kStorageUnavailable (disk full, I/O error) until it does
-  // again. May write a small probe row to find out.
+  // Ok while the store takes writes; kStorageUnavailable (disk full, I/O error, a database that
+  // does not answer: a store call of the dispatcher's waiting for 3 s or more) until it does
+  // again. May write a small probe row to find out; bounded by the store's own bounds.
   Status check_storage();
 
   // Starts dispatching on a background thread. Idempotent.
