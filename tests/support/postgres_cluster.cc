@@ -47,6 +47,8 @@ void PostgresCluster::halt() { run("halt"); }
 
 void PostgresCluster::resume() { run("resume"); }
 
+void PostgresCluster::restart_immediately() { run("restart"); }
+
 void PostgresCluster::run(const std::string& command) {
   auto done = run_command("/bin/sh", {"-c", std::string(CALLBACKD_POSTGRES_CLUSTER) + " " +
                                                 command + " " + (dir_ / "pg").string()});

@@ -27,6 +27,9 @@ class PostgresCluster {
   const std::string& conninfo() const { return conninfo_; }  // its "postgres" database
   void halt();                                               // the server stops; its data stays
   void resume();                                             // and starts again
+  // pg_ctl restart -m immediate: every session is cut at once, with no shutdown checkpoint
+  // (what a crash or a failover does to the clients), and the server is back.
+  void restart_immediately();
 
  private:
   void run(const std::string& command);
