@@ -123,6 +123,11 @@ Millis Admission::hold_for(std::string_view host, SteadyTime now) const {
   return breaker_.hold_for(host, now);
 }
 
+Millis Admission::hold_during_probe(std::string_view host, Millis attempt_timeout) const {
+  std::lock_guard lock(mutex_);
+  return std::min(attempt_timeout, breaker_.cooldown_after_failed_probe(host));
+}
+
 // ---------------------------------------------------------------- claims
 
 std::optional<ClaimPlan> Admission::plan_claim(SteadyTime now, std::size_t batch, bool due_wanted,

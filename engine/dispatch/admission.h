@@ -82,6 +82,10 @@ class Admission {
   Verdict finished(std::string_view host, AttemptError error, int http_status, Millis duration,
                    bool probe, SteadyTime now);
   Millis hold_for(std::string_view host, SteadyTime now) const;
+  // How long the rest of a half-open endpoint's backlog may wait while its probe runs: no
+  // longer than the probe's bound, nor than the next probe would be if this one failed (so the
+  // oldest waiting callback is due for it, not pushed past it).
+  Millis hold_during_probe(std::string_view host, Millis attempt_timeout) const;
 
   // --- claims, on the io thread
   // `due_wanted`: a claim of due deliveries may be worth it now (a tick, a fresh notice).

@@ -368,10 +368,11 @@ void Dispatcher::on_claimed(Result<std::vector<ClaimedDelivery>> claimed,
       }
       if (probe) {
         attempts_.at(token.seq).mark_claimed_as_probe();
-        // While the probe runs (one attempt, within its bound) the rest of the endpoint's
-        // backlog stays out of the claims' way.
-        if (options_.breaker.defer_backlog) {
-          store_.defer(BacklogDeferral{host, now + options_.attempt_timeout});
+        // While the probe runs the rest of the endpoint's backlog stays out of the claims'
+        // way, but never past when the next probe would go.
+        const Millis hold = admission_.hold_during_probe(host, options_.attempt_timeout);
+        if (options_.breaker.defer_backlog && hold > Millis(0)) {
+          store_.defer(BacklogDeferral{host, now + hold});
         }
       }
     }

@@ -186,8 +186,7 @@ std::optional<BreakerTransition> EndpointBreaker::record(std::string_view endpoi
     case BreakerState::kHalfOpen: {
       if (!probe) return std::nullopt;
       if (failed) {
-        const Millis cap = std::max(options_.cooldown, options_.max_cooldown);
-        return open(endpoint, *e, now, std::min(cap, 2 * e->cooldown), /*probe=*/true);
+        return open(endpoint, *e, now, next_cooldown(*e), /*probe=*/true);
       }
       const Counts c = window(*e, now);
       set_state(endpoint, *e, BreakerState::kClosed);
@@ -292,6 +291,17 @@ std::vector<std::string> EndpointBreaker::unhealthy(std::size_t max) const {
 bool EndpointBreaker::closed(std::string_view endpoint) const {
   const Endpoint* e = find(endpoint);
   return e == nullptr || e->state == BreakerState::kClosed;
+}
+
+Millis EndpointBreaker::next_cooldown(const Endpoint& e) const {
+  const Millis cap = std::max(options_.cooldown, options_.max_cooldown);
+  return std::min(cap, 2 * e.cooldown);
+}
+
+Millis EndpointBreaker::cooldown_after_failed_probe(std::string_view endpoint) const {
+  const Endpoint* e = find(endpoint);
+  if (e == nullptr || e->state != BreakerState::kHalfOpen) return Millis(0);
+  return next_cooldown(*e);
 }
 
 bool EndpointBreaker::half_open(std::string_view endpoint) const {

@@ -82,6 +82,8 @@ class EndpointBreaker {
   std::vector<std::string> unhealthy(std::size_t max) const;
   bool closed(std::string_view endpoint) const;
   bool half_open(std::string_view endpoint) const;
+  // The cool-down the endpoint would open for if its probe failed now (zero unless half-open).
+  Millis cooldown_after_failed_probe(std::string_view endpoint) const;
   // Whether the endpoint is tracked at all (an attempt of it ended, and it is not forgotten).
   bool tracked(std::string_view endpoint) const { return find(endpoint) != nullptr; }
   // Forgets closed endpoints without an attempt for three windows.
@@ -128,6 +130,7 @@ class EndpointBreaker {
   BreakerTransition open(std::string_view key, Endpoint& e, SteadyTime now, Millis cooldown,
                          bool probe);
   void set_state(std::string_view key, Endpoint& e, BreakerState to);
+  Millis next_cooldown(const Endpoint& e) const;  // after a failed probe: doubled, capped
 
   const BreakerOptions options_;
   const Millis probe_patience_;

@@ -148,8 +148,9 @@ void StoreWorker::flush_records() {
   records->reserve(batch->size());
   for (const PendingRecord& p : *batch) {
     records->push_back(p.record);
-    records->back().started_ago =
-        std::max(Millis(0), std::chrono::duration_cast<Millis>(now - p.started));
+    AttemptRecord& r = records->back();
+    r.started_ago = std::max(Millis(0), std::chrono::duration_cast<Millis>(now - p.started));
+    r.ended_ago = std::max(Millis(0), r.started_ago - r.attempt.duration);
   }
   lane_.run([queue = queue_, records] { return queue->record(*records); },
             [this, batch, records](Result<StaleTokens> result) {

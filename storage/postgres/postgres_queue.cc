@@ -518,7 +518,10 @@ Result<StaleTokens> PostgresQueue::record(std::span<const AttemptRecord> records
     owners.push_back(r.lease.owner);
     generations.push_back(r.lease.generation);
     states.push_back(static_cast<int>(r.next_state));
-    after.push_back(r.next_state == DeliveryState::kPending ? r.retry_after.count() : 0);
+    // Due retry_after after the attempt ended (and not before now).
+    after.push_back(r.next_state == DeliveryState::kPending
+                        ? std::max<std::int64_t>(0, r.retry_after.count() - r.ended_ago.count())
+                        : 0);
     numbers.push_back(a.number);
     ago.push_back(r.started_ago.count());
     durations.push_back(a.duration.count());

@@ -618,7 +618,9 @@ Result<StaleTokens> SqliteQueue::record(std::span<const AttemptRecord> records) 
       auto finish = c.prepare(kFinishAttempt);
       if (!finish.ok()) return finish.status();
       const std::int64_t due =
-          r.next_state == DeliveryState::kPending ? now + r.retry_after.count() : now;
+          r.next_state == DeliveryState::kPending
+              ? std::max(now, now - r.ended_ago.count() + r.retry_after.count())
+              : now;
       (*finish)->bind(1, r.lease.seq).bind(2, static_cast<std::int64_t>(r.next_state));
       (*finish)->bind(3, due).bind(4, r.attempt.number);
       (*finish)->bind(5, r.lease.owner).bind(6, r.lease.generation);

@@ -127,11 +127,14 @@ struct AttemptRecord {
   LeaseToken lease;
   Attempt attempt;
   DeliveryState next_state = DeliveryState::kPending;  // pending, delivered or dead
-  Millis retry_after{0};  // pending: the retry is due this long after the record is stored
-  // How long before this record was handed to the store the attempt started: a store that
-  // keeps its own clock dates the attempt with it (PostgreSQL: now() - started_ago) rather
-  // than with attempt.started_at, the engine's wall time.
+  // Pending: the retry is due this long after the attempt ended (ended_ago before the store
+  // is asked; never due before the record is stored, of course). The schedule counts from the
+  // failure, and a retry the breaker held for its endpoint's probe is due exactly at the probe.
+  Millis retry_after{0};
+  // How long before this record was handed to the store the attempt started, and ended: a store
+  // dates them on its own clock (now() minus these), whatever the record waited for.
   Millis started_ago{0};
+  Millis ended_ago{0};
 };
 
 // Which ended leases go back to pending.
