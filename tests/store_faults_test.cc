@@ -49,14 +49,14 @@ void PrintTo(const FaultCase& c, std::ostream* out) { *out << case_name(c); }
 
 constexpr Millis kShutdownTimeout = 3s;
 
-// The engine's clock runs four times faster than real time (the store keeps real time), so the
-// leases it holds run low within a second and renewals happen, and are disturbed, in a short
-// test. The engine only ever ends a lease sooner than the store would: safe, just busier.
+// The engine's clock runs ten times faster than real time (the store keeps real time), so the
+// leases it holds run low within a tenth of a second and renewals (and leases given up, and
+// their releases) happen, and are disturbed, in a short test. The engine only ever ends a lease sooner than the store would: safe, just busier.
 class FastClock final : public Clock {
  public:
   TimePoint now() const override { return system_clock()->now(); }
   SteadyTime steady_now() const override {
-    return start_ + 4 * (std::chrono::steady_clock::now() - start_);
+    return start_ + 10 * (std::chrono::steady_clock::now() - start_);
   }
 
  private:
@@ -80,6 +80,9 @@ class StoreFaultsTest : public ::testing::TestWithParam<FaultCase> {
   }
 
   std::size_t callbacks() const { return 8; }
+  // Answers quick enough for a short test; slow enough, for releases, that attempts wait in
+  // line past their (fast-running) leases and are given back.
+  Millis answer_delay() const { return GetParam().call == QueueCall::kRelease ? 150ms : 30ms; }
 
   EngineOptions options() const {
     EngineOptions options;
@@ -123,11 +126,13 @@ class StoreFaultsTest : public ::testing::TestWithParam<FaultCase> {
   std::string app_id_;
 };
 
-// Each delivery's first attempt is refused (500), its second taken (204), each after a moment:
+// Each delivery's first attempt is refused (500), its second taken (204), each after `delay`:
 // records of both kinds, retries claimed from the store, and attempts waiting in line.
-testing::Reply answer(const testing::ReceivedRequest& r) {
-  const bool first = r.headers.at("x-callback-attempt") == "1";
-  return testing::Reply{.status = first ? 500 : 204, .delay = 150ms};
+testing::Responder answer(Millis delay) {
+  return [delay](const testing::ReceivedRequest& r) {
+    const bool first = r.headers.at("x-callback-attempt") == "1";
+    return testing::Reply{.status = first ? 500 : 204, .delay = delay};
+  };
 }
 
 // (delivery, attempt number) pairs that arrived more than once.
@@ -151,7 +156,7 @@ std::size_t delivered(const testing::Receiver& receiver) {
 }
 
 TEST_P(StoreFaultsTest, NoAttemptTwiceNothingLostStopBoundedQuotaExact) {
-  testing::Receiver receiver(answer);
+  testing::Receiver receiver(answer(answer_delay()));
   auto opened = Engine::open(options());
   ASSERT_TRUE(opened.ok()) << opened.status().to_string();
   Engine& engine = **opened;
