@@ -478,7 +478,9 @@ Result<Delivery> Engine::redeliver(std::string_view delivery_id) {
   return delivery;
 }
 
-Result<RedeliverBatch> Engine::redeliver_matching(const RedeliverFilter& filter) {
+Result<RedeliverBatch> Engine::redeliver_matching(const RedeliverFilter& given) {
+  RedeliverFilter filter = given;
+  if (!filter.as_of) filter.as_of = impl_->clock().now();
   if (filter.app_id) {
     if (Result<StoredApp> app = impl_->queue().find_app(*filter.app_id); !app.ok()) {
       return app.status();

@@ -314,6 +314,36 @@ TEST_F(EngineTest, AWallClockStepChangesOnlyTimestamps) {
   EXPECT_LE(d.attempts[2].started_at - d.attempts[1].started_at, -2h + 60s + 1s);
 }
 
+// A bulk redelivery's "finished since" and "until" mean the same after a wall-clock step: the
+// store keeps finish times on its own clock (which a step does not move), and the bounds given
+// on the engine's wall clock are moved onto it.
+TEST_F(EngineTest, BulkRedeliveryTimeBoundsAreComparedOnTheStoresClock) {
+  Receiver receiver([](const ReceivedRequest&) { return Reply{.status = 500}; });
+  auto clock = std::make_shared<ManualClock>();
+  EngineOptions options = fast_options();
+  options.retry_schedule = {};  // one attempt, then dead
+  options.clock = clock;
+  auto engine = open(options);
+  auto app = engine->create_app("acme");
+  engine->start();
+  auto receipt = engine->enqueue(app->app.id, receiver.url(), completed("dies"));
+  ASSERT_TRUE(wait_for_state(*engine, receipt->delivery_id, DeliveryState::kDead));
+  engine->stop();
+  clock->advance(60s);    // it died a minute ago
+  clock->step_wall(-1h);  // and the wall clock is set back an hour
+  const auto queued = [&](std::optional<Millis> since_age, std::optional<Millis> until_age) {
+    RedeliverFilter filter;
+    if (since_age) filter.finished_since = engine->now() - *since_age;
+    if (until_age) filter.finished_until = engine->now() - *until_age;
+    auto batch = engine->redeliver_matching(filter);
+    EXPECT_TRUE(batch.ok()) << batch.status().to_string();
+    return batch.ok() ? batch->app_ids.size() : 0;
+  };
+  EXPECT_EQ(queued(30s, std::nullopt), 0u) << "it did not die within the last 30 s";
+  EXPECT_EQ(queued(std::nullopt, 2min), 0u) << "it did not die over 2 minutes ago";
+  EXPECT_EQ(queued(2min, 30s), 1u) << "it died between 2 minutes and 30 s ago";
+}
+
 // An endpoint that is full (here: one slot, answering slowly) leaves due rows in the store that
 // every claim skips. They must not make the dispatcher claim again at once, round and round: that
 // loop once ran ~4,500 claims a second in the soak, a core's worth of store work for nothing.

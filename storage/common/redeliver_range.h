@@ -29,8 +29,12 @@ inline Result<RedeliverRange> redeliver_range(const RedeliverFilter& filter, std
   if (filter.limit < 1 || filter.limit > 1000) {
     return Status::InvalidArgument("limit: must be a number from 1 to 1000");
   }
+  // The bounds are on the caller's clock, as it read at as_of; the store's clock reads now_ms
+  // now: the difference moves them onto the store's clock (a few milliseconds of the call itself
+  // aside).
+  const std::int64_t offset = filter.as_of ? now_ms - to_unix_ms(*filter.as_of) : 0;
   RedeliverRange range;
-  range.since_ms = filter.finished_since ? to_unix_ms(*filter.finished_since)
+  range.since_ms = filter.finished_since ? to_unix_ms(*filter.finished_since) + offset
                                          : std::numeric_limits<std::int64_t>::min();
   range.until_ms = now_ms + 1;
   if (!filter.cursor.empty()) {
@@ -43,7 +47,7 @@ inline Result<RedeliverRange> redeliver_range(const RedeliverFilter& filter, std
     range.until_ms = until;
   }
   if (filter.finished_until) {
-    const std::int64_t until = to_unix_ms(*filter.finished_until);
+    const std::int64_t until = to_unix_ms(*filter.finished_until) + offset;
     if (until < range.until_ms) range.until_ms = until + 1;
   }
   return range;

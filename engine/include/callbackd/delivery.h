@@ -124,9 +124,12 @@ struct DeliveryPage {
 struct RedeliverFilter {
   DeliveryState state = DeliveryState::kDead;  // kDead or kDelivered
   std::optional<std::string> app_id;
-  // When the delivery became dead or delivered, both bounds inclusive.
+  // When the delivery became dead or delivered, both bounds inclusive: wall times of the
+  // caller's clock at `as_of`, which the store moves onto its own clock (the store keeps finish
+  // times on it), so "finished in the last 2 h" means the same whatever the two clocks say.
   std::optional<TimePoint> finished_since;
   std::optional<TimePoint> finished_until;
+  std::optional<TimePoint> as_of;  // Engine::redeliver_matching sets it when unset
   std::size_t limit = 1000;  // deliveries queued per call, 1..1000
   // next_cursor of the previous call; empty for the first. It fixes the end of the range at the
   // first call's time, so deliveries that finish later (ones it queued that fail again among
