@@ -17,6 +17,7 @@
 #include "intake/app_quota.h"
 #include "intake/callback_url.h"
 #include "intake/ids.h"
+#include "report_counts.h"
 #include "intake/network_guard.h"
 #include "secrets/app_keyring.h"
 #include "secrets/master_key.h"
@@ -182,6 +183,7 @@ class Engine::Impl {
   const std::shared_ptr<AppQuota>& shared_quota() const { return quota_; }
   const std::shared_ptr<CommitSink>& sink() const { return sink_; }
   const AttemptHistory& history() const { return history_; }
+  ReportCounts& report_counts() const { return report_counts_; }
   // Rotations commit and reach the keyring in the same order, one at a time.
   std::mutex& rotation_mutex() { return rotation_mutex_; }
 
@@ -248,6 +250,7 @@ class Engine::Impl {
   const std::shared_ptr<AppKeyring> keys_;
   const std::shared_ptr<AppQuota> quota_;
   AttemptHistory history_;  // before dispatcher_, which counts into it
+  mutable ReportCounts report_counts_;
   asio::io_context io_;
   Dispatcher dispatcher_;  // after io_: destroyed before it
   const std::shared_ptr<CommitSink> sink_;
@@ -496,7 +499,9 @@ Result<RedeliverBatch> Engine::redeliver_matching(const RedeliverFilter& given) 
   return batch;
 }
 
-Result<DeliveryCounts> Engine::count_by_state() const { return impl_->queue().count_by_state(); }
+Result<DeliveryCounts> Engine::count_by_state(Millis max_age) const {
+  return impl_->report_counts().by_state(impl_->queue(), impl_->clock().steady_now(), max_age);
+}
 
 std::vector<MinuteCounts> Engine::attempts_last_hour() const {
   return impl_->history().last_hour(impl_->clock().now());
@@ -506,8 +511,9 @@ TimePoint Engine::now() const { return impl_->clock().now(); }
 
 std::size_t Engine::in_flight() const { return impl_->dispatcher().in_flight(); }
 
-Result<std::size_t> Engine::pending_for_endpoint(std::string_view endpoint) const {
-  return impl_->queue().count_pending_for_host(endpoint);
+Result<std::size_t> Engine::pending_for_endpoint(std::string_view endpoint, Millis max_age) const {
+  return impl_->report_counts().pending_for_host(impl_->queue(), endpoint,
+                                                 impl_->clock().steady_now(), max_age);
 }
 
 std::vector<EndpointHealth> Engine::endpoints(const EndpointQuery& query) const {

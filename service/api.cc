@@ -343,7 +343,8 @@ ApiResponse Api::list_apps(const std::string& query) {
 }
 
 ApiResponse Api::stats() {
-  Result<DeliveryCounts> counts = engine_.count_by_state();
+  // The console polls this: the counts are at most a second old.
+  Result<DeliveryCounts> counts = engine_.count_by_state(Millis(1000));
   if (!counts.ok()) return from_status(counts.status(), "not_found");
   ordered_json deliveries;
   for (DeliveryState state : {DeliveryState::kPending, DeliveryState::kInFlight,
@@ -473,7 +474,8 @@ ApiResponse Api::list_endpoints(const std::string& query) {
   }
   ordered_json items = ordered_json::array();
   for (const EndpointHealth& e : engine_.endpoints(filter)) {
-    Result<std::size_t> waiting = engine_.pending_for_endpoint(e.endpoint);
+    // A page of up to 1000 endpoints: each count at most a second old.
+    Result<std::size_t> waiting = engine_.pending_for_endpoint(e.endpoint, Millis(1000));
     if (!waiting.ok()) return from_status(waiting.status(), "not_found");
     items.push_back(endpoint_json(e, *waiting));
   }

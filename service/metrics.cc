@@ -3,7 +3,11 @@
 #include <cstdio>
 
 namespace callbackd {
+
 namespace {
+
+// Scrapes may come often: the store's counts in them are at most this old.
+constexpr Millis kCountsMaxAge{1000};
 
 std::string format_number(double value) {
   char text[32];
@@ -119,7 +123,7 @@ std::string Metrics::render(const Engine& engine) const {
   sample(out, "callbackd_enqueued_total", "result=\"created\"", enqueued_created_.load());
   sample(out, "callbackd_enqueued_total", "result=\"existing\"", enqueued_existing_.load());
 
-  if (Result<DeliveryCounts> counts = engine.count_by_state(); counts.ok()) {
+  if (Result<DeliveryCounts> counts = engine.count_by_state(kCountsMaxAge); counts.ok()) {
     header(out, "callbackd_deliveries", "gauge", "Deliveries in the store by state.");
     for (DeliveryState s : {DeliveryState::kPending, DeliveryState::kInFlight,
                             DeliveryState::kDelivered, DeliveryState::kDead}) {

@@ -161,8 +161,9 @@ class Engine {
   // app, kInvalidArgument naming a bad field.
   Result<RedeliverBatch> redeliver_matching(const RedeliverFilter& filter);
 
-  // Deliveries in each state, indexed by DeliveryState.
-  Result<DeliveryCounts> count_by_state() const;
+  // Deliveries in each state, indexed by DeliveryState. `max_age` above zero allows an answer
+  // that old (for reports polled often: at most one count query per period).
+  Result<DeliveryCounts> count_by_state(Millis max_age = Millis(0)) const;
   // Attempts finished in each of the last 60 minutes, oldest first, the current minute last.
   // Counted in memory by this engine: empty after a restart, other processes not included.
   std::vector<MinuteCounts> attempts_last_hour() const;
@@ -172,8 +173,10 @@ class Engine {
   std::size_t in_flight() const;
   // Endpoints seen by this process since it started, with their breaker state.
   std::vector<EndpointHealth> endpoints(const EndpointQuery& query) const;
-  // Pending deliveries of one endpoint in the store (held by its breaker or not yet due).
-  Result<std::size_t> pending_for_endpoint(std::string_view endpoint) const;
+  // Pending deliveries of one endpoint in the store (held by its breaker or not yet due), at
+  // most `max_age` old.
+  Result<std::size_t> pending_for_endpoint(std::string_view endpoint,
+                                           Millis max_age = Millis(0)) const;
   EndpointCounts endpoint_counts() const;
   // The store's backend and connection use.
   QueueStats store_stats() const;
