@@ -20,6 +20,7 @@
 #include "daemon.h"
 #include "help_text.h"
 #include "json_views.h"
+#include "store_copy.h"
 #include "units.h"
 
 extern char** environ;

@@ -1,5 +1,7 @@
 // `callbackd store copy` reads every SQLite schema with bodies apart (version 4 on): later
 // versions changed only indexes. An older store must be upgraded first, a newer one is refused.
+#include "copy/store_copy.h"
+
 #include <callbackd/postgres_store.h>
 #include <callbackd/sqlite_store.h>
 #include <gtest/gtest.h>

@@ -1,14 +1,14 @@
 #include "postgres_queue.h"
 
 #include <algorithm>
-#include <charconv>
 #include <future>
 #include <map>
-#include <random>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "../common/owner_id.h"
 #include "../common/redeliver_range.h"
+#include "../common/rows.h"
 #include "pg_schema.h"
 #include "pg_statements.h"
 
@@ -36,46 +36,14 @@ std::optional<std::string> optional_ms(const std::optional<TimePoint>& t) {
   return number(to_unix_ms(*t));
 }
 
-// A random owner id for this queue instance's leases (positive, never 0 = "nobody").
-std::int64_t new_owner_id() {
-  std::random_device random;
-  const std::uint64_t high = random();
-  const std::uint64_t low = random();
-  return static_cast<std::int64_t>(((high << 32) | low) >> 1) | 1;
-}
-
-std::optional<std::int64_t> parse_cursor(const std::string& cursor) {
-  std::int64_t seq = 0;
-  auto [end, ec] = std::from_chars(cursor.data(), cursor.data() + cursor.size(), seq);
-  if (ec != std::errc() || end != cursor.data() + cursor.size() || seq < 0) return std::nullopt;
-  return seq;
-}
-
-// The columns of kDeliveryById and kList, without attempts.
-Delivery delivery_from_row(const Rows& rows, int row) {
-  Delivery d;
-  d.id = rows.text(row, 1);
-  d.app_id = rows.text(row, 2);
-  d.task_id = rows.text(row, 3);
-  d.callback_url = rows.text(row, 4);
-  d.state = static_cast<DeliveryState>(rows.int64(row, 5));
-  if (d.state == DeliveryState::kPending) d.next_attempt_at = from_unix_ms(rows.int64(row, 6));
-  d.created_at = from_unix_ms(rows.int64(row, 7));
-  return d;
-}
-
-// The first seven columns of kAttempts and kAttemptsOfMany.
-Attempt attempt_from_row(const Rows& rows, int row) {
-  Attempt a;
-  a.number = static_cast<int>(rows.int64(row, 0));
-  a.started_at = from_unix_ms(rows.int64(row, 1));
-  a.duration = Millis(rows.int64(row, 2));
-  a.http_status = static_cast<int>(rows.int64(row, 3));
-  a.error = parse_attempt_error(rows.text(row, 4)).value_or(AttemptError::kNetwork);
-  a.error_detail = rows.text(row, 5);
-  a.response_head = rows.bytes(row, 6);
-  return a;
-}
+// One row of a result, as the shared row mappers (../common/rows.h) read it.
+struct RowAt {
+  const Rows& rows;
+  int row;
+  std::string text(int column) const { return rows.text(row, column); }
+  std::int64_t int64(int column) const { return rows.int64(row, column); }
+  std::string bytes(int column) const { return rows.bytes(row, column); }
+};
 
 }  // namespace
 
@@ -637,7 +605,7 @@ Result<std::vector<Attempt>> PostgresQueue::attempts_of(Connection& c, std::int6
   auto rows = c.run("read attempts", kAttempts, {number(seq)});
   if (!rows.ok()) return rows.status();
   std::vector<Attempt> attempts;
-  for (int r = 0; r < rows->size(); ++r) attempts.push_back(attempt_from_row(*rows, r));
+  for (int r = 0; r < rows->size(); ++r) attempts.push_back(attempt_from_row(RowAt{*rows, r}));
   return attempts;
 }
 
@@ -650,7 +618,7 @@ Result<Delivery> PostgresQueue::find_delivery(std::string_view delivery_id) {
   if (rows->size() == 0) {
     return Status::NotFound("delivery \"" + std::string(delivery_id) + "\" does not exist");
   }
-  Delivery delivery = delivery_from_row(*rows, 0);
+  Delivery delivery = delivery_from_row(RowAt{*rows, 0});
   auto attempts = attempts_of(*c, rows->int64(0, 0));
   if (!attempts.ok()) return attempts.status();
   delivery.attempts = std::move(*attempts);
@@ -660,7 +628,7 @@ Result<Delivery> PostgresQueue::find_delivery(std::string_view delivery_id) {
 Result<DeliveryPage> PostgresQueue::list(const DeliveryFilter& filter) {
   std::int64_t after = 0;
   if (!filter.cursor.empty()) {
-    auto parsed = parse_cursor(filter.cursor);
+    auto parsed = parse_seq_cursor(filter.cursor);
     if (!parsed) {
       return Status::InvalidArgument("cursor: malformed; pass next_cursor back as given");
     }
@@ -685,7 +653,7 @@ Result<DeliveryPage> PostgresQueue::list(const DeliveryFilter& filter) {
   const int shown = std::min(rows->size(), static_cast<int>(limit));
   std::vector<std::int64_t> seqs;
   for (int r = 0; r < shown; ++r) {
-    page.items.push_back(delivery_from_row(*rows, r));
+    page.items.push_back(delivery_from_row(RowAt{*rows, r}));
     seqs.push_back(rows->int64(r, 0));
   }
   if (rows->size() > shown) page.next_cursor = number(rows->int64(shown - 1, 0));
@@ -698,7 +666,7 @@ Result<DeliveryPage> PostgresQueue::list(const DeliveryFilter& filter) {
     const std::int64_t seq = attempts->int64(r, 7);
     while (item < seqs.size() && seqs[item] != seq) ++item;
     if (item == seqs.size()) break;  // cannot happen: both are in seq order
-    page.items[item].attempts.push_back(attempt_from_row(*attempts, r));
+    page.items[item].attempts.push_back(attempt_from_row(RowAt{*attempts, r}));
   }
   return page;
 }

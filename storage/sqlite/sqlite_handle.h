@@ -63,6 +63,8 @@ class Statement {
     return std::string(static_cast<const char*>(p),
                        static_cast<std::size_t>(sqlite3_column_bytes(stmt_, column)));
   }
+  // A BLOB column's bytes (read as text is: SQLite hands both over as they are stored).
+  std::string bytes(int column) const { return text(column); }
 
  private:
   Connection& connection_;

@@ -6,14 +6,15 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <future>
 #include <limits>
-#include <random>
 
+#include "../common/group_commit.h"
+#include "../common/owner_id.h"
 #include "../common/redeliver_range.h"
+#include "../common/rows.h"
 #include "integrity_check.h"
 #include "schema.h"
 #include "statements.h"
@@ -26,48 +27,11 @@ using namespace sqlite::statements;
 
 namespace {
 
-// How long a group-commit leader waits for the callers of the previous batch to come back.
-// Small next to an fsync; only spent while the load is falling.
-constexpr std::chrono::microseconds kGatherTime{200};
-
 // Rows per enqueue transaction at most, so one commit never holds the writer for long.
 constexpr std::size_t kMaxBatch = 4096;
 
 // The settings row check_writable() rewrites to learn whether the store takes writes again.
 constexpr std::string_view kWriteProbeSetting = "write_probe";
-
-// The rows of kDeliveryById and kList, without attempts.
-Delivery delivery_from_row(const Statement& row) {
-  Delivery d;
-  d.id = row.text(1);
-  d.app_id = row.text(2);
-  d.task_id = row.text(3);
-  d.callback_url = row.text(4);
-  d.state = static_cast<DeliveryState>(row.int64(5));
-  if (d.state == DeliveryState::kPending) d.next_attempt_at = from_unix_ms(row.int64(6));
-  d.created_at = from_unix_ms(row.int64(7));
-  return d;
-}
-
-// The first seven columns of kAttempts and kAttemptsOfMany.
-Attempt attempt_from_row(const Statement& row) {
-  Attempt a;
-  a.number = static_cast<int>(row.int64(0));
-  a.started_at = from_unix_ms(row.int64(1));
-  a.duration = Millis(row.int64(2));
-  a.http_status = static_cast<int>(row.int64(3));
-  a.error = parse_attempt_error(row.text(4)).value_or(AttemptError::kNetwork);
-  a.error_detail = row.text(5);
-  a.response_head = row.text(6);
-  return a;
-}
-
-std::optional<std::int64_t> parse_cursor(const std::string& cursor) {
-  std::int64_t seq = 0;
-  auto [end, ec] = std::from_chars(cursor.data(), cursor.data() + cursor.size(), seq);
-  if (ec != std::errc() || end != cursor.data() + cursor.size() || seq < 0) return std::nullopt;
-  return seq;
-}
 
 // ["a","b"]: the endpoints a claim skips, for kClaim's json_each().
 std::string skip_list(const std::vector<std::string>& hosts) {
@@ -102,14 +66,6 @@ std::string tokens_json(std::span<const LeaseToken> tokens) {
     json += '[' + std::to_string(t.seq) + ',' + std::to_string(t.generation) + ']';
   }
   return json + ']';
-}
-
-// A random owner id for this queue instance's leases (positive, never 0 = "nobody").
-std::int64_t new_owner_id() {
-  std::random_device random;
-  const std::uint64_t high = random();
-  const std::uint64_t low = random();
-  return static_cast<std::int64_t>(((high << 32) | low) >> 1) | 1;
 }
 
 // The data directory (0700) and the database file (0600) are created private: the file holds
@@ -210,17 +166,14 @@ Result<std::unique_ptr<SqliteQueue>> SqliteQueue::open(SqliteQueueOptions option
     if (Status s = sqlite::configure_connection(**reader); !s.ok()) return failed(s);
     queue->idle_readers_.push_back(std::move(*reader));
   }
-  queue->commit_thread_ = std::thread([q = queue.get()] { q->commit_loop(); });
+  queue->commits_ = std::make_unique<GroupCommit<PendingEnqueue>>(
+      "callbackd-enq", kMaxBatch,
+      [q = queue.get()](std::vector<PendingEnqueue>& batch) { q->run_enqueue_batch(batch); });
   return queue;
 }
 
 SqliteQueue::~SqliteQueue() {
-  {
-    std::lock_guard lock(enqueue_mutex_);
-    stopping_ = true;
-  }
-  enqueue_arrived_.notify_one();
-  if (commit_thread_.joinable()) commit_thread_.join();
+  commits_.reset();  // commits what is queued first
   // Where the clock got to, so the next boot's starts there at least. Should the write fail
   // (a full disk), the reading saved last still bounds that clock from below.
   if (clock_saved_at_open_) {
@@ -392,59 +345,25 @@ Result<Enqueued> SqliteQueue::enqueue(const NewDelivery& delivery) {
 }
 
 void SqliteQueue::enqueue_async(NewDelivery delivery, EnqueueDone done) {
-  {
-    std::lock_guard lock(enqueue_mutex_);
-    enqueue_waiting_.push_back(PendingEnqueue{std::move(delivery), std::move(done)});
-    ++enqueues_accepted_;
-  }
-  enqueue_arrived_.notify_one();
+  commits_->submit(PendingEnqueue{std::move(delivery), std::move(done)});
 }
 
-void SqliteQueue::drain() {
-  std::unique_lock lock(enqueue_mutex_);
-  const std::uint64_t accepted = enqueues_accepted_;
-  enqueue_done_.wait(lock, [&] { return enqueues_finished_ >= accepted; });
-}
-
-void SqliteQueue::commit_loop() {
-  pthread_setname_np(pthread_self(), "callbackd-enq");  // 15 characters at most
-  std::vector<PendingEnqueue> batch;
-  std::unique_lock lock(enqueue_mutex_);
-  for (;;) {
-    enqueue_arrived_.wait(lock, [&] { return stopping_ || !enqueue_waiting_.empty(); });
-    if (enqueue_waiting_.empty()) return;  // stopping, nothing left
-    // Blocking callers of the last batch are usually about to come back with their next row:
-    // give them a moment to join, so that a group does not split into a small batch and a
-    // large one. Callers that keep many enqueues in flight fill the batch at once.
-    enqueue_arrived_.wait_for(lock, kGatherTime, [&] {
-      return stopping_ || enqueue_waiting_.size() >= last_batch_size_;
-    });
-    const std::size_t take = std::min(enqueue_waiting_.size(), kMaxBatch);
-    batch.assign(std::make_move_iterator(enqueue_waiting_.begin()),
-                 std::make_move_iterator(enqueue_waiting_.begin() + take));
-    enqueue_waiting_.erase(enqueue_waiting_.begin(), enqueue_waiting_.begin() + take);
-    last_batch_size_ = take;
-    lock.unlock();
-    run_enqueue_batch(batch);
-    for (PendingEnqueue& p : batch) p.done(std::move(p.result));
-    lock.lock();
-    enqueues_finished_ += batch.size();
-    batch.clear();
-    enqueue_done_.notify_all();
-  }
-}
+void SqliteQueue::drain() { commits_->drain(); }
 
 void SqliteQueue::run_enqueue_batch(std::vector<PendingEnqueue>& batch) {
-  std::lock_guard lock(write_mutex_);
-  const std::int64_t changes_before = writer_->total_changes();
-  const Status outcome = insert_batch(batch);
-  note_write_outcome(outcome, changes_before);
-  if (!outcome.ok()) {
-    for (PendingEnqueue& p : batch) p.result = outcome;
-    return;
+  {
+    std::lock_guard lock(write_mutex_);
+    const std::int64_t changes_before = writer_->total_changes();
+    const Status outcome = insert_batch(batch);
+    note_write_outcome(outcome, changes_before);
+    if (!outcome.ok()) {
+      for (PendingEnqueue& p : batch) p.result = outcome;
+    } else {
+      enqueue_commits_.fetch_add(1, std::memory_order_relaxed);
+      enqueued_rows_.fetch_add(batch.size(), std::memory_order_relaxed);
+    }
   }
-  enqueue_commits_.fetch_add(1, std::memory_order_relaxed);
-  enqueued_rows_.fetch_add(batch.size(), std::memory_order_relaxed);
+  for (PendingEnqueue& p : batch) p.done(std::move(p.result));
 }
 
 Status SqliteQueue::insert_batch(std::vector<PendingEnqueue>& batch) {
@@ -795,7 +714,7 @@ Result<Delivery> SqliteQueue::find_delivery(std::string_view delivery_id) {
 Result<DeliveryPage> SqliteQueue::list(const DeliveryFilter& filter) {
   std::int64_t after = 0;
   if (!filter.cursor.empty()) {
-    auto parsed = parse_cursor(filter.cursor);
+    auto parsed = parse_seq_cursor(filter.cursor);
     if (!parsed)
       return Status::InvalidArgument("cursor: malformed; pass next_cursor back as given");
     after = *parsed;

@@ -15,6 +15,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "../common/group_commit.h"
 #include "file_lock.h"
 #include "sqlite_handle.h"
 #include "store_clock.h"
@@ -91,7 +92,6 @@ class SqliteQueue final : public Queue {
   // A commit that changed rows shows the store takes writes again. REQUIRES: write_mutex_ held.
   void note_write_outcome(const Status& outcome, std::int64_t changes_before);
   Status recover_all_leases();
-  void commit_loop();
   void run_enqueue_batch(std::vector<PendingEnqueue>& batch);
   // One transaction for the batch; each row's result is set. REQUIRES: write_mutex_ held.
   Status insert_batch(std::vector<PendingEnqueue>& batch);
@@ -113,17 +113,7 @@ class SqliteQueue final : public Queue {
   Durability writer_durability_ = Durability::kOnDisk;  // configure_connection sets FULL
   std::atomic<bool> cannot_write_{false};  // the last write that mattered failed: disk full, I/O
 
-  // Group commit: enqueues queue here; the commit thread takes everything queued into one
-  // transaction, while what arrives meanwhile gathers for the next one.
-  std::mutex enqueue_mutex_;
-  std::condition_variable enqueue_arrived_;
-  std::condition_variable enqueue_done_;  // drain() waits on it
-  std::vector<PendingEnqueue> enqueue_waiting_;
-  std::uint64_t enqueues_accepted_ = 0;  // under enqueue_mutex_
-  std::uint64_t enqueues_finished_ = 0;  // under enqueue_mutex_
-  std::size_t last_batch_size_ = 1;
-  bool stopping_ = false;
-  std::thread commit_thread_;
+  // Enqueue commits so far (commits_ runs them), and the rows they carried.
   std::atomic<std::uint64_t> enqueue_commits_{0};
   std::atomic<std::uint64_t> enqueued_rows_{0};
 
@@ -134,6 +124,11 @@ class SqliteQueue final : public Queue {
   std::mutex readers_mutex_;
   std::condition_variable reader_free_;
   std::vector<std::unique_ptr<sqlite::Connection>> idle_readers_;
+
+  // Group commit: enqueues gather here; one thread takes everything gathered into one
+  // transaction while what arrives meanwhile gathers for the next one. Last: its thread
+  // commits through everything above.
+  std::unique_ptr<GroupCommit<PendingEnqueue>> commits_;
 };
 
 }  // namespace callbackd

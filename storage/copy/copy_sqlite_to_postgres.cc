@@ -3,12 +3,12 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "../sqlite/file_lock.h"
-#include "../sqlite/schema.h"
-#include "../sqlite/sqlite_handle.h"
-#include "callbackd/postgres_store.h"
-#include "pg_connection.h"
-#include "pg_schema.h"
+#include "postgres/pg_connection.h"
+#include "postgres/pg_schema.h"
+#include "sqlite/file_lock.h"
+#include "sqlite/schema.h"
+#include "sqlite/sqlite_handle.h"
+#include "store_copy.h"
 
 namespace callbackd {
 
