@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
   std::size_t moved = 0, statements = 0;
   HostDeferral request{kOpenHost, Millis(30000), std::nullopt, 10'000};
   for (;;) {
-    auto batch = (*queue)->defer_host(request);
+    auto batch = (*queue)->scheduling_hints()->defer_host(request);
     if (!batch.ok()) return 1;
     moved += batch->moved;
     ++statements;

@@ -156,12 +156,14 @@ class Engine::Impl {
         dispatcher_(io_, queue_, keys_, RetryPolicy(options_.retry_schedule),
                     dispatcher_options(options_, guard_, quota_, history_), options_.clock),
         sink_(std::make_shared<CommitSink>(dispatcher_)) {
-    queue_->on_due_elsewhere([this] { dispatcher_.notify_pending(); });
+    if (SchedulingHints* hints = queue_->scheduling_hints()) {
+      hints->on_due_elsewhere([this] { dispatcher_.notify_pending(); });
+    }
   }
 
   ~Impl() {
     const auto deadline = std::chrono::steady_clock::now() + options_.shutdown_timeout;
-    queue_->on_due_elsewhere(nullptr);
+    if (SchedulingHints* hints = queue_->scheduling_hints()) hints->on_due_elsewhere(nullptr);
     (void)stop(deadline);
     // Enqueues still being committed report to the dispatcher: let them come back while it is
     // here, within what is left of the bound; later ones reach nothing (the sink is closed).

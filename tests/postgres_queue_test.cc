@@ -104,12 +104,12 @@ TEST_F(PostgresQueueTest, PendingWorkStoredElsewhereWakesTheOtherProcesses) {
   std::mutex mutex;
   std::condition_variable woken;
   int a_wakes = 0, b_wakes = 0;
-  a_->on_due_elsewhere([&] {
+  a_->scheduling_hints()->on_due_elsewhere([&] {
     std::lock_guard lock(mutex);
     ++a_wakes;
     woken.notify_all();
   });
-  b_->on_due_elsewhere([&] {
+  b_->scheduling_hints()->on_due_elsewhere([&] {
     std::lock_guard lock(mutex);
     ++b_wakes;
     woken.notify_all();
@@ -125,8 +125,8 @@ TEST_F(PostgresQueueTest, PendingWorkStoredElsewhereWakesTheOtherProcesses) {
   EXPECT_GT(b_wakes, 0);
   EXPECT_EQ(a_wakes, 0);
   lock.unlock();
-  a_->on_due_elsewhere(nullptr);
-  b_->on_due_elsewhere(nullptr);
+  a_->scheduling_hints()->on_due_elsewhere(nullptr);
+  b_->scheduling_hints()->on_due_elsewhere(nullptr);
 }
 
 // PostgreSQL text holds only UTF-8: a row that is not is refused alone, its batch stored.

@@ -223,14 +223,14 @@ TEST_P(QueueConformanceTest, ClaimsTakeDueRowsOldestFirstSkippingListedHosts) {
 TEST_P(QueueConformanceTest, NextDueLeavesOutTheSkippedEndpoints) {
   enqueue("a1", kHostA);
   enqueue("b1", kHostB);
-  ASSERT_TRUE(queue_->defer_host({.host_key = kHostB, .delay = 1h, .limit = 10}).ok());
-  EXPECT_EQ(queue_->next_due_in({})->value(), Millis(0)) << "a1 is due";
-  auto without_a = queue_->next_due_in({kHostA});
+  ASSERT_TRUE(queue_->scheduling_hints()->defer_host({.host_key = kHostB, .delay = 1h, .limit = 10}).ok());
+  EXPECT_EQ(queue_->scheduling_hints()->next_due_in({})->value(), Millis(0)) << "a1 is due";
+  auto without_a = queue_->scheduling_hints()->next_due_in({kHostA});
   ASSERT_TRUE(without_a.ok()) << without_a.status().to_string();
   ASSERT_TRUE(without_a->has_value()) << "b1 is pending";
   EXPECT_GT(**without_a, 59min) << "b1 is due in an hour";
   EXPECT_LE(**without_a, 1h);
-  EXPECT_FALSE(queue_->next_due_in({kHostA, kHostB})->has_value()) << "nothing else is pending";
+  EXPECT_FALSE(queue_->scheduling_hints()->next_due_in({kHostA, kHostB})->has_value()) << "nothing else is pending";
 }
 
 // A retry is due after its delay on the store's clock, not before.
@@ -241,7 +241,7 @@ TEST_P(QueueConformanceTest, AFailedAttemptIsStoredAndItsRetryFallsDueLater) {
   ASSERT_TRUE(stale.ok()) << stale.status().to_string();
   EXPECT_TRUE(stale->empty());
   EXPECT_TRUE(claim(1).empty()) << "not due yet";
-  auto due_in = queue_->next_due_in({});
+  auto due_in = queue_->scheduling_hints()->next_due_in({});
   ASSERT_TRUE(due_in.ok() && due_in->has_value());
   EXPECT_LE(**due_in, 300ms);
   ASSERT_TRUE(testing::wait_until([&] { return !claim(1).empty(); }, 5s));
@@ -657,19 +657,19 @@ TEST_P(QueueConformanceTest, DeferringAHostMovesOnlyItsEarlierPendingRowsAndNeve
   const TimePoint b1_due = due_at("dlv_b1");
 
   const TimePoint before = system_clock()->now();
-  auto first = queue_->defer_host({.host_key = kHostA, .delay = 1h, .limit = 2});
+  auto first = queue_->scheduling_hints()->defer_host({.host_key = kHostA, .delay = 1h, .limit = 2});
   ASSERT_TRUE(first.ok()) << first.status().to_string();
   EXPECT_EQ(first->moved, 2u) << "a full batch";
   const TimePoint after = system_clock()->now();
   EXPECT_GE(first->until, before + 1h - 2s);
   EXPECT_LE(first->until, after + 1h + 2s);
   // The next batch names the same time: the rows already moved are not taken again.
-  auto second = queue_->defer_host({.host_key = kHostA, .until = first->until, .limit = 2});
+  auto second = queue_->scheduling_hints()->defer_host({.host_key = kHostA, .until = first->until, .limit = 2});
   ASSERT_TRUE(second.ok()) << second.status().to_string();
   EXPECT_EQ(second->moved, 1u) << "the rest: not the in-flight, dead, delivered or later rows";
   EXPECT_EQ(second->until, first->until);
-  EXPECT_EQ(queue_->defer_host({.host_key = kHostA, .until = first->until, .limit = 2})->moved, 0u);
-  EXPECT_EQ(queue_->defer_host({.host_key = kHostA, .delay = 30min, .limit = 100})->moved, 0u)
+  EXPECT_EQ(queue_->scheduling_hints()->defer_host({.host_key = kHostA, .until = first->until, .limit = 2})->moved, 0u);
+  EXPECT_EQ(queue_->scheduling_hints()->defer_host({.host_key = kHostA, .delay = 30min, .limit = 100})->moved, 0u)
       << "never earlier";
 
   for (const char* id : {"dlv_a1", "dlv_a2", "dlv_a3"}) {
@@ -685,7 +685,7 @@ TEST_P(QueueConformanceTest, DeferringAHostMovesOnlyItsEarlierPendingRowsAndNeve
   EXPECT_EQ(state("dlv_done"), DeliveryState::kDelivered);
   EXPECT_EQ(ids(claim(10)), std::vector<std::string>{"dlv_b1"}) << "the deferred rows are not due";
   EXPECT_EQ(
-      queue_->defer_host({.host_key = "https://none.example:443", .delay = 1h, .limit = 10})->moved,
+      queue_->scheduling_hints()->defer_host({.host_key = "https://none.example:443", .delay = 1h, .limit = 10})->moved,
       0u);
 }
 
@@ -700,14 +700,14 @@ TEST_P(QueueConformanceTest, DeferringAHostCanKeepItsOldestDueRows) {
   auto due_at = [&](const std::string& id) { return *queue_->find_delivery(id)->next_attempt_at; };
   const TimePoint a1_due = due_at("dlv_a1"), a2_due = due_at("dlv_a2");
 
-  auto first = queue_->defer_host({.host_key = kHostA, .delay = 1h, .limit = 2, .keep_oldest = 2});
+  auto first = queue_->scheduling_hints()->defer_host({.host_key = kHostA, .delay = 1h, .limit = 2, .keep_oldest = 2});
   ASSERT_TRUE(first.ok()) << first.status().to_string();
   EXPECT_EQ(first->moved, 2u);
   EXPECT_EQ(due_at("dlv_a3"), first->until) << "oldest first after the kept ones";
   EXPECT_EQ(due_at("dlv_a4"), first->until);
   EXPECT_LT(due_at("dlv_a5"), first->until) << "not in the first batch";
   auto second =
-      queue_->defer_host({.host_key = kHostA, .until = first->until, .limit = 2, .keep_oldest = 2});
+      queue_->scheduling_hints()->defer_host({.host_key = kHostA, .until = first->until, .limit = 2, .keep_oldest = 2});
   ASSERT_TRUE(second.ok()) << second.status().to_string();
   EXPECT_EQ(second->moved, 1u) << "the next batch keeps the same two and moves the last";
   EXPECT_EQ(due_at("dlv_a5"), first->until);

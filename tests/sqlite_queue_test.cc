@@ -259,7 +259,7 @@ TEST_F(SqliteQueueTest, ClaimTakesDueRowsOldestFirstWithTokens) {
   EXPECT_EQ(ids(claim(10)), std::vector<std::string>{"dlv_b"});
   EXPECT_TRUE(claim(10).empty());
   EXPECT_EQ(state("dlv_a"), DeliveryState::kInFlight);
-  EXPECT_EQ(queue_->next_due_in({})->has_value(), false) << "nothing is pending";
+  EXPECT_EQ(queue_->scheduling_hints()->next_due_in({})->has_value(), false) << "nothing is pending";
 }
 
 TEST_F(SqliteQueueTest, NothingIsClaimedBeforeItIsDue) {
@@ -268,10 +268,10 @@ TEST_F(SqliteQueueTest, NothingIsClaimedBeforeItIsDue) {
   ASSERT_EQ(claimed.size(), 1u);
   AttemptRecord retry = failure(claimed[0].lease, 1, DeliveryState::kPending, 30s);
   ASSERT_TRUE(queue_->record({&retry, 1}).ok());
-  EXPECT_EQ(queue_->next_due_in({})->value(), 30s);
+  EXPECT_EQ(queue_->scheduling_hints()->next_due_in({})->value(), 30s);
   clock_->advance(29999ms);
   EXPECT_TRUE(claim(10).empty());
-  EXPECT_EQ(queue_->next_due_in({})->value(), 1ms);
+  EXPECT_EQ(queue_->scheduling_hints()->next_due_in({})->value(), 1ms);
   clock_->advance(1ms);
   ASSERT_EQ(ids(claim(10)), std::vector<std::string>{e.receipt.delivery_id});
 }

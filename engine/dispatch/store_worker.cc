@@ -117,8 +117,9 @@ void StoreWorker::claim(ClaimRequest request) {
         }
         // Fewer than asked: nothing else is due now; say when something will be. (A claim for
         // one host says nothing about the others.)
-        if (!request.only_host && out.rows->size() < request.limit) {
-          if (auto due = queue->next_due_in(request.skip_hosts); due.ok()) out.next_due = *due;
+        SchedulingHints* hints = queue->scheduling_hints();
+        if (hints != nullptr && !request.only_host && out.rows->size() < request.limit) {
+          if (auto due = hints->next_due_in(request.skip_hosts); due.ok()) out.next_due = *due;
         }
         return out;
       },
@@ -268,6 +269,8 @@ void StoreWorker::defer(BacklogDeferral want) {
 
 void StoreWorker::flush_deferrals() {
   if (deferring_ || abandoned_) return;
+  // A store without scheduling hints has its skipped rows walked past by claims instead.
+  if (queue_->scheduling_hints() == nullptr) deferrals_.clear();
   // Records queued before the call go first: a retry they schedule is deferred with the rest.
   auto next = std::find_if(deferrals_.begin(), deferrals_.end(), [&](const auto& d) {
     return d.second.after_records <= records_stored_;
@@ -288,7 +291,7 @@ void StoreWorker::flush_deferrals() {
           request.delay =
               std::max(std::chrono::ceil<Millis>(d.want.until - clock->steady_now()), Millis(0));
         }
-        return queue->defer_host(request);
+        return queue->scheduling_hints()->defer_host(request);
       },
       [this, d, dropped_before](Result<Deferred> deferred) {
         deferring_ = false;

@@ -214,13 +214,6 @@ Status PostgresQueue::put_setting(std::string_view key, std::string_view value) 
 
 // --------------------------------------------------------------------- enqueue (group commit)
 
-Result<Enqueued> PostgresQueue::enqueue(const NewDelivery& delivery) {
-  std::promise<Result<Enqueued>> committed;
-  auto result = committed.get_future();
-  enqueue_async(delivery, [&committed](Result<Enqueued> r) { committed.set_value(std::move(r)); });
-  return result.get();
-}
-
 void PostgresQueue::enqueue_async(NewDelivery delivery, EnqueueDone done) {
   commits_->submit(PendingEnqueue{std::move(delivery), std::move(done)});
 }
@@ -392,7 +385,7 @@ Result<std::vector<Result<Enqueued>>> PostgresQueue::insert_batch(
       Enqueued stored{{d.id, claimed ? DeliveryState::kInFlight : DeliveryState::kPending, true},
                       std::nullopt};
       if (claimed) stored.lease = LeaseToken{it->second, owner_, 1};
-      results.push_back(std::move(stored));
+      results.emplace_back(std::move(stored));
       continue;
     }
     auto it = existing.find({d.app_id, d.task_id});

@@ -13,7 +13,7 @@
 
 namespace callbackd {
 
-class PostgresQueue final : public Queue {
+class PostgresQueue final : public Queue, public SchedulingHints {
  public:
   static Result<std::unique_ptr<PostgresQueue>> open(PostgresQueueOptions options);
   ~PostgresQueue() override;
@@ -25,9 +25,9 @@ class PostgresQueue final : public Queue {
   Status update_app_secrets(const StoredApp& app) override;
   Result<AppPage> list_apps(std::size_t limit, std::string_view after_id) override;
 
-  Result<Enqueued> enqueue(const NewDelivery& delivery) override;
   void enqueue_async(NewDelivery delivery, EnqueueDone done) override;
   void drain() override;
+  SchedulingHints* scheduling_hints() override { return this; }
   Result<std::optional<EnqueueReceipt>> find_by_task(std::string_view app_id,
                                                      std::string_view task_id) override;
 

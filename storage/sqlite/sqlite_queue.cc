@@ -337,13 +337,6 @@ Status SqliteQueue::put_setting(std::string_view key, std::string_view value) {
 
 // --------------------------------------------------------------------- enqueue (group commit)
 
-Result<Enqueued> SqliteQueue::enqueue(const NewDelivery& delivery) {
-  std::promise<Result<Enqueued>> committed;
-  auto result = committed.get_future();
-  enqueue_async(delivery, [&committed](Result<Enqueued> r) { committed.set_value(std::move(r)); });
-  return result.get();
-}
-
 void SqliteQueue::enqueue_async(NewDelivery delivery, EnqueueDone done) {
   commits_->submit(PendingEnqueue{std::move(delivery), std::move(done)});
 }

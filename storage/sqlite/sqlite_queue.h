@@ -22,7 +22,7 @@
 
 namespace callbackd {
 
-class SqliteQueue final : public Queue {
+class SqliteQueue final : public Queue, public SchedulingHints {
  public:
   static Result<std::unique_ptr<SqliteQueue>> open(SqliteQueueOptions options);
   ~SqliteQueue() override;  // commits what is queued, then stops the commit thread
@@ -34,9 +34,9 @@ class SqliteQueue final : public Queue {
   Status update_app_secrets(const StoredApp& app) override;
   Result<AppPage> list_apps(std::size_t limit, std::string_view after_id) override;
 
-  Result<Enqueued> enqueue(const NewDelivery& delivery) override;
   void enqueue_async(NewDelivery delivery, EnqueueDone done) override;
   void drain() override;
+  SchedulingHints* scheduling_hints() override { return this; }
   Result<std::optional<EnqueueReceipt>> find_by_task(std::string_view app_id,
                                                      std::string_view task_id) override;
 
@@ -48,6 +48,8 @@ class SqliteQueue final : public Queue {
   Result<std::size_t> recover_expired_leases(const LeaseRecovery& recovery) override;
   Result<std::optional<Millis>> next_due_in(const std::vector<std::string>& skip_hosts) override;
   Result<std::size_t> prune_delivered(Millis age, std::size_t limit) override;
+  // One process per store: nothing is ever due elsewhere.
+  void on_due_elsewhere(std::function<void()>) override {}
 
   Result<std::optional<std::string>> get_setting(std::string_view key) override;
   Status put_setting(std::string_view key, std::string_view value) override;

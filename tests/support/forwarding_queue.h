@@ -8,7 +8,7 @@
 
 namespace callbackd::testing {
 
-class ForwardingQueue : public Queue {
+class ForwardingQueue : public Queue, public SchedulingHints {
  public:
   explicit ForwardingQueue(std::unique_ptr<Queue> inner) : inner_(std::move(inner)) {}
 
@@ -21,7 +21,6 @@ class ForwardingQueue : public Queue {
   Result<AppPage> list_apps(std::size_t limit, std::string_view after_id) override {
     return inner_->list_apps(limit, after_id);
   }
-  Result<Enqueued> enqueue(const NewDelivery& d) override { return inner_->enqueue(d); }
   void enqueue_async(NewDelivery d, EnqueueDone done) override {
     inner_->enqueue_async(std::move(d), std::move(done));
   }
@@ -42,14 +41,18 @@ class ForwardingQueue : public Queue {
   Result<StaleTokens> release(std::span<const LeaseToken> tokens, Millis delay) override {
     return inner_->release(tokens, delay);
   }
+  // The inner store's hints, if it has them, through this queue (so a derived one can step in).
+  SchedulingHints* scheduling_hints() override {
+    return inner_->scheduling_hints() ? this : nullptr;
+  }
   Result<Deferred> defer_host(const HostDeferral& request) override {
-    return inner_->defer_host(request);
+    return inner_->scheduling_hints()->defer_host(request);
   }
   Result<std::size_t> recover_expired_leases(const LeaseRecovery& recovery) override {
     return inner_->recover_expired_leases(recovery);
   }
   Result<std::optional<Millis>> next_due_in(const std::vector<std::string>& skip_hosts) override {
-    return inner_->next_due_in(skip_hosts);
+    return inner_->scheduling_hints()->next_due_in(skip_hosts);
   }
   Result<std::size_t> prune_delivered(Millis age, std::size_t limit) override {
     return inner_->prune_delivered(age, limit);
@@ -78,7 +81,7 @@ class ForwardingQueue : public Queue {
   }
   Status check_writable() override { return inner_->check_writable(); }
   void on_due_elsewhere(std::function<void()> wake) override {
-    inner_->on_due_elsewhere(std::move(wake));
+    if (auto* hints = inner_->scheduling_hints()) hints->on_due_elsewhere(std::move(wake));
   }
   QueueStats stats() const override { return inner_->stats(); }
 

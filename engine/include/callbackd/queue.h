@@ -28,6 +28,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
 #include <optional>
 #include <span>
@@ -160,6 +161,30 @@ struct QueueStats {
 // Writes that act by token answer with the tokens they refused as stale.
 using StaleTokens = std::vector<LeaseToken>;
 
+// What a store may do beyond the contract, to spare the dispatcher work; none of it is needed
+// for a delivery to be sent, retried or recovered. Thread-safe and blocking, as Queue.
+class SchedulingHints {
+ public:
+  virtual ~SchedulingHints() = default;
+
+  // Moves up to `limit` pending deliveries of one endpoint that are due before a time to exactly
+  // that time (never earlier; attempt counts untouched), oldest first after the `keep_oldest`
+  // oldest. For an endpoint whose breaker is open, or that is too slow for its backlog: claims
+  // then no longer walk past that backlog.
+  virtual Result<Deferred> defer_host(const HostDeferral& request) = 0;
+  // How long until the earliest pending delivery of an endpoint not in `skip_hosts` is due
+  // (zero when one is due now); nullopt when none is pending. The endpoints a claim skipped are
+  // left out: their rows may be due now, and counting them would have the dispatcher claim again
+  // at once, and again, for as long as those endpoints stay full.
+  virtual Result<std::optional<Millis>> next_due_in(const std::vector<std::string>& skip_hosts) = 0;
+
+  // Lets a shared store wake this process when another one stored work that is due now (for
+  // PostgreSQL, a NOTIFY), so it claims at once instead of at its next poll. `wake` runs on a
+  // store thread and must be quick; nullptr stops the calls (none runs after that returns).
+  // A store only one process uses may ignore it.
+  virtual void on_due_elsewhere(std::function<void()> wake) = 0;
+};
+
 class Queue {
  public:
   virtual ~Queue() = default;
@@ -179,15 +204,14 @@ class Queue {
   virtual Result<AppPage> list_apps(std::size_t limit, std::string_view after_id) = 0;
 
   // --- ingest
-  // Stores the delivery and returns once its commit is durable. Callers on many threads
-  // share commits. A repeated (app_id, task_id) returns the existing delivery with
+  // Stores the delivery; `done` runs once the commit holding the row is durable (or failed),
+  // on a queue thread, so it must be quick. Everything queued meanwhile, from any thread,
+  // shares that commit. A repeated (app_id, task_id) returns the existing delivery with
   // created=false and changes nothing. The app must exist (kNotFound otherwise).
-  virtual Result<Enqueued> enqueue(const NewDelivery& delivery) = 0;
-  // The same without blocking: `done` runs once the commit holding the row is durable (or
-  // failed), on a queue thread, so it must be quick. Everything queued meanwhile, from any
-  // thread, shares that commit.
   using EnqueueDone = std::function<void(Result<Enqueued>)>;
   virtual void enqueue_async(NewDelivery delivery, EnqueueDone done) = 0;
+  // The same, returning once the commit is durable.
+  Result<Enqueued> enqueue(const NewDelivery& delivery);
   // Returns once every enqueue_async accepted before the call has run its `done`.
   virtual void drain() = 0;
 
@@ -211,19 +235,9 @@ class Queue {
   // delivery already back to pending under its token, and not claimed since, counts as
   // released.
   virtual Result<StaleTokens> release(std::span<const LeaseToken> tokens, Millis delay) = 0;
-  // Moves up to `limit` pending deliveries of one endpoint that are due before a time to exactly
-  // that time (never earlier; attempt counts untouched), oldest first after the `keep_oldest`
-  // oldest. For an endpoint whose breaker is open, or that is too slow for its backlog: claims
-  // then no longer walk past that backlog.
-  virtual Result<Deferred> defer_host(const HostDeferral& request) = 0;
   // Moves deliveries whose lease has ended back to pending, due now, as `recovery` says, and
   // answers how many.
   virtual Result<std::size_t> recover_expired_leases(const LeaseRecovery& recovery) = 0;
-  // How long until the earliest pending delivery of an endpoint not in `skip_hosts` is due
-  // (zero when one is due now); nullopt when none is pending. The endpoints a claim skipped are
-  // left out: their rows may be due now, and counting them would have the dispatcher claim again
-  // at once, and again, for as long as those endpoints stay full.
-  virtual Result<std::optional<Millis>> next_due_in(const std::vector<std::string>& skip_hosts) = 0;
   // Deletes up to `limit` delivered deliveries (and their attempts) that finished more than
   // `age` ago.
   virtual Result<std::size_t> prune_delivered(Millis age, std::size_t limit) = 0;
@@ -255,14 +269,11 @@ class Queue {
   // than dead or delivered.
   virtual Result<RedeliverBatch> redeliver_matching(const RedeliverFilter& filter) = 0;
 
-  // --- several processes
-  // Lets a shared store wake this process when another one stored work that is due now (for
-  // PostgreSQL, a NOTIFY), so it claims at once instead of at its next poll. `wake` runs on a
-  // store thread and must be quick; nullptr stops the calls (none runs after that returns).
-  // A store only one process uses may ignore it.
-  virtual void on_due_elsewhere(std::function<void()> wake) { (void)wake; }
-
   virtual QueueStats stats() const = 0;
+
+  // What else this store can do to spare the dispatcher work (see SchedulingHints), or
+  // nullptr: its dispatcher then polls, and claims walk past what they skip.
+  virtual SchedulingHints* scheduling_hints() { return nullptr; }
 
   // --- health
   // Whether the store takes writes now. After a write failed for want of space or with an I/O
@@ -270,5 +281,12 @@ class Queue {
   // find out, so readiness recovers on its own once space returns.
   virtual Status check_writable() { return Status::Ok(); }
 };
+
+inline Result<Enqueued> Queue::enqueue(const NewDelivery& delivery) {
+  std::promise<Result<Enqueued>> committed;
+  std::future<Result<Enqueued>> result = committed.get_future();
+  enqueue_async(delivery, [&committed](Result<Enqueued> r) { committed.set_value(std::move(r)); });
+  return result.get();
+}
 
 }  // namespace callbackd
