@@ -134,12 +134,12 @@ bool all_arrived(const Receiver& receiver, const std::set<std::string>& tasks) {
   return std::includes(arrivals.tasks.begin(), arrivals.tasks.end(), tasks.begin(), tasks.end());
 }
 
-// Two daemons on one database. Twice the database goes while attempts are in flight, records
-// and renewals on their way, claims half done: a restart that cuts every session at once, and
-// an outage longer than a lease (1 s attempt bound: 4 s leases), after which both daemons come
-// back at the same moment and the one holding the leases must renew before the other recovers
-// them. No attempt is sent twice, none is lost.
-TEST_F(DaemonStoreFaultsTest, ARestartAndAnOutageLongerThanALeaseSendNoAttemptTwiceNorLose) {
+// Two daemons on one database. Three times the database goes while attempts are in flight,
+// records and renewals on their way, claims half done: twice a restart that cuts every session
+// at once (pg_ctl restart -m immediate), then an outage longer than a lease (1 s attempt bound:
+// 4 s leases), after which both daemons come back at the same moment and the one holding the
+// leases must renew before the other recovers them. No attempt is sent twice, none is lost.
+TEST_F(DaemonStoreFaultsTest, RestartsAndAnOutageLongerThanALeaseSendNoAttemptTwiceNorLose) {
   testing::PostgresCluster cluster;
   auto a = start_daemon(0, cluster.conninfo(), {"--attempt-timeout=1s"});
   auto b = start_daemon(1, cluster.conninfo(), {"--attempt-timeout=1s"});
@@ -151,10 +151,12 @@ TEST_F(DaemonStoreFaultsTest, ARestartAndAnOutageLongerThanALeaseSendNoAttemptTw
                           .delay = 300ms};
   });
   Pipeline pipeline({a.get(), b.get()}, app_id, receiver.url());
-  std::thread load([&] { pipeline.run_for(14s, 20ms); });
+  std::thread load([&] { pipeline.run_for(15s, 20ms); });
   std::this_thread::sleep_for(3s);
   cluster.restart_immediately();
-  std::this_thread::sleep_for(3s);
+  std::this_thread::sleep_for(2s);
+  cluster.restart_immediately();
+  std::this_thread::sleep_for(2s);
   cluster.halt();
   std::this_thread::sleep_for(6s);
   cluster.resume();

@@ -89,6 +89,19 @@ void enqueue(Queue& queue, const std::string& host, std::size_t count) {
   queue.drain();
 }
 
+// A store with `count` deliveries claimed (1 min leases): their tokens.
+std::vector<LeaseToken> claimed_deliveries(testing::FaultyQueue& queue, std::size_t count) {
+  add_app(queue);
+  enqueue(queue, "https://a.example:443", count);
+  auto claimed = queue.claim({.limit = count, .lease = 1min});
+  EXPECT_TRUE(claimed.ok() && claimed->size() == count);
+  std::vector<LeaseToken> tokens;
+  if (claimed.ok()) {
+    for (const ClaimedDelivery& d : *claimed) tokens.push_back(d.lease);
+  }
+  return tokens;
+}
+
 AttemptRecord delivered(const LeaseToken& token) {
   AttemptRecord r;
   r.lease = token;
@@ -146,14 +159,12 @@ TEST(StoreWorkerTest, ABacklogLargerThanABatchIsMovedWholeBatchByBatch) {
 TEST(StoreWorkerTest, AFailedRecordIsSentAgainUntilStoredAndAnsweredOnce) {
   testing::TempDir dir;
   auto faulty = faulty_sqlite(dir);
-  add_app(*faulty);
-  enqueue(*faulty, "https://a.example:443", 1);
-  auto claimed = faulty->claim({.limit = 1, .lease = 1min});
-  ASSERT_TRUE(claimed.ok() && claimed->size() == 1u);
+  const std::vector<LeaseToken> claimed = claimed_deliveries(*faulty, 1);
+  ASSERT_EQ(claimed.size(), 1u);
   faulty->inject(testing::QueueCall::kRecord,
                  {.kind = testing::QueueFault::Kind::kFail, .times = 3});
   Worker w(faulty);
-  w.worker.record(delivered(claimed->at(0).lease), system_clock()->steady_now());
+  w.worker.record(delivered(claimed[0]), system_clock()->steady_now());
   ASSERT_TRUE(w.run_until([&] { return w.listener.recorded > 0; }));
   EXPECT_EQ(w.listener.recorded, 1u);
   EXPECT_EQ(faulty->calls(testing::QueueCall::kRecord), 4u) << "three failures, then stored";
@@ -166,13 +177,11 @@ TEST(StoreWorkerTest, AFailedRecordIsSentAgainUntilStoredAndAnsweredOnce) {
 TEST(StoreWorkerTest, ARecordWhoseAnswerWasLostIsStoredOnce) {
   testing::TempDir dir;
   auto faulty = faulty_sqlite(dir);
-  add_app(*faulty);
-  enqueue(*faulty, "https://a.example:443", 1);
-  auto claimed = faulty->claim({.limit = 1, .lease = 1min});
-  ASSERT_TRUE(claimed.ok() && claimed->size() == 1u);
+  const std::vector<LeaseToken> claimed = claimed_deliveries(*faulty, 1);
+  ASSERT_EQ(claimed.size(), 1u);
   faulty->inject(testing::QueueCall::kRecord, {.kind = testing::QueueFault::Kind::kLoseAnswer});
   Worker w(faulty);
-  w.worker.record(delivered(claimed->at(0).lease), system_clock()->steady_now());
+  w.worker.record(delivered(claimed[0]), system_clock()->steady_now());
   ASSERT_TRUE(w.run_until([&] { return w.listener.recorded > 0; }));
   auto d = faulty->find_delivery("dlv_t0");
   EXPECT_EQ(d->state, DeliveryState::kDelivered);
@@ -183,17 +192,15 @@ TEST(StoreWorkerTest, ARecordWhoseAnswerWasLostIsStoredOnce) {
 TEST(StoreWorkerTest, RenewalsDoNotWaitBehindASlowRecord) {
   testing::TempDir dir;
   auto faulty = faulty_sqlite(dir);
-  add_app(*faulty);
-  enqueue(*faulty, "https://a.example:443", 2);
-  auto claimed = faulty->claim({.limit = 2, .lease = 1min});
-  ASSERT_TRUE(claimed.ok() && claimed->size() == 2u);
+  const std::vector<LeaseToken> claimed = claimed_deliveries(*faulty, 2);
+  ASSERT_EQ(claimed.size(), 2u);
   faulty->inject(testing::QueueCall::kRecord,
                  {.kind = testing::QueueFault::Kind::kHang, .hang = 3s});
   Worker w(faulty);
-  w.worker.record(delivered(claimed->at(0).lease), system_clock()->steady_now());
+  w.worker.record(delivered(claimed[0]), system_clock()->steady_now());
   w.worker.claim({.limit = 10, .lease = 1min});  // queued behind the record
   const auto asked = std::chrono::steady_clock::now();
-  w.worker.renew({claimed->at(1).lease}, 1min);
+  w.worker.renew({claimed[1]}, 1min);
   ASSERT_TRUE(w.run_until([&] { return w.listener.renewed > 0; }));
   EXPECT_LT(std::chrono::steady_clock::now() - asked, 2s) << "the renewal waited for the record";
   EXPECT_EQ(w.listener.recorded, 0u) << "the record is still hanging";

@@ -160,11 +160,16 @@ Result<std::unique_ptr<SqliteQueue>> SqliteQueue::open(SqliteQueueOptions option
   queue->clock_saved_ms_ = queue->clock_.now_ms();
   queue->clock_saved_at_open_ = true;
   if (Status s = queue->recover_all_leases(); !s.ok()) return failed(s);
-  for (std::size_t i = 0; i < std::max<std::size_t>(1, options.read_connections); ++i) {
+  // The API's readers, and the dispatcher's one.
+  for (std::size_t i = 0; i <= std::max<std::size_t>(1, options.read_connections); ++i) {
     auto reader = Connection::open(path, /*create=*/false);
     if (!reader.ok()) return reader.status();
     if (Status s = sqlite::configure_connection(**reader); !s.ok()) return failed(s);
-    queue->idle_readers_.push_back(std::move(*reader));
+    if (i == 0) {
+      queue->dispatch_reader_ = std::move(*reader);
+    } else {
+      queue->idle_readers_.push_back(std::move(*reader));
+    }
   }
   queue->commits_ = std::make_unique<GroupCommit<PendingEnqueue>>(
       "callbackd-enq", kMaxBatch,
@@ -630,13 +635,15 @@ Result<std::size_t> SqliteQueue::recover_expired_leases(const LeaseRecovery& rec
 }
 
 Result<std::optional<Millis>> SqliteQueue::next_due_in(const std::vector<std::string>& skip_hosts) {
-  ReadLease lease = read_connection();
-  auto row = (*lease).prepare(kNextDue);
+  // The dispatcher's own reader: a console busy with listings never delays it.
+  std::lock_guard lock(dispatch_reader_mutex_);
+  Connection& c = *dispatch_reader_;
+  auto row = c.prepare(kNextDue);
   if (!row.ok()) return row.status();
   (*row)->bind(1, skip_list(skip_hosts));
   const int rc = (*row)->step();
   if (rc == SQLITE_DONE) return std::optional<Millis>();
-  if (rc != SQLITE_ROW) return (*lease).error("next due");
+  if (rc != SQLITE_ROW) return c.error("next due");
   const std::int64_t wait = (*row)->int64(0) - clock_.now_ms();
   return std::optional<Millis>(Millis(std::max<std::int64_t>(0, wait)));
 }

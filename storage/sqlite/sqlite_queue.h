@@ -123,9 +123,13 @@ class SqliteQueue final : public Queue, public SchedulingHints {
   std::mutex known_apps_mutex_;
   std::unordered_set<std::string> known_apps_;
 
+  // The API's readers...
   std::mutex readers_mutex_;
   std::condition_variable reader_free_;
   std::vector<std::unique_ptr<sqlite::Connection>> idle_readers_;
+  // ...and the dispatcher's, apart.
+  std::mutex dispatch_reader_mutex_;
+  std::unique_ptr<sqlite::Connection> dispatch_reader_;
 
   // Group commit: enqueues gather here; one thread takes everything gathered into one
   // transaction while what arrives meanwhile gathers for the next one. Last: its thread

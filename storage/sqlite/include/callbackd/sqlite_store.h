@@ -25,7 +25,8 @@ struct SqliteQueueOptions {
   // For tests: the boot this run's monotonic clock belongs to. Empty: this machine's
   // (/proc/sys/kernel/random/boot_id). A run in the same boot as the last continues its clock.
   std::string boot_id;
-  // Read connections kept for find_delivery/list/count (WAL lets them run beside the writer).
+  // Read connections kept for the API's reads, find_delivery/list/count (WAL lets them run
+  // beside the writer). The dispatcher has one of its own besides, so reads never delay it.
   std::size_t read_connections = 4;
 };
 
